@@ -1,0 +1,1 @@
+"""The ``tap`` command: one entry point for every tool of the project."""
