@@ -134,6 +134,12 @@ class ValidationLimits:
 
 DEFAULT_LIMITS: Final = ValidationLimits()
 
+# Dict lookups instead of Enum calls and enum attribute access on the hot path
+# (each Enum call costs about a microsecond; the processor decodes > 20k records/s).
+_SENSOR_TYPES: Final[dict[str, SensorType]] = {t.value: t for t in SensorType}
+_STATUSES: Final[dict[str, EquipmentStatus]] = {s.value: s for s in EquipmentStatus}
+_EQUIPMENT_STATUS: Final = SensorType.EQUIPMENT_STATUS
+
 _decoder: Final = msgspec.json.Decoder(_WireReading)
 _encoder: Final = msgspec.json.Encoder()
 
@@ -153,8 +159,34 @@ def _classify_validation_error(message: str) -> RejectReason:
     if "Expected `object`" in message and "at `$" not in message:
         return RejectReason.NOT_OBJECT
     if "out of range" in message:
-        return RejectReason.NON_FINITE
+        # msgspec says "Number out of range" for a float literal that overflows to
+        # infinity (1e400) and for an integer beyond 64 bits.
+        return RejectReason.NON_FINITE if "`$.value`" in message else RejectReason.OUT_OF_RANGE
     return RejectReason.WRONG_TYPE
+
+
+#: Longest ``detail`` kept: it is a hint for a human, not a copy of the payload
+#: (the payload is stored beside it).
+MAX_DETAIL_CHARS: Final = 300
+
+
+def _detail(text: str) -> str:
+    """A detail safe for a PostgreSQL ``text`` column (no NUL) and bounded in size;
+    msgspec error messages may quote attacker-chosen field names, including lone
+    surrogates (``"\\ud800"``) that cannot be encoded as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if len(text) > MAX_DETAIL_CHARS:
+        text = text[: MAX_DETAIL_CHARS - 3] + "..."
+    return text
+
+
+def _reject(reason: RejectReason, detail: str) -> Rejection:
+    return Rejection(reason, _detail(detail))
 
 
 def decode_reading(
@@ -166,23 +198,33 @@ def decode_reading(
     event-time checks are made against it so that replaying old records gives the
     same verdict as the first delivery.
     """
-    if len(data) > limits.max_record_bytes:
-        return Rejection(
-            RejectReason.OVERSIZED, f"{len(data)} bytes > limit {limits.max_record_bytes}"
-        )
+    try:
+        if len(data) > limits.max_record_bytes:
+            return Rejection(
+                RejectReason.OVERSIZED, f"{len(data)} bytes > limit {limits.max_record_bytes}"
+            )
+        # msgspec validates UTF-8 inside strings (raising UnicodeDecodeError) and
+        # rejects any other non-ASCII byte as malformed JSON, so a separate UTF-8
+        # pass is only needed to name the reason of a failure, not on the hot path.
+        try:
+            wire = _decoder.decode(data)
+        except UnicodeDecodeError as exc:
+            return Rejection(RejectReason.NOT_UTF8, f"invalid UTF-8: {exc.reason}")
+        except msgspec.ValidationError as exc:
+            return _not_utf8(data) or _reject(_classify_validation_error(str(exc)), str(exc))
+        except msgspec.DecodeError as exc:
+            return _not_utf8(data) or _reject(RejectReason.NOT_JSON, str(exc))
+        return _check_semantics(wire, arrival, limits)
+    except Exception as exc:  # msgspec is total on bytes, but a dead letter beats a crash
+        return _reject(RejectReason.NOT_JSON, f"{type(exc).__name__}: {exc}")
+
+
+def _not_utf8(data: bytes) -> Rejection | None:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Rejection(RejectReason.NOT_UTF8, f"invalid UTF-8 at byte {exc.start}")
-    try:
-        wire = _decoder.decode(data)
-    except msgspec.ValidationError as exc:
-        return Rejection(_classify_validation_error(str(exc)), str(exc))
-    except msgspec.DecodeError as exc:
-        return Rejection(RejectReason.NOT_JSON, str(exc))
-    except Exception as exc:  # msgspec is total on bytes, but a dead letter beats a crash
-        return Rejection(RejectReason.NOT_JSON, f"{type(exc).__name__}: {exc}")
-    return _check_semantics(wire, arrival, limits)
+    return None
 
 
 def _check_semantics(
@@ -192,10 +234,9 @@ def _check_semantics(
         return Rejection(
             RejectReason.UNKNOWN_SCHEMA_VERSION, f"schema_version {wire.schema_version}"
         )
-    try:
-        sensor_type = SensorType(wire.sensor_type)
-    except ValueError:
-        return Rejection(RejectReason.UNKNOWN_SENSOR_TYPE, f"sensor_type {wire.sensor_type!r}")
+    sensor_type = _SENSOR_TYPES.get(wire.sensor_type)
+    if sensor_type is None:
+        return _reject(RejectReason.UNKNOWN_SENSOR_TYPE, f"sensor_type {wire.sensor_type!r}")
     if not DEVICE_ID_PATTERN.match(wire.device_id):
         return Rejection(RejectReason.BAD_IDENTIFIER, "device_id does not match pattern")
     if not _NAME_PATTERN.match(wire.facility) or not _NAME_PATTERN.match(wire.line):
@@ -203,26 +244,35 @@ def _check_semantics(
     if wire.seq < 0 or wire.seq > 2**63 - 1:
         return Rejection(RejectReason.OUT_OF_RANGE, f"seq {wire.seq} outside 0..2^63-1")
     if wire.unit != UNITS[sensor_type]:
-        return Rejection(
-            RejectReason.BAD_UNIT, f"unit {wire.unit!r} for {sensor_type}, want {UNITS[sensor_type]!r}"
+        return _reject(
+            RejectReason.BAD_UNIT,
+            f"unit {wire.unit!r} for {sensor_type}, want {UNITS[sensor_type]!r}",
         )
-    ts = wire.ts.astimezone(UTC)
-    if ts > arrival + limits.max_future:
-        return Rejection(RejectReason.TS_IN_FUTURE, f"ts {ts.isoformat()} after arrival + {limits.max_future}")
-    if ts < arrival - limits.max_age:
-        return Rejection(RejectReason.TS_TOO_OLD, f"ts {ts.isoformat()} before arrival - {limits.max_age}")
+    ts = wire.ts
+    try:
+        if ts.tzinfo is not UTC:
+            ts = ts.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is valid RFC 3339 but not a UTC datetime
+        return Rejection(RejectReason.BAD_TIMESTAMP, "ts outside the representable UTC range")
+    if ts - arrival > limits.max_future:
+        return Rejection(
+            RejectReason.TS_IN_FUTURE, f"ts {ts.isoformat()} after arrival + {limits.max_future}"
+        )
+    if arrival - ts > limits.max_age:
+        return Rejection(
+            RejectReason.TS_TOO_OLD, f"ts {ts.isoformat()} before arrival - {limits.max_age}"
+        )
 
     status: EquipmentStatus | None = None
     value = wire.value
-    if sensor_type is SensorType.EQUIPMENT_STATUS:
+    if sensor_type is _EQUIPMENT_STATUS:
         if value is not None:
             return Rejection(RejectReason.INCONSISTENT, "equipment_status carries a value")
         if wire.status is None:
             return Rejection(RejectReason.MISSING_FIELD, "equipment_status without status")
-        try:
-            status = EquipmentStatus(wire.status)
-        except ValueError:
-            return Rejection(RejectReason.BAD_STATUS, f"status {wire.status!r}")
+        status = _STATUSES.get(wire.status)
+        if status is None:
+            return _reject(RejectReason.BAD_STATUS, f"status {wire.status!r}")
     else:
         if wire.status is not None:
             return Rejection(RejectReason.INCONSISTENT, f"{sensor_type} carries a status")

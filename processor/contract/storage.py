@@ -42,3 +42,52 @@ def redis_detector_key(device_id: str) -> str:
 REDIS_ANOMALY_STREAM: Final = f"{REDIS_PREFIX}:anomalies"
 #: Sorted set: device id -> last event time (epoch ms).
 REDIS_LAST_SEEN: Final = f"{REDIS_PREFIX}:last_seen"
+
+# COPY column orders. The SQL migrations create these tables with exactly these
+# columns, and the core's row helpers (processor.core.batch) build tuples in this
+# order, so the PostgreSQL store can ``COPY table (cols...) FROM STDIN`` blindly.
+
+#: Readings: identity (device_id, seq), where it came from, and the three times
+#: (event ``event_ts``, Kinesis ``arrival_ts``, processor ``processed_at``).
+READINGS_COPY_COLUMNS: Final[tuple[str, ...]] = (
+    "device_id",
+    "seq",
+    "facility",
+    "line",
+    "sensor_type",
+    "value",
+    "status",
+    "unit",
+    "event_ts",
+    "arrival_ts",
+    "processed_at",
+    "shard_id",
+    "sequence_number",
+    "schema_version",
+)
+
+#: Anomalies: identity (device_id, seq, anomaly_type) makes a replay idempotent.
+ANOMALIES_COPY_COLUMNS: Final[tuple[str, ...]] = (
+    "device_id",
+    "seq",
+    "anomaly_type",
+    "severity",
+    "score",
+    "explanation",
+    "event_ts",
+    "detected_at",
+    "sensor_type",
+    "value",
+)
+
+#: Dead letters: the full raw payload (bytea) with the reject reason code.
+DEAD_LETTERS_COPY_COLUMNS: Final[tuple[str, ...]] = (
+    "shard_id",
+    "sequence_number",
+    "partition_key",
+    "payload",
+    "reason",
+    "detail",
+    "arrival_ts",
+    "received_at",
+)

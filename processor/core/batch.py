@@ -1,0 +1,178 @@
+"""One GetRecords batch of one shard -> a :class:`ProcessedBatch` ready to commit.
+
+Every record ends in exactly one place: an accepted reading, a dead letter (with
+its full payload and reason, so a poison record never stalls the shard), or — for
+a producer retry that repeats ``(device_id, seq)`` inside the batch — nowhere
+(the first copy wins; the database's ``ON CONFLICT DO NOTHING`` covers the copies
+that arrive in different batches).
+
+The row helpers turn the batch into tuples in the column orders defined once in
+:mod:`processor.contract.storage`, which the PostgreSQL store feeds to ``COPY``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from processor.contract.record import (
+    DEFAULT_LIMITS,
+    Reading,
+    Rejection,
+    ValidationLimits,
+    decode_reading,
+)
+from processor.core.detection import DetectorBank, load_states
+from processor.core.model import AcceptedReading, DeadLetter, KinesisRecord, ProcessedBatch
+
+#: Given device ids with no detector state in memory, return their saved states
+#: (``None`` when there is none): the adapter's Redis MGET.
+StateLoader = Callable[[Sequence[str]], Mapping[str, bytes | None]]
+
+
+def validate_records(
+    records: Sequence[KinesisRecord],
+    limits: ValidationLimits = DEFAULT_LIMITS,
+    shard_end: bool = False,
+    *,
+    shard_id: str | None = None,
+) -> ProcessedBatch:
+    """Decode and validate; no detection. ``shard_id`` names the shard of an empty
+    batch (a shard that ends with no records still has to be marked finished)."""
+    sid = shard_id if shard_id is not None else (records[0].shard_id if records else "")
+    batch = ProcessedBatch(shard_id=sid, shard_end=shard_end)
+    readings = batch.readings
+    dead = batch.dead_letters
+    seen: set[tuple[str, int]] = set()
+    for record in records:
+        result = decode_reading(record.data, arrival=record.arrival, limits=limits)
+        if isinstance(result, Reading):
+            key = (result.device_id, result.seq)
+            if key in seen:
+                continue
+            seen.add(key)
+            readings.append(
+                AcceptedReading(result, record.shard_id, record.sequence_number, record.arrival)
+            )
+        else:
+            dead.append(_dead_letter(record, result))
+    if records:
+        batch.checkpoint = records[-1].sequence_number
+    return batch
+
+
+def _dead_letter(record: KinesisRecord, rejection: Rejection) -> DeadLetter:
+    return DeadLetter(
+        shard_id=record.shard_id,
+        sequence_number=record.sequence_number,
+        partition_key=record.partition_key,
+        data=record.data,
+        reason=rejection.reason,
+        detail=rejection.detail,
+        arrival=record.arrival,
+    )
+
+
+def detect_batch(
+    batch: ProcessedBatch, detectors: DetectorBank, state_loader: StateLoader | None = None
+) -> None:
+    """Run the detectors over the batch's readings (in shard order), appending to
+    ``batch.anomalies``. With a ``state_loader``, devices the bank has never seen
+    get their saved state first, in one call, so a new shard owner keeps baselines."""
+    if state_loader is not None and batch.readings:
+        unknown = detectors.missing(a.reading.device_id for a in batch.readings)
+        if unknown:
+            load_states(detectors, state_loader(unknown))
+    out = batch.anomalies
+    observe = detectors.observe_into
+    for accepted in batch.readings:
+        observe(accepted.reading, out, arrival=accepted.arrival, shard_id=accepted.shard_id)
+
+
+def process_records(
+    records: Sequence[KinesisRecord],
+    detectors: DetectorBank,
+    limits: ValidationLimits = DEFAULT_LIMITS,
+    shard_end: bool = False,
+    *,
+    shard_id: str | None = None,
+    state_loader: StateLoader | None = None,
+) -> ProcessedBatch:
+    """Validate a batch, run the detectors, and set the checkpoint to the last
+    record's sequence number (dead letters and duplicates included: they are
+    handled once they are stored)."""
+    batch = validate_records(records, limits, shard_end, shard_id=shard_id)
+    detect_batch(batch, detectors, state_loader)
+    return batch
+
+
+# -- COPY rows ------------------------------------------------------------------------
+
+
+def reading_rows(batch: ProcessedBatch, processed_at: datetime) -> list[tuple[Any, ...]]:
+    """Rows in :data:`~processor.contract.storage.READINGS_COPY_COLUMNS` order."""
+    rows = []
+    for a in batch.readings:
+        r = a.reading
+        rows.append(
+            (
+                r.device_id,
+                r.seq,
+                r.facility,
+                r.line,
+                r.sensor_type.value,
+                r.value,
+                None if r.status is None else r.status.value,
+                r.unit,
+                r.ts,
+                a.arrival,
+                processed_at,
+                a.shard_id,
+                a.sequence_number,
+                r.schema_version,
+            )
+        )
+    return rows
+
+
+def anomaly_rows(batch: ProcessedBatch, detected_at: datetime) -> list[tuple[Any, ...]]:
+    """Rows in :data:`~processor.contract.storage.ANOMALIES_COPY_COLUMNS` order."""
+    return [
+        (
+            an.device_id,
+            an.seq,
+            an.anomaly_type.value,
+            an.severity.value,
+            an.score,
+            an.explanation,
+            an.ts,
+            detected_at,
+            an.sensor_type,
+            an.value,
+        )
+        for an in batch.anomalies
+    ]
+
+
+def _text(value: str) -> str:
+    """PostgreSQL ``text`` holds no NUL; a hostile partition key may."""
+    return value.replace("\x00", "\\x00") if "\x00" in value else value
+
+
+def dead_letter_rows(batch: ProcessedBatch, received_at: datetime) -> list[tuple[Any, ...]]:
+    """Rows in :data:`~processor.contract.storage.DEAD_LETTERS_COPY_COLUMNS` order;
+    ``payload`` is the raw bytes (``bytea``)."""
+    return [
+        (
+            d.shard_id,
+            d.sequence_number,
+            _text(d.partition_key),
+            d.data,
+            d.reason.value,
+            d.detail,
+            d.arrival,
+            received_at,
+        )
+        for d in batch.dead_letters
+    ]
