@@ -1,0 +1,201 @@
+"""Read-only queries over the processor's tables, for Redis reconciliation, the e2e
+verifier, tests and the data team's examples (docs/PROCESSOR-STORAGE.md).
+
+Each function takes an open psycopg connection (any role that can read schema
+``tap``), so the verifier can use its own administrative connection and the
+processor its pooled one (:meth:`processor.postgres_store.PostgresStore.run_query`).
+Nothing here writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from processor.contract.record import EquipmentStatus, Reading, SensorType
+from processor.core.model import AcceptedReading
+
+Connection = psycopg.Connection[Any]
+
+# The newest (event_ts, seq) per device without reading every row: a "loose index
+# scan" that hops from one device to the next on reading_keys_latest
+# (device_id, event_ts DESC, seq DESC), then fetches each device's newest key and
+# its row from tap.readings by primary key. Cost grows with the number of devices,
+# not of readings, which matters once the table holds months of data.
+_LATEST_PER_DEVICE = """
+WITH RECURSIVE devices AS (
+    (SELECT device_id FROM tap.reading_keys ORDER BY device_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT k.device_id FROM tap.reading_keys k
+            WHERE k.device_id > d.device_id ORDER BY k.device_id LIMIT 1)
+    FROM devices d WHERE d.device_id IS NOT NULL
+)
+SELECT r.device_id, r.facility, r.line, r.sensor_type, r.unit, r.event_ts, r.seq,
+       r.schema_version, r.value, r.status, r.shard_id, r.sequence_number, r.arrival_ts
+FROM devices d
+CROSS JOIN LATERAL (
+    SELECT k.device_id, k.event_ts, k.seq FROM tap.reading_keys k
+    WHERE k.device_id = d.device_id
+    ORDER BY k.event_ts DESC, k.seq DESC LIMIT 1
+) newest
+JOIN tap.readings r
+  ON r.device_id = newest.device_id AND r.event_ts = newest.event_ts AND r.seq = newest.seq
+WHERE d.device_id IS NOT NULL
+"""
+
+
+def _accepted(row: tuple[Any, ...]) -> AcceptedReading:
+    (device_id, facility, line, sensor_type, unit, event_ts, seq, schema_version, value,
+     status, shard_id, sequence_number, arrival_ts) = row  # fmt: skip
+    reading = Reading(
+        device_id=device_id,
+        facility=facility,
+        line=line,
+        sensor_type=SensorType(sensor_type),
+        unit=unit,
+        ts=event_ts,
+        seq=seq,
+        schema_version=schema_version,
+        value=value,
+        status=None if status is None else EquipmentStatus(status),
+    )
+    return AcceptedReading(
+        reading=reading, shard_id=shard_id, sequence_number=sequence_number, arrival=arrival_ts
+    )
+
+
+def latest_per_device(conn: Connection) -> dict[str, AcceptedReading]:
+    """Device id -> its newest stored reading by (event_ts, seq)."""
+    return {row[0]: _accepted(row) for row in conn.execute(_LATEST_PER_DEVICE)}
+
+
+def stored_keys(conn: Connection, device_ids: Iterable[str] | None = None) -> set[tuple[str, int]]:
+    """(device_id, seq) of the rows in tap.readings (optionally of some devices).
+
+    A set hides duplicates; the verifier checks :func:`duplicate_keys` as well.
+    """
+    if device_ids is None:
+        cur = conn.execute("SELECT device_id, seq FROM tap.readings")
+    else:
+        cur = conn.execute(
+            "SELECT device_id, seq FROM tap.readings WHERE device_id = ANY(%s)", (list(device_ids),)
+        )
+    return {(device, seq) for device, seq in cur}
+
+
+def duplicate_keys(conn: Connection) -> list[tuple[str, int, int]]:
+    """(device_id, seq, copies) of every key stored more than once (must be empty)."""
+    return [
+        (device, seq, n)
+        for device, seq, n in conn.execute(
+            "SELECT device_id, seq, count(*) FROM tap.readings"
+            " GROUP BY device_id, seq HAVING count(*) > 1 ORDER BY device_id, seq"
+        )
+    ]
+
+
+def count_readings(conn: Connection) -> int:
+    row = conn.execute("SELECT count(*) FROM tap.readings").fetchone()
+    return int(row[0]) if row else 0
+
+
+def count_dead_letters(conn: Connection, reason: str | None = None) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM tap.dead_letters"
+        " WHERE %(reason)s::text IS NULL OR reason = %(reason)s",
+        {"reason": reason},
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def dead_letters_by_reason(conn: Connection) -> dict[str, int]:
+    return {
+        reason: int(n)
+        for reason, n in conn.execute(
+            "SELECT reason, count(*) FROM tap.dead_letters GROUP BY reason"
+        )
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDeadLetter:
+    shard_id: str
+    sequence_number: str
+    partition_key: str
+    payload: bytes
+    reason: str
+    detail: str
+    arrival_ts: datetime
+    received_at: datetime
+
+
+def dead_letters(conn: Connection, shard_id: str | None = None) -> list[StoredDeadLetter]:
+    """Dead letters (optionally of one shard), in shard and Kinesis order."""
+    cur = conn.execute(
+        "SELECT shard_id, sequence_number, partition_key, payload, reason, detail, arrival_ts,"
+        " received_at FROM tap.dead_letters WHERE %(shard)s::text IS NULL OR shard_id = %(shard)s"
+        " ORDER BY shard_id, length(sequence_number), sequence_number",
+        {"shard": shard_id},
+    )
+    return [
+        StoredDeadLetter(shard, seqno, key, bytes(payload), reason, detail, arrival, received)
+        for shard, seqno, key, payload, reason, detail, arrival, received in cur
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnomaly:
+    device_id: str
+    seq: int
+    anomaly_type: str
+    severity: str
+    score: float
+    explanation: str
+    event_ts: datetime
+    detected_at: datetime
+    sensor_type: str
+    value: float | None
+
+
+def anomalies(conn: Connection, device_id: str | None = None) -> list[StoredAnomaly]:
+    cur = conn.execute(
+        "SELECT device_id, seq, anomaly_type, severity, score, explanation, event_ts, detected_at,"
+        " sensor_type, value FROM tap.anomalies"
+        " WHERE %(device)s::text IS NULL OR device_id = %(device)s"
+        " ORDER BY device_id, seq, anomaly_type",
+        {"device": device_id},
+    )
+    return [StoredAnomaly(*r) for r in cur]
+
+
+def anomaly_counts_since(conn: Connection, since: datetime) -> dict[str, int]:
+    """Anomalies with event time at or after ``since``, by type."""
+    return {
+        kind: int(n)
+        for kind, n in conn.execute(
+            "SELECT anomaly_type, count(*) FROM tap.anomalies"
+            " WHERE event_ts >= %s GROUP BY anomaly_type",
+            (since,),
+        )
+    }
+
+
+def reading_partitions(conn: Connection) -> list[str]:
+    """Names of tap.readings' partitions (daily ones and ``readings_default``), sorted."""
+    return [
+        name
+        for (name,) in conn.execute(
+            "SELECT c.relname FROM pg_inherits i"
+            " JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'tap.readings'::regclass ORDER BY c.relname"
+        )
+    ]
+
+
+def rows_in_default_partition(conn: Connection) -> int:
+    row = conn.execute("SELECT count(*) FROM tap.readings_default").fetchone()
+    return int(row[0]) if row else 0
