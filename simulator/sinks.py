@@ -1,0 +1,352 @@
+"""Where simulated records go: Kinesis, a JSONL file or stdout, or memory.
+
+Every sink keeps honest counts in :class:`SinkStats`:
+
+``sent``     records the destination acknowledged (Kinesis: entries without an
+             ``ErrorCode`` in a PutRecords response; files: lines written).
+``failed``   records given up on after the last attempt. A record that exhausts
+             its retries is counted here and never in ``sent``.
+``retried``  re-sends: one record sent three times adds 2 to ``retried``.
+
+The Kinesis sink batches at most 500 records and 5 MiB (data plus partition keys,
+as the service counts) per PutRecords call, re-sends *only* the entries that came
+back with an ``ErrorCode`` after a jittered exponential back-off, and paces
+itself with a token bucket when a target rate is set. That is the part the AWS
+Kinesis Data Generator and the Locust-for-Kinesis sample get wrong: both count a
+call's failed entries as sent.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final, Protocol
+
+from simulator.fleet import SimRecord
+
+MAX_RECORDS_PER_CALL: Final = 500
+MAX_BYTES_PER_CALL: Final = 5 * 1024 * 1024
+MAX_RECORD_BYTES: Final = 1024 * 1024  # Kinesis's own limit for data + partition key
+DEFAULT_REGION: Final = "eu-west-2"
+
+#: Whole-call errors that no retry can fix: stop and say so instead of counting
+#: every record of the run as failed.
+FATAL_ERROR_CODES: Final = frozenset(
+    {
+        "ResourceNotFoundException",
+        "AccessDeniedException",
+        "ValidationException",
+        "InvalidArgumentException",
+        "UnrecognizedClientException",
+        "KMSAccessDeniedException",
+        "KMSNotFoundException",
+        "KMSDisabledException",
+    }
+)
+
+
+@dataclass(slots=True)
+class SinkStats:
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    calls: int = 0
+    bytes_sent: int = 0
+    failed_by_code: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "failed": self.failed,
+            "retried": self.retried,
+            "calls": self.calls,
+            "bytes_sent": self.bytes_sent,
+            "failed_by_code": dict(self.failed_by_code),
+        }
+
+
+class Sink(Protocol):
+    stats: SinkStats
+
+    def send(self, records: Sequence[SimRecord]) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SinkError(RuntimeError):
+    """The destination refused the run as a whole (missing stream, no access)."""
+
+
+class TokenBucket:
+    """Paces to ``rate`` tokens per second with bursts of up to ``burst`` tokens.
+
+    ``acquire(n)`` may take more than ``burst`` at once (a 500-record call against
+    a 100 records/s budget): the bucket goes into debt and the caller sleeps it off,
+    so the long-run rate holds whatever the batch size.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        self.rate = rate
+        self.burst = burst if burst is not None else rate
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = self.burst
+        self._last = clock()
+
+    def acquire(self, count: int) -> float:
+        """Take ``count`` tokens, sleeping if needed; returns the seconds slept."""
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        self._tokens -= count
+        if self._tokens >= 0:
+            return 0.0
+        wait = -self._tokens / self.rate
+        self._sleep(wait)
+        return wait
+
+
+def kinesis_client(max_attempts: int = 3) -> Any:
+    """A boto3 Kinesis client with the standard configuration.
+
+    Region from ``AWS_REGION`` (then ``AWS_DEFAULT_REGION``, then eu-west-2).
+    Endpoints come from the standard variables (``AWS_ENDPOINT_URL_KINESIS`` or
+    ``AWS_ENDPOINT_URL``), which boto3 reads itself: no endpoint in code.
+    botocore's ``standard`` retry mode retries whole-call throttling and transient
+    errors; entry-level failures inside a 200 response are ours to retry.
+    """
+    import boto3
+    from botocore.config import Config
+
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    config = Config(
+        region_name=region,
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        connect_timeout=5,
+        read_timeout=30,
+        max_pool_connections=16,
+    )
+    return boto3.client("kinesis", config=config)
+
+
+def _entry_size(record: SimRecord) -> int:
+    return len(record.data) + len(record.partition_key.encode())
+
+
+def plan_batches(records: Sequence[SimRecord]) -> Iterator[list[SimRecord]]:
+    """Split records into PutRecords calls of at most 500 records and 5 MiB."""
+    batch: list[SimRecord] = []
+    batch_bytes = 0
+    for record in records:
+        size = _entry_size(record)
+        if batch and (
+            len(batch) >= MAX_RECORDS_PER_CALL or batch_bytes + size > MAX_BYTES_PER_CALL
+        ):
+            yield batch
+            batch, batch_bytes = [], 0
+        batch.append(record)
+        batch_bytes += size
+    if batch:
+        yield batch
+
+
+class KinesisSink:
+    """PutRecords with retry of only the failed entries, pacing and honest counts.
+
+    Records are buffered until a full call's worth (500 records or 5 MiB) is
+    there, or :meth:`flush`. ``max_attempts`` counts the first try: with 5, an
+    entry is sent at most five times before it counts as failed.
+    """
+
+    def __init__(
+        self,
+        stream: str,
+        *,
+        client: Any | None = None,
+        max_attempts: int = 5,
+        base_backoff_s: float = 0.05,
+        max_backoff_s: float = 2.0,
+        target_rate: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.stream = stream
+        # A stream ARN goes in StreamARN (cross-account, or when names are ambiguous).
+        self._stream_arg = {"StreamARN" if stream.startswith("arn:") else "StreamName": stream}
+        self._client = client if client is not None else kinesis_client()
+        self.max_attempts = max_attempts
+        self.base_backoff_s = base_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._sleep = sleep
+        self._rng = rng if rng is not None else random.Random()
+        self._bucket = TokenBucket(target_rate, clock=clock, sleep=sleep) if target_rate else None
+        self._buffer: list[SimRecord] = []
+        self._buffer_bytes = 0
+        self.stats = SinkStats()
+
+    def send(self, records: Sequence[SimRecord]) -> None:
+        for record in records:
+            size = _entry_size(record)
+            if size > MAX_RECORD_BYTES:
+                # Kinesis would reject the whole call; count the record, keep the rest.
+                self.stats.failed += 1
+                self.stats.failed_by_code["RecordTooLarge"] += 1
+                continue
+            if self._buffer and (
+                len(self._buffer) >= MAX_RECORDS_PER_CALL
+                or self._buffer_bytes + size > MAX_BYTES_PER_CALL
+            ):
+                self._put_with_retries(self._buffer)
+                self._buffer, self._buffer_bytes = [], 0
+            self._buffer.append(record)
+            self._buffer_bytes += size
+        if len(self._buffer) >= MAX_RECORDS_PER_CALL:
+            self._put_with_retries(self._buffer)
+            self._buffer, self._buffer_bytes = [], 0
+
+    def flush(self) -> None:
+        if self._buffer:
+            self._put_with_retries(self._buffer)
+            self._buffer, self._buffer_bytes = [], 0
+
+    def close(self) -> None:
+        self.flush()
+
+    def backoff_s(self, attempt: int) -> float:
+        """Full jitter (AWS Architecture Blog, "Exponential Backoff and Jitter"):
+        uniform in [0, min(cap, base * 2^attempt)], so retrying producers spread out
+        instead of hitting the shard again in lock-step."""
+        ceiling = min(self.max_backoff_s, self.base_backoff_s * (2**attempt))
+        return self._rng.uniform(0.0, ceiling)
+
+    def _put_with_retries(self, batch: list[SimRecord]) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        pending = batch
+        attempt = 0
+        while True:
+            attempt += 1
+            if self._bucket is not None:
+                self._bucket.acquire(len(pending))
+            failed: list[SimRecord] = []
+            codes: list[str] = []
+            try:
+                response = self._client.put_records(
+                    Records=[{"Data": r.data, "PartitionKey": r.partition_key} for r in pending],
+                    **self._stream_arg,
+                )
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", "ClientError"))
+                if code in FATAL_ERROR_CODES:
+                    self.stats.failed += len(pending)
+                    self.stats.failed_by_code[code] += len(pending)
+                    raise SinkError(f"Kinesis stream {self.stream!r}: {code}: {exc}") from exc
+                failed, codes = pending, [code] * len(pending)
+            except BotoCoreError as exc:  # connection refused, timeouts: the whole call
+                failed, codes = pending, [type(exc).__name__] * len(pending)
+            else:
+                self.stats.calls += 1
+                for record, entry in zip(pending, response["Records"], strict=True):
+                    if "ErrorCode" in entry:
+                        failed.append(record)
+                        codes.append(str(entry["ErrorCode"]))
+                    else:
+                        self.stats.sent += 1
+                        self.stats.bytes_sent += len(record.data)
+            if not failed:
+                return
+            if attempt >= self.max_attempts:
+                self.stats.failed += len(failed)
+                self.stats.failed_by_code.update(codes)
+                return
+            self.stats.retried += len(failed)
+            self._sleep(self.backoff_s(attempt))
+            pending = failed
+
+
+class JsonlSink:
+    """One record per line to a file or stdout (``path == "-"``).
+
+    The line is the record's bytes as they would go to Kinesis: the reading itself
+    carries ``device_id``, ``sensor_type`` and ``seq``. Poison records are written
+    as they are too (a ``not_utf8`` line is not UTF-8, on purpose).
+    """
+
+    def __init__(self, path: str | Path, *, target_rate: float | None = None) -> None:
+        self.path = str(path)
+        self._stream: IO[bytes]
+        if self.path == "-":
+            self._stream = sys.stdout.buffer
+            self._owns = False
+        else:
+            self._stream = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+            self._owns = True
+        self._bucket = TokenBucket(target_rate) if target_rate else None
+        self.stats = SinkStats()
+
+    def send(self, records: Sequence[SimRecord]) -> None:
+        if not records:
+            return
+        if self._bucket is not None:
+            self._bucket.acquire(len(records))
+        chunk = b"\n".join(r.data for r in records) + b"\n"
+        self._stream.write(chunk)
+        self.stats.calls += 1
+        self.stats.sent += len(records)
+        self.stats.bytes_sent += len(chunk) - len(records)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def close(self) -> None:
+        self.flush()
+        if self._owns:
+            self._stream.close()
+
+
+class MemorySink:
+    """Keeps records in memory (``keep=True``) or only counts them: the benchmark's
+    sink, so the measured speed is the generator's, not a destination's."""
+
+    def __init__(self, *, keep: bool = True) -> None:
+        self.keep = keep
+        self.records: list[SimRecord] = []
+        self.stats = SinkStats()
+
+    def send(self, records: Sequence[SimRecord]) -> None:
+        if self.keep:
+            self.records.extend(records)
+        self.stats.calls += 1
+        self.stats.sent += len(records)
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def __iter__(self) -> Iterator[SimRecord]:
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
