@@ -1,0 +1,602 @@
+"""Checks that the pipeline lost nothing and duplicated nothing, and the processes
+that make it run: shared by the processor's integration tests, the e2e suite and
+the demo.
+
+The contract every scenario asserts: the set of ``(device_id, seq)`` sent equals the
+set stored in ``tap.readings``, no key is stored twice, every poison record is in
+``tap.dead_letters`` with its expected reason, and Redis's latest reading of each
+device equals PostgreSQL's.
+
+Typical use::
+
+    sent = put_records(kinesis, stream, fleet_records(fleet.generate(2000)))
+    view = StoreView(lambda: server.admin_connection(database))
+    assert wait_until(lambda: view.stored_keys() >= sent.keys, timeout=30)
+    report = compare(sent.keys, view)
+    assert report.ok, report.summary()
+
+    with ProcessorProcess.start(env, log_dir / "w1.log", name="w1") as w1:
+        w1.wait_for_event("shard_acquired", timeout=10)
+        w1.terminate()                           # SIGTERM
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from processor import postgres_queries
+from processor.contract.record import Reading, SensorType, encode_reading
+from processor.contract.storage import redis_latest_key
+from processor.core.model import AcceptedReading
+
+#: Kinesis PutRecords takes at most 500 records per call.
+PUT_RECORDS_MAX: Final = 500
+
+Key = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A record to send with what it is: a reading key, or a poison record's
+    expected reject reason."""
+
+    data: bytes
+    partition_key: str
+    key: Key | None = None
+    expected_reason: str | None = None
+
+
+@dataclass(slots=True)
+class SendResult:
+    """What was sent: reading keys (each once, whatever the producer repeated), the
+    poison records' expected reasons, and the Kinesis routing."""
+
+    keys: set[Key] = field(default_factory=set)
+    poison_reasons: list[str] = field(default_factory=list)
+    records: int = 0
+    #: shard id -> number of records routed to it
+    shards: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def merge(self, other: SendResult) -> SendResult:
+        self.keys |= other.keys
+        self.poison_reasons += other.poison_reasons
+        self.records += other.records
+        for shard, n in other.shards.items():
+            self.shards[shard] = self.shards.get(shard, 0) + n
+        self.seconds += other.seconds
+        return self
+
+
+# --- generating readings ------------------------------------------------------------
+
+
+def make_readings(
+    devices: int,
+    per_device: int,
+    *,
+    start: datetime | None = None,
+    first_seq: int = 0,
+    prefix: str = "dev",
+    interval: timedelta = timedelta(milliseconds=100),
+) -> list[Record]:
+    """Plain, anomaly-free temperature readings, device-interleaved in time order:
+    ``devices * per_device`` records whose keys are ``(f"{prefix}-{i:04d}", seq)``."""
+    start = start or datetime.now(UTC)
+    out: list[Record] = []
+    for k in range(per_device):
+        seq = first_seq + k
+        for i in range(devices):
+            device_id = f"{prefix}-{i:04d}"
+            reading = Reading(
+                device_id=device_id,
+                facility="fac1",
+                line=f"l{i % 4:02d}",
+                sensor_type=SensorType.TEMPERATURE,
+                unit="C",
+                ts=start + interval * seq,
+                seq=seq,
+                schema_version=1,
+                # A smooth, bounded wave: no limit, spike or stuck anomaly fires.
+                value=round(65.0 + 3.0 * ((seq + i) % 20) / 20.0, 3),
+            )
+            out.append(Record(encode_reading(reading), device_id, (device_id, seq)))
+    return out
+
+
+def fleet_records(records: Iterable[Any]) -> list[Record]:
+    """The simulator's ``SimRecord`` objects as :class:`Record` (poison included)."""
+    from simulator.poison import EXPECTED_REASON, PoisonKind
+
+    out = []
+    for r in records:
+        if r.poison is not None:
+            reason = EXPECTED_REASON[PoisonKind(r.poison)].value
+            out.append(Record(r.data, r.partition_key, None, reason))
+        else:
+            out.append(Record(r.data, r.partition_key, (r.partition_key, r.seq)))
+    return out
+
+
+# --- sending --------------------------------------------------------------------------
+
+
+def put_records(
+    client: Any,
+    stream: str,
+    records: Sequence[Record],
+    *,
+    max_attempts: int = 20,
+) -> SendResult:
+    """PutRecords in chunks of 500, re-sending the entries Kinesis refused
+    (throttling), in order. A refused entry is not stored, so re-sending it is not a
+    duplicate; a network error after Kinesis stored the chunk would be (as with real
+    producers), which the processor absorbs."""
+    result = SendResult()
+    started = time.monotonic()
+    for offset in range(0, len(records), PUT_RECORDS_MAX):
+        pending = list(records[offset : offset + PUT_RECORDS_MAX])
+        for attempt in range(max_attempts):
+            response = client.put_records(
+                StreamName=stream,
+                Records=[{"Data": r.data, "PartitionKey": r.partition_key} for r in pending],
+            )
+            retry: list[Record] = []
+            for record, entry in zip(pending, response["Records"], strict=True):
+                if "ErrorCode" in entry:
+                    retry.append(record)
+                    continue
+                shard = entry["ShardId"]
+                result.shards[shard] = result.shards.get(shard, 0) + 1
+                result.records += 1
+                if record.key is not None:
+                    result.keys.add(record.key)
+                if record.expected_reason is not None:
+                    result.poison_reasons.append(record.expected_reason)
+            if not retry:
+                break
+            pending = retry
+            time.sleep(min(1.0, 0.05 * 2**attempt))
+        else:
+            raise RuntimeError(f"PutRecords kept refusing {len(pending)} records")
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def send_paced(
+    client: Any,
+    stream: str,
+    records: Sequence[Record],
+    *,
+    seconds: float,
+    chunk: int = 100,
+) -> SendResult:
+    """Send ``records`` spread over about ``seconds`` (so a scenario can act mid-stream)."""
+    result = SendResult()
+    chunks = max(1, (len(records) + chunk - 1) // chunk)
+    pause = seconds / chunks
+    for offset in range(0, len(records), chunk):
+        result.merge(put_records(client, stream, records[offset : offset + chunk]))
+        time.sleep(pause)
+    return result
+
+
+# --- reading back ---------------------------------------------------------------------
+
+
+class StoreView:
+    """Read-only views of one processor database (over any connection that can read
+    schema ``tap``; tests use the superuser connection of their database)."""
+
+    def __init__(self, conn_factory: Callable[[], Any]) -> None:
+        self._factory = conn_factory
+        self._conn: Any = None
+
+    def _connection(self) -> Any:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = self._factory()
+        return self._conn
+
+    def _run(self, fn: Callable[[Any], Any]) -> Any:
+        try:
+            return fn(self._connection())
+        except Exception:
+            # One reconnect (the server may have been restarted by the scenario).
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+            return fn(self._connection())
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    def schema_ready(self) -> bool:
+        return bool(
+            self._run(lambda c: c.execute("SELECT to_regclass('tap.readings')").fetchone()[0])
+        )
+
+    def stored_keys(self) -> set[Key]:
+        if not self.schema_ready():
+            return set()
+        return set(self._run(postgres_queries.stored_keys))
+
+    def duplicate_keys(self) -> list[tuple[str, int, int]]:
+        return list(self._run(postgres_queries.duplicate_keys))
+
+    def count_readings(self) -> int:
+        return int(self._run(postgres_queries.count_readings)) if self.schema_ready() else 0
+
+    def dead_letters_by_reason(self) -> dict[str, int]:
+        if not self.schema_ready():
+            return {}
+        return dict(self._run(postgres_queries.dead_letters_by_reason))
+
+    def latest_per_device(self) -> dict[str, AcceptedReading]:
+        return dict(self._run(postgres_queries.latest_per_device))
+
+    def leases(self) -> list[tuple[str, str | None, int, bool, str | None]]:
+        """(shard_id, owner, fencing, finished, checkpoint) of every lease row."""
+        return list(
+            self._run(
+                lambda c: c.execute(
+                    "SELECT shard_id, owner, fencing, finished, checkpoint"
+                    " FROM tap.shard_leases ORDER BY shard_id"
+                ).fetchall()
+            )
+        )
+
+    def owners(self) -> dict[str, str | None]:
+        """shard -> owner of the leases currently held (by the database clock)."""
+        return dict(
+            self._run(
+                lambda c: c.execute(
+                    "SELECT shard_id, owner FROM tap.shard_leases"
+                    " WHERE owner IS NOT NULL AND expires_at > now() ORDER BY shard_id"
+                ).fetchall()
+            )
+        )
+
+    def shard_processing_windows(self) -> dict[str, tuple[datetime, datetime]]:
+        """shard -> (first, last) processed_at of its readings (children-after-parents)."""
+        rows = self._run(
+            lambda c: c.execute(
+                "SELECT shard_id, min(processed_at), max(processed_at)"
+                " FROM tap.readings GROUP BY shard_id"
+            ).fetchall()
+        )
+        return {shard: (first, last) for shard, first, last in rows}
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.2) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` seconds passed (then one last try)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if predicate():
+                return True
+        time.sleep(interval)
+    try:
+        return bool(predicate())
+    except Exception:
+        return False
+
+
+def wait_until_stored(view: StoreView, keys: set[Key], *, timeout: float) -> set[Key]:
+    """Wait until every key is stored (or the timeout); returns the keys stored."""
+    stored: set[Key] = set()
+
+    def done() -> bool:
+        nonlocal stored
+        stored = view.stored_keys()
+        return keys <= stored
+
+    wait_until(done, timeout=timeout, interval=0.3)
+    return stored
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """Sent versus stored."""
+
+    sent: int
+    stored: int
+    lost: frozenset[Key]
+    unexpected: frozenset[Key]
+    duplicated: tuple[tuple[str, int, int], ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.lost and not self.unexpected and not self.duplicated
+
+    def summary(self) -> str:
+        def few(items: Iterable[Any]) -> str:
+            listed = sorted(items)[:5]
+            return ", ".join(map(str, listed)) + (" ..." if len(listed) == 5 else "")
+
+        return (
+            f"sent {self.sent}, stored {self.stored}, lost {len(self.lost)} [{few(self.lost)}], "
+            f"unexpected {len(self.unexpected)} [{few(self.unexpected)}], "
+            f"duplicated {len(self.duplicated)} [{few(self.duplicated)}]"
+        )
+
+
+def compare(sent: set[Key], view: StoreView) -> Comparison:
+    stored = view.stored_keys()
+    return Comparison(
+        sent=len(sent),
+        stored=len(stored),
+        lost=frozenset(sent - stored),
+        unexpected=frozenset(stored - sent),
+        duplicated=tuple(view.duplicate_keys()),
+    )
+
+
+def redis_latest_mismatches(redis_client: Any, latest: Mapping[str, AcceptedReading]) -> list[str]:
+    """Devices whose Redis latest hash differs from PostgreSQL's latest (seq and ts)."""
+    problems = []
+    for device_id, accepted in sorted(latest.items()):
+        cached = redis_client.hgetall(redis_latest_key(device_id))
+        seq = cached.get(b"seq") if cached else None
+        if seq is None:
+            problems.append(
+                f"{device_id}: missing in Redis (PostgreSQL seq {accepted.reading.seq})"
+            )
+            continue
+        if int(seq) != accepted.reading.seq:
+            problems.append(
+                f"{device_id}: Redis seq {int(seq)} != PostgreSQL {accepted.reading.seq}"
+            )
+    return problems
+
+
+# --- processor processes --------------------------------------------------------------
+
+
+class ProcessorProcess:
+    """``python -m processor`` as a real child process (signals are what we test).
+
+    stderr (JSON logs) goes to ``log_path``; stdout (EMF metrics) to ``.metrics``
+    beside it. :meth:`events` parses the log lines.
+    """
+
+    def __init__(self, popen: subprocess.Popen[bytes], name: str, log_path: Path) -> None:
+        self.popen = popen
+        self.name = name
+        self.log_path = log_path
+        self.health_port = 0
+
+    @classmethod
+    def start(
+        cls,
+        environment: Mapping[str, str],
+        log_path: Path,
+        *,
+        name: str | None = None,
+        python: str = sys.executable,
+    ) -> ProcessorProcess:
+        name = name or environment.get("TAP_WORKER_ID") or log_path.stem
+        env = {
+            # The child gets only what a task gets (plus PATH and the test's PYTHONPATH).
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+            "PYTHONUNBUFFERED": "1",
+            "AWS_EMF_ENVIRONMENT": "Local",
+            "TAP_WORKER_ID": name,
+            **environment,
+        }
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as err, log_path.with_suffix(".metrics").open("ab") as out:
+            popen = subprocess.Popen(
+                [python, "-m", "processor"],
+                env=env,
+                stdout=out,
+                stderr=err,
+                cwd=str(Path(__file__).resolve().parents[1]),
+            )
+        process = cls(popen, name, log_path)
+        process.health_port = int(env.get("TAP_HEALTH_PORT", "8080"))
+        return process
+
+    def __enter__(self) -> ProcessorProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.ensure_stopped()
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            os.kill(self.popen.pid, signum)
+
+    def terminate(self) -> float:
+        """SIGTERM; returns the wall-clock time it was sent (epoch seconds)."""
+        sent = time.time()
+        self.signal(signal.SIGTERM)
+        return sent
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.popen.wait(timeout=10)
+
+    def pause(self) -> None:
+        self.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.signal(signal.SIGCONT)
+
+    def wait(self, timeout: float) -> int:
+        return self.popen.wait(timeout=timeout)
+
+    def ensure_stopped(self, timeout: float = 10) -> None:
+        if not self.alive():
+            return
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(timeout=10)
+
+    def events(self, event: str | None = None) -> list[dict[str, Any]]:
+        """The JSON log lines (optionally those with ``"event": event``)."""
+        out = []
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return []
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and (event is None or entry.get("event") == event):
+                out.append(entry)
+        return out
+
+    def wait_for_event(
+        self,
+        event: str,
+        *,
+        timeout: float,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+        count: int = 1,
+    ) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+
+        def ready() -> bool:
+            nonlocal found
+            found = [e for e in self.events(event) if where is None or where(e)]
+            return len(found) >= count
+
+        wait_until(ready, timeout=timeout, interval=0.1)
+        return found
+
+    def health(self, path: str = "/health/ready") -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.health_port}{path}", timeout=2
+            ) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    def held_shards(self) -> list[str]:
+        """The shards this worker reads, from its readiness answer ([] if down)."""
+        try:
+            _, body = self.health()
+        except OSError:
+            return []
+        return list(body.get("leases", []))
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+def event_time(entry: Mapping[str, Any]) -> float:
+    """Epoch seconds of a JSON log line's ``ts``."""
+    return datetime.fromisoformat(str(entry["ts"])).timestamp()
+
+
+@contextlib.contextmanager
+def processors(
+    environments: Mapping[str, Mapping[str, str]], log_dir: Path
+) -> Iterator[dict[str, ProcessorProcess]]:
+    """Start one processor per name; stop them all at the end (SIGTERM, then kill)."""
+    started: dict[str, ProcessorProcess] = {}
+    try:
+        for name, environment in environments.items():
+            started[name] = ProcessorProcess.start(environment, log_dir / f"{name}.log", name=name)
+        yield started
+    finally:
+        for process in started.values():
+            with contextlib.suppress(Exception):
+                process.ensure_stopped()
+
+
+@dataclass
+class ProcessorCluster:
+    """Processor processes on one stream and one database of a ``LocalServices``.
+
+    ``env(name, **overrides)`` is the processor environment of a worker called
+    ``name`` (overrides are :class:`ProcessorSettings` attribute names); ``start``
+    launches it; ``stop_all`` ends them. ``view`` reads the database back.
+    """
+
+    services: Any  # e2e.services.local_stack.LocalServices
+    stream: str
+    database: str
+    db_secret_arn: str
+    redis_secret_arn: str
+    log_dir: Path
+    defaults: dict[str, Any] = field(default_factory=dict)
+    processes: dict[str, ProcessorProcess] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.view = StoreView(lambda: self.services.postgres.admin_connection(self.database))
+        self.kinesis = self.services.kinesis_client()
+
+    def env(self, name: str, **overrides: Any) -> dict[str, str]:
+        values = {"db_name": self.database, "worker_id": name, **self.defaults, **overrides}
+        return dict(
+            self.services.processor_environment(
+                self.stream, self.db_secret_arn, self.redis_secret_arn, **values
+            )
+        )
+
+    def start(self, name: str, **overrides: Any) -> ProcessorProcess:
+        process = ProcessorProcess.start(
+            self.env(name, **overrides), self.log_dir / f"{name}.log", name=name
+        )
+        self.processes[name] = process
+        return process
+
+    def send(self, records: Sequence[Record]) -> SendResult:
+        return put_records(self.kinesis, self.stream, records)
+
+    def wait_balanced(
+        self, names: Sequence[str], expected: Sequence[int], *, timeout: float
+    ) -> dict[str, list[str]]:
+        """Wait until the held-shard counts of ``names`` (sorted) equal ``expected``."""
+        held: dict[str, list[str]] = {}
+
+        def balanced() -> bool:
+            nonlocal held
+            owners = self.view.owners()
+            held = {n: sorted(s for s, o in owners.items() if o == n) for n in names}
+            return sorted(len(v) for v in held.values()) == sorted(expected)
+
+        wait_until(balanced, timeout=timeout, interval=0.2)
+        return held
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            with contextlib.suppress(Exception):
+                process.ensure_stopped()
+        self.view.close()
+
+    def logs(self) -> str:
+        """The last lines of every worker's log (for assertion messages)."""
+        return "\n".join(f"--- {n}\n{p.tail(25)}" for n, p in self.processes.items())

@@ -1,0 +1,770 @@
+"""The processor's run loop: leases, one reader thread per held shard, graceful stop.
+
+Threads (all in one process; the work is I/O-bound and the GIL is not the limit at
+the batch sizes Kinesis allows per shard):
+
+* **plan thread** (:meth:`Worker._plan_loop`), a round every 250 ms: list the
+  lease rows and live workers, run the pure planner
+  (:func:`processor.core.leases.plan_leases`) and acquire / give up shards; every
+  10 s (and right after a shard ends) it syncs ListShards into the lease table.
+  The short round is what makes a handoff fast: a released lease is picked up by
+  a peer within one round, without LISTEN/NOTIFY plumbing through a connection pool.
+* **renew thread** (:meth:`Worker._renew_loop`): heartbeat and renew the held
+  leases every ``lease_duration / 3``, apart from the planner so that a planner
+  blocked on a row a paused peer keeps locked cannot let our own leases expire.
+* **shard runners** (:class:`ShardRunner`), one per held shard: GetRecords ->
+  :func:`processor.core.batch.process_records` -> ``commit_batch`` (one PostgreSQL
+  transaction, fenced by the lease) -> Redis -> metrics. ``StoreUnavailable``:
+  back off and commit the *same* batch again (the detectors are not re-run, so the
+  replay yields the same anomalies). ``LeaseLost``: stop at once, drop the shard's
+  detector state, never touch the lease again.
+* **main thread**: signals, periodic chores (Redis reconciliation, partitions,
+  metrics flush) and the health endpoint's clock.
+
+SIGTERM / SIGINT (ECS stop, deploy, scale-in): the worker leaves the live-worker
+set first (so peers' fair share counts without it), every runner stops fetching,
+commits the batch it holds, saves its detector states and releases its lease;
+peers take the shards on their next round. A second signal abandons retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any, Final
+
+from psycopg import sql
+
+from processor.contract.environment import ProcessorSettings
+from processor.contract.record import DEFAULT_LIMITS
+from processor.contract.storage import SHARD_LEASES_TABLE
+from processor.core.batch import process_records
+from processor.core.detection import DetectorBank, DetectorConfig
+from processor.core.leases import LeaseRow as PlannerLease
+from processor.core.leases import ShardInfo as PlannerShard
+from processor.core.leases import plan_leases
+from processor.core.model import LeaseToken, ProcessedBatch
+from processor.health import HealthServer
+from processor.kinesis_source import (
+    FetchResult,
+    KinesisSource,
+    ShardInfo,
+    ShardReader,
+    backoff_delay,
+)
+from processor.observability import Metrics
+from processor.postgres_store import (
+    LeaseLost,
+    PostgresStore,
+    StoreError,
+    StoreUnavailable,
+    with_pg_retry,
+)
+from processor.redis_cache import RedisCache
+from processor.secrets import SecretsProvider
+
+log = logging.getLogger(__name__)
+
+#: How often the lease thread looks at the lease table (handoff latency).
+LEASE_POLL_S: Final = 0.25
+#: How often ListShards is re-read (new shards after a split or a reshard).
+SHARD_SYNC_S: Final = 10.0
+#: How often partitions are ensured after start-up.
+PARTITIONS_EVERY_S: Final = 3600.0
+#: How often the silence detector runs on each shard's devices.
+SILENCE_CHECK_S: Final = 5.0
+#: Pause before re-acquiring a shard whose runner crashed (no hot loop on a bug).
+CRASH_COOLDOWN_S: Final = 5.0
+#: Readings per batch whose event-to-commit latency is sampled for metrics.
+LATENCY_SAMPLES_PER_BATCH: Final = 20
+
+
+_LOCK_LEASE_ROW: Final = sql.SQL("SELECT 1 FROM {} WHERE shard_id = %s FOR NO KEY UPDATE").format(
+    sql.Identifier(*SHARD_LEASES_TABLE.split("."))
+)
+
+
+@dataclass
+class WorkerStatus:
+    """What the health endpoint reports; written by the threads, read by HTTP."""
+
+    started_at: float = field(default_factory=time.monotonic)
+    lease_tick: float = field(default_factory=time.monotonic)
+    plan_tick: float = field(default_factory=time.monotonic)
+    main_tick: float = field(default_factory=time.monotonic)
+    store_ok_at: float = 0.0
+    shards_listed: int = 0
+    live_workers: int = 0
+    stopping: bool = False
+
+
+class _Prefetcher(threading.Thread):
+    """Fetches the next GetRecords batch while the runner commits the current one.
+
+    At most one batch ahead (a queue of one), so the reader runs at most one batch
+    past the checkpoint. A stop discards that batch uncommitted: the next owner
+    reads it again from the checkpoint. Overlapping the GetRecords round trip with
+    the commit roughly doubles a shard's drain rate when both take similar time.
+    """
+
+    _DONE: Final = object()
+
+    def __init__(self, reader: ShardReader, stop: threading.Event, shard_id: str) -> None:
+        super().__init__(name=f"fetch-{shard_id}", daemon=True)
+        self.reader = reader
+        self.stop = stop
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=1)
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                started = time.monotonic()
+                result = self.reader.fetch()
+                if result is None:
+                    break
+                if not self._put((result, (time.monotonic() - started) * 1000)):
+                    return
+                if result.shard_end:
+                    break
+        except Exception as exc:  # handed to the runner, which logs it and gives up
+            self._put(exc)
+            return
+        self._put(self._DONE)
+
+    def _put(self, item: object) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def next(self) -> tuple[FetchResult, float] | None:
+        """The next fetched batch with its fetch time (ms); None when stopped or done."""
+        while True:
+            try:
+                item = self.queue.get(timeout=0.05)
+            except queue.Empty:
+                if self.stop.is_set() or not self.is_alive():
+                    try:
+                        item = self.queue.get_nowait()
+                    except queue.Empty:
+                        return None
+                else:
+                    continue
+            if item is self._DONE:
+                return None
+            if isinstance(item, Exception):
+                raise item
+            result: tuple[FetchResult, float] = item
+            return result
+
+
+class ShardRunner(threading.Thread):
+    """Reads, processes and commits one shard while the lease is ours."""
+
+    def __init__(self, worker: Worker, token: LeaseToken, checkpoint: str | None) -> None:
+        super().__init__(name=f"shard-{token.shard_id}", daemon=True)
+        self.worker = worker
+        self.token = token
+        self.shard_id = token.shard_id
+        self.checkpoint = checkpoint
+        #: Set to stop fetching (shutdown, give-up, lease lost); the batch in hand is
+        #: still committed unless the lease is lost.
+        self.stop_fetching = threading.Event()
+        self.lost = threading.Event()
+        self.finished = False
+        self.crashed = False
+        self.released = False
+        self.batches = 0
+        #: Durations of the current batch's steps (DEBUG logs).
+        self.timings: dict[str, float] = {}
+        self.bank = DetectorBank(
+            config=DetectorConfig(silence_after_seconds=worker.settings.silence_after_s)
+        )
+
+    # -- control from other threads ----------------------------------------------------
+
+    def give_up(self, reason: str) -> None:
+        if not self.stop_fetching.is_set():
+            log.info("stopping shard", extra={"shard_id": self.shard_id, "reason": reason})
+        self.stop_fetching.set()
+
+    def lose(self, via: str) -> None:
+        if not self.lost.is_set():
+            self._log_lost(via)
+        self.lost.set()
+        self.stop_fetching.set()
+
+    def _log_lost(self, via: str) -> None:
+        self.worker.metrics.count("LeasesLost")
+        log.warning(
+            "lease lost",
+            extra={
+                "event": "lease_lost",
+                "via": via,
+                "shard_id": self.shard_id,
+                "fencing": self.token.fencing,
+            },
+        )
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        w = self.worker
+        try:
+            self._run()
+        except Exception:
+            self.crashed = True
+            log.exception("shard runner crashed", extra={"shard_id": self.shard_id})
+        finally:
+            self.stop_fetching.set()  # ends the prefetch thread
+            if not self.lost.is_set():
+                self._release()
+            # Baselines of a shard we no longer own must not linger (a later owner's
+            # state is newer); Redis holds what we saved.
+            self.bank = DetectorBank(config=self.bank.config)
+            w.runner_exited(self)
+
+    def _run(self) -> None:
+        w = self.worker
+        reader = w.source.reader(self.shard_id, self.checkpoint, stop=self.stop_fetching)
+        log.info(
+            "shard acquired",
+            extra={
+                "event": "shard_acquired",
+                "shard_id": self.shard_id,
+                "fencing": self.token.fencing,
+                "checkpoint": self.checkpoint,
+            },
+        )
+        first = True
+        next_silence = time.monotonic() + SILENCE_CHECK_S
+        fetcher = _Prefetcher(reader, self.stop_fetching, self.shard_id)
+        fetcher.start()
+        while not self.stop_fetching.is_set():
+            item = fetcher.next()
+            if item is None:
+                break
+            result, self.timings["fetch_ms"] = item
+            if first:
+                first = False
+                log.info(
+                    "shard reading",
+                    extra={
+                        "event": "shard_first_fetch",
+                        "shard_id": self.shard_id,
+                        "records": len(result.records),
+                    },
+                )
+            w.metrics.millis_behind(self.shard_id, result.millis_behind_latest)
+            process_started = time.monotonic()
+            batch = process_records(
+                result.records,
+                self.bank,
+                w.limits,
+                result.shard_end,
+                shard_id=self.shard_id,
+                state_loader=w.cache.load_detector_states,
+            )
+            self.timings["process_ms"] = (time.monotonic() - process_started) * 1000
+            if time.monotonic() >= next_silence:
+                next_silence = time.monotonic() + SILENCE_CHECK_S
+                batch.anomalies.extend(self.bank.check_silence(datetime.now(UTC)))
+            if not (batch.readings or batch.dead_letters or batch.anomalies or batch.shard_end):
+                continue
+            if not self._commit(batch, len(result.records)):
+                return
+            if result.shard_end:
+                self.finished = True
+                log.info("shard finished", extra={"event": "shard_end", "shard_id": self.shard_id})
+                w.request_shard_sync()
+                return
+
+    def _commit(self, batch: ProcessedBatch, records: int) -> bool:
+        """Commit ``batch`` until it sticks; False when the shard must be dropped."""
+        w = self.worker
+        attempt = 0
+        while True:
+            if self.lost.is_set():
+                return False
+            started = time.monotonic()
+            try:
+                result = w.store.commit_batch(batch, self.token, datetime.now(UTC))
+                break
+            except LeaseLost:
+                self.lose("commit")
+                return False
+            except StoreUnavailable as exc:
+                w.metrics.count("StoreRetries")
+                if w.abandon.is_set():
+                    log.warning(
+                        "giving up an uncommitted batch at shutdown (it will be replayed)",
+                        extra={"shard_id": self.shard_id},
+                    )
+                    return False
+                delay = backoff_delay(attempt)
+                attempt += 1
+                log.warning(
+                    "PostgreSQL unavailable; retrying the same batch",
+                    extra={
+                        "shard_id": self.shard_id,
+                        "attempt": attempt,
+                        "delay_s": round(delay, 2),
+                        "error": str(exc)[:300],
+                    },
+                )
+                # Not stop_fetching: a stopping worker still owes this batch its commit.
+                self.lost.wait(delay)
+        commit_ms = (time.monotonic() - started) * 1000
+        self.batches += 1
+        # Redis after PostgreSQL: the cache never shows what the record lacks.
+        redis_started = time.monotonic()
+        w.cache.apply(batch)
+        states = self.bank.dirty_states()
+        if states and w.cache.save_detector_states(states):
+            self.bank.clear_dirty(states)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "batch committed",
+                extra={
+                    "shard_id": self.shard_id,
+                    "records": records,
+                    "commit_ms": round(commit_ms, 1),
+                    "redis_ms": round((time.monotonic() - redis_started) * 1000, 1),
+                    **{k: round(v, 1) for k, v in self.timings.items()},
+                },
+            )
+        now = datetime.now(UTC)
+        readings = batch.readings
+        step = max(1, len(readings) // LATENCY_SAMPLES_PER_BATCH)
+        w.metrics.batch_committed(
+            records=records,
+            readings=result.inserted,
+            dead_letters=len(batch.dead_letters),
+            anomaly_types=[a.anomaly_type.value for a in batch.anomalies],
+            latencies_ms=[(now - a.reading.ts).total_seconds() * 1000 for a in readings[::step]],
+            commit_ms=commit_ms,
+        )
+        if result.duplicates:
+            w.metrics.count("Duplicates", result.duplicates)
+        return True
+
+    def _release(self) -> None:
+        w = self.worker
+        for attempt in range(3):
+            try:
+                self.released = w.store.release(self.token)
+                log.info(
+                    "lease released",
+                    extra={
+                        "event": "lease_released",
+                        "shard_id": self.shard_id,
+                        "released": self.released,
+                    },
+                )
+                return
+            except StoreError as exc:
+                # It expires by itself; a peer then takes it a little later.
+                log.warning(
+                    "lease release failed",
+                    extra={"shard_id": self.shard_id, "attempt": attempt, "error": str(exc)[:200]},
+                )
+                if w.abandon.wait(backoff_delay(attempt)):
+                    return
+
+
+class Worker:
+    """One processor process: wires the edges together and runs the threads."""
+
+    def __init__(
+        self,
+        settings: ProcessorSettings,
+        *,
+        secrets: SecretsProvider | None = None,
+        store: PostgresStore | None = None,
+        cache: RedisCache | None = None,
+        source: KinesisSource | None = None,
+        metrics: Metrics | None = None,
+        lease_poll_s: float = LEASE_POLL_S,
+    ) -> None:
+        self.settings = settings
+        self.me = settings.worker_id
+        self.secrets = secrets or SecretsProvider.from_settings(settings)
+        self.store = store or PostgresStore.from_settings(
+            settings, self.secrets, max_idle_connections=12
+        )
+        self.cache = cache or RedisCache(settings, self.secrets)
+        self.source = source or KinesisSource(settings)
+        self.metrics = metrics or Metrics(settings.metrics_namespace, settings.stream_name)
+        self.limits = DEFAULT_LIMITS
+        self.lease_poll_s = lease_poll_s
+        self.stop = threading.Event()
+        #: Second signal: stop retrying commits and releases, exit now.
+        self.abandon = threading.Event()
+        self.status = WorkerStatus()
+        self._runners: dict[str, ShardRunner] = {}
+        self._runners_lock = threading.Lock()
+        self._cooldown: dict[str, float] = {}
+        self._locked_warned: dict[str, float] = {}
+        self._shards: list[ShardInfo] = []
+        self._sync_now = threading.Event()
+        self._renew_thread = threading.Thread(target=self._renew_loop, name="renew", daemon=True)
+        self._plan_thread = threading.Thread(target=self._plan_loop, name="plan", daemon=True)
+
+    # -- runner bookkeeping --------------------------------------------------------------
+
+    def runners(self) -> dict[str, ShardRunner]:
+        with self._runners_lock:
+            return dict(self._runners)
+
+    def runner_exited(self, runner: ShardRunner) -> None:
+        with self._runners_lock:
+            if self._runners.get(runner.shard_id) is runner:
+                del self._runners[runner.shard_id]
+            if runner.crashed:
+                self._cooldown[runner.shard_id] = time.monotonic() + CRASH_COOLDOWN_S
+        self.metrics.leases_held(len(self._runners))
+
+    def request_shard_sync(self) -> None:
+        self._sync_now.set()
+
+    # -- start-up ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Migrate, prepare partitions, start the lease thread (no signal handlers)."""
+        log.info(
+            "processor starting",
+            extra={
+                "stream": self.settings.stream_name,
+                "lease_duration_s": self.settings.lease_duration_s,
+                "poll_interval_ms": self.settings.poll_interval_ms,
+                "limit": self.settings.get_records_limit,
+            },
+        )
+
+        def on_retry(attempt: int, exc: StoreUnavailable, delay: float) -> None:
+            log.warning(
+                "PostgreSQL unavailable at start-up",
+                extra={"attempt": attempt, "delay_s": round(delay, 2), "error": str(exc)[:300]},
+            )
+
+        applied = with_pg_retry(self.store.migrate, stop=self.stop, on_retry=on_retry)
+        if applied:
+            log.info("migrations applied", extra={"versions": applied})
+        with_pg_retry(self.store.ensure_partitions, stop=self.stop, on_retry=on_retry)
+        self.status.store_ok_at = time.monotonic()
+        self.cache.recover(self.store)
+        self._renew_thread.start()
+        self._plan_thread.start()
+
+    # -- the lease thread ----------------------------------------------------------------
+
+    def _renew_loop(self) -> None:
+        """Heartbeat and renew the held leases every ``lease_duration / 3``.
+
+        A thread of its own: a planner round can block on a lease row that a paused
+        peer holds locked inside its commit transaction, and that must not stop our
+        renewals too (every lease of this worker would expire with the peer's).
+        It keeps renewing while a stopping worker's runners finish their batches.
+        """
+        renew_every = self.settings.lease_duration_s / 3
+        while True:
+            started = time.monotonic()
+            self.status.lease_tick = started
+            runners = self.runners()
+            if self.stop.is_set() and (not runners or self.abandon.is_set()):
+                return
+            try:
+                self._renew(runners)
+                self.status.store_ok_at = time.monotonic()
+            except StoreUnavailable as exc:
+                log.warning(
+                    "lease renewal failed: PostgreSQL unavailable", extra={"error": str(exc)[:300]}
+                )
+            except Exception:
+                log.exception("lease renewal failed")
+            while time.monotonic() - started < renew_every:
+                if self.stop.is_set() and not self.runners():
+                    return
+                time.sleep(0.05)
+
+    def _plan_loop(self) -> None:
+        """Every 250 ms: sync shards when due, plan, acquire and give up."""
+        next_sync = 0.0
+        while not self.stop.is_set():
+            now = time.monotonic()
+            self.status.plan_tick = now
+            try:
+                if now >= next_sync or self._sync_now.is_set():
+                    self._sync_now.clear()
+                    self._sync_shards()
+                    next_sync = now + SHARD_SYNC_S
+                self._plan_round()
+                self.status.store_ok_at = time.monotonic()
+            except StoreUnavailable as exc:
+                log.warning(
+                    "lease round failed: PostgreSQL unavailable", extra={"error": str(exc)[:300]}
+                )
+            except Exception:
+                log.exception("lease round failed")
+            self.stop.wait(self.lease_poll_s)
+
+    def _leave_live_set(self) -> None:
+        try:
+            self.store.remove_worker(self.me)
+        except StoreError as exc:
+            log.warning("could not leave the live-worker set", extra={"error": str(exc)[:200]})
+
+    def _renew(self, runners: dict[str, ShardRunner]) -> None:
+        if not self.stop.is_set():
+            self.store.heartbeat(self.me)
+        tokens = [r.token for r in runners.values() if not r.lost.is_set()]
+        if not tokens:
+            return
+        _, lost = self.store.renew(tokens, self.settings.lease_duration_s)
+        for token in lost:
+            runner = runners.get(token.shard_id)
+            if runner is not None and runner.token == token:
+                runner.lose("renew")
+
+    def _sync_shards(self) -> None:
+        try:
+            shards = self.source.list_shards()
+        except Exception as exc:
+            # Keep the last list: Kinesis control-plane hiccups must not stop reading.
+            log.warning("ListShards failed", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+            return
+        # Upsert only what changed: the upsert locks existing lease rows, and a row a
+        # stalled peer keeps locked would block this thread (see _row_lockable).
+        known = {
+            row.shard_id: (tuple(row.parent_shard_ids), row.adjacent_parent)
+            for row in self.store.list_leases()
+        }
+        changed = [
+            (s.shard_id, list(s.parents), s.adjacent_parent_shard_id)
+            for s in shards
+            if known.get(s.shard_id) != (s.parents, s.adjacent_parent_shard_id)
+        ]
+        if changed:
+            self.store.sync_shards(changed)
+        self._shards = shards
+        self.status.shards_listed = len(shards)
+
+    def _row_lockable(self, shard_id: str) -> bool:
+        """False when another session holds the lease row locked right now.
+
+        A worker frozen (SIGSTOP, a VM pause) inside its commit transaction keeps the
+        row locked after its lease expired; ``try_acquire`` would then wait for it
+        and stall this whole thread. Probing with a short ``lock_timeout`` skips that
+        one shard this round; it is taken as soon as the stalled transaction ends
+        (the peer resumes and fails its next renewal, or PostgreSQL ends the session).
+        """
+
+        def probe(conn: Any) -> bool:
+            with conn.transaction():
+                conn.execute("SET LOCAL lock_timeout = '100ms'")
+                conn.execute(_LOCK_LEASE_ROW, (shard_id,))
+            return True
+
+        try:
+            return bool(self.store.run_query(probe))
+        except StoreUnavailable:
+            now = time.monotonic()
+            if now - self._locked_warned.get(shard_id, 0.0) > 5:
+                self._locked_warned[shard_id] = now
+                log.warning(
+                    "lease row locked by another session; skipping it this round",
+                    extra={"event": "lease_row_locked", "shard_id": shard_id},
+                )
+            return False
+
+    def _plan_round(self) -> None:
+        if not self._shards:
+            return
+        rows = self.store.list_leases()
+        live = self.store.live_workers(self.settings.lease_duration_s)
+        self.status.live_workers = len(live)
+        db_now = rows[0].db_now if rows else datetime.now(UTC)
+        runners = self.runners()
+        planner_rows = [
+            PlannerLease(
+                shard_id=row.shard_id,
+                owner=row.owner,
+                expires_at=row.expires_at,
+                fencing=row.fencing,
+                checkpoint=row.checkpoint,
+                finished=row.finished,
+            )
+            for row in rows
+        ]
+        plan = plan_leases(
+            [PlannerShard(s.shard_id, s.parents) for s in self._shards],
+            planner_rows,
+            live,
+            self.me,
+            db_now,
+        )
+        for shard_id in plan.release:
+            runner = runners.get(shard_id)
+            if runner is not None:
+                runner.give_up("rebalance" if shard_id == plan.give_up else "ineligible")
+            else:
+                # A lease row says it is ours but no runner reads it (e.g. a runner that
+                # exited without releasing): give it back.
+                row = next((r for r in rows if r.shard_id == shard_id), None)
+                if row is not None and row.owner == self.me:
+                    self.store.release(LeaseToken(shard_id, self.me, row.fencing))
+        for acquire in plan.take:
+            if acquire.shard_id in runners:
+                continue
+            if self._cooldown.get(acquire.shard_id, 0.0) > time.monotonic():
+                continue
+            if not self._row_lockable(acquire.shard_id):
+                continue
+            token = self.store.try_acquire(
+                acquire.shard_id,
+                self.me,
+                self.settings.lease_duration_s,
+                expected_fencing=acquire.expected_fencing,
+            )
+            if token is None:
+                continue
+            checkpoint = self.store.checkpoint_of(acquire.shard_id)
+            runner = ShardRunner(self, token, checkpoint)
+            with self._runners_lock:
+                self._runners[acquire.shard_id] = runner
+            if self.stop.is_set():
+                runner.give_up("shutdown")  # acquired while the stop signal arrived
+            runner.start()
+        self.metrics.leases_held(len(self.runners()))
+
+    # -- main loop ---------------------------------------------------------------------
+
+    def run_forever(self, chores_every_s: float = 1.0) -> None:
+        """Periodic chores until ``stop``; then wait for the runners and the lease thread."""
+        next_partitions = time.monotonic() + PARTITIONS_EVERY_S
+        while not self.stop.wait(chores_every_s):
+            self.status.main_tick = time.monotonic()
+            # Reconcile after an outage, and notice a Redis that restarted empty.
+            if self.cache.stale or not self.cache.check():
+                self.cache.recover(self.store)
+            if time.monotonic() >= next_partitions:
+                next_partitions = time.monotonic() + PARTITIONS_EVERY_S
+                try:
+                    self.store.ensure_partitions()
+                except StoreError as exc:
+                    log.warning("partition maintenance failed", extra={"error": str(exc)[:200]})
+            self.metrics.maybe_flush()
+        self.shutdown()
+
+    def shutdown(self, timeout_s: float | None = None) -> None:
+        """Stop fetching, let each runner commit and release, then stop the threads."""
+        self.status.stopping = True
+        self.stop.set()
+        started = time.monotonic()
+        # Leave the live set first: peers then count their fair share without us and
+        # take each released shard on their next round.
+        self._leave_live_set()
+        budget = timeout_s if timeout_s is not None else self.settings.lease_duration_s
+        deadline = started + budget
+        while (runners := self.runners()) and time.monotonic() < deadline:
+            for runner in runners.values():
+                runner.give_up("shutdown")
+            time.sleep(0.01)
+        if self.runners():
+            log.warning("runners still busy at the shutdown deadline; abandoning")
+            self.abandon.set()
+        for thread in (self._plan_thread, self._renew_thread):
+            if thread.is_alive():
+                thread.join(timeout=5)
+        self.metrics.flush()
+        log.info(
+            "processor stopped",
+            extra={"event": "stopped", "shutdown_ms": round((time.monotonic() - started) * 1000)},
+        )
+        self.cache.close()
+        self.store.close()
+
+    # -- health --------------------------------------------------------------------------
+
+    def live(self) -> tuple[bool, dict[str, Any]]:
+        now = time.monotonic()
+        lease_age = now - self.status.lease_tick
+        main_age = now - self.status.main_tick
+        limit = max(15.0, 2 * self.settings.lease_duration_s)
+        ok = lease_age < limit and main_age < limit
+        return ok, {
+            "worker": self.me,
+            "renew_loop_age_s": round(lease_age, 2),
+            "plan_loop_age_s": round(now - self.status.plan_tick, 2),
+            "main_loop_age_s": round(main_age, 2),
+            "stopping": self.status.stopping,
+        }
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        now = time.monotonic()
+        pg_ok = now - self.status.store_ok_at < max(5.0, self.settings.lease_duration_s)
+        redis_ok = not self.cache.stale
+        runners = self.runners()
+        ok = pg_ok and redis_ok and not self.status.stopping
+        return ok, {
+            "worker": self.me,
+            "postgres": pg_ok,
+            "redis": redis_ok,
+            "leases": sorted(runners),
+            "leases_held": len(runners),
+            "shards_listed": self.status.shards_listed,
+            "live_workers": self.status.live_workers,
+            "stopping": self.status.stopping,
+        }
+
+
+def install_signal_handlers(worker: Worker) -> None:
+    """SIGTERM/SIGINT: graceful stop; a second one: stop retrying."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if worker.stop.is_set():
+            worker.abandon.set()
+            return
+        log.info(
+            "signal received; handing shards over",
+            extra={"event": "signal", "signal": signal.Signals(signum).name},
+        )
+        worker.stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def run(settings: ProcessorSettings, *, on_started: Callable[[Worker], None] | None = None) -> int:
+    """Run a worker until SIGTERM/SIGINT; returns the process exit code."""
+    worker = Worker(settings)
+    install_signal_handlers(worker)
+    health = HealthServer(settings.health_port, worker.live, worker.ready).start()
+    try:
+        worker.start()
+        if on_started is not None:
+            on_started(worker)
+        worker.run_forever()
+    except StoreError as exc:
+        if worker.stop.is_set():
+            return 0  # stopped while PostgreSQL was still unreachable at start-up
+        log.error("processor failed", extra={"error": str(exc)[:500]})
+        return 1
+    except Exception:
+        # A malformed secret, a bug: one JSON line with the traceback, exit 1 so that
+        # ECS replaces the task (the error is in the logs, never a secret value).
+        log.exception("processor failed")
+        return 1
+    finally:
+        health.stop()
+    return 0

@@ -1,0 +1,238 @@
+"""The Redis adapter against a real Redis with TLS and an AUTH token from (emulated)
+Secrets Manager: idempotent writes, bounds and TTLs, outage and reconciliation,
+token rotation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from e2e.services import LocalServices, RedisServer
+from processor.contract.environment import ProcessorSettings
+from processor.contract.record import Reading, SensorType
+from processor.contract.storage import (
+    REDIS_ANOMALY_STREAM,
+    REDIS_LAST_SEEN,
+    redis_detector_key,
+    redis_latest_key,
+    redis_window_key,
+)
+from processor.core.model import AcceptedReading, Anomaly, AnomalyType, ProcessedBatch, Severity
+from processor.redis_cache import CacheLimits, RedisCache
+from processor.secrets import SecretsProvider
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def _reading(device: str, seq: int, value: float = 50.0, at: datetime | None = None) -> Any:
+    reading = Reading(
+        device_id=device,
+        facility="fac1",
+        line="l01",
+        sensor_type=SensorType.TEMPERATURE,
+        unit="C",
+        ts=at or NOW + timedelta(seconds=seq),
+        seq=seq,
+        schema_version=1,
+        value=value,
+    )
+    return AcceptedReading(reading, "shardId-000000000000", str(10_000 + seq), NOW)
+
+
+def _anomaly(device: str, seq: int) -> Anomaly:
+    return Anomaly(
+        device, seq, NOW, AnomalyType.LIMIT, Severity.WARNING, 1.5, "hot", "temperature", 95.0
+    )
+
+
+@pytest.fixture
+def settings(
+    local_services: LocalServices,
+    aws_env: dict[str, str],
+    db_secret_arn: str,
+    redis_secret_arn: str,
+) -> ProcessorSettings:
+    return ProcessorSettings.from_environ(
+        local_services.processor_environment("unused", db_secret_arn, redis_secret_arn)
+    )
+
+
+@pytest.fixture
+def cache(settings: ProcessorSettings, clean_redis: RedisServer) -> Iterator[RedisCache]:
+    c = RedisCache(settings, SecretsProvider.from_settings(settings, min_refresh_interval_s=0))
+
+    class NoRows:
+        def latest_per_device(self) -> dict[str, AcceptedReading]:
+            return {}
+
+    assert c.recover(NoRows())  # first contact: fresh
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def raw(clean_redis: RedisServer) -> Iterator[Any]:
+    client = clean_redis.client()
+    yield client
+    client.close()
+
+
+def test_tls_and_auth_are_in_use(settings: ProcessorSettings, cache: RedisCache) -> None:
+    if not settings.redis_tls:
+        pytest.skip("this Redis has no TLS")
+    kwargs = cache.client.connection_pool.connection_kwargs
+    assert kwargs["ssl_cert_reqs"] == "required" and kwargs["ssl_check_hostname"] is True
+    assert cache.ping()
+
+
+def test_a_foreign_ca_is_refused(
+    settings: ProcessorSettings, clean_redis: RedisServer, tmp_path: Path
+) -> None:
+    if not settings.redis_tls:
+        pytest.skip("this Redis has no TLS")
+    foreign = tmp_path / "foreign-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(foreign))
+    import dataclasses
+
+    bad = RedisCache(
+        dataclasses.replace(settings, redis_ca_bundle=str(foreign)),
+        SecretsProvider.from_settings(settings),
+    )
+    assert not bad.ping() and bad.stale
+    bad.close()
+
+
+def test_apply_is_idempotent_and_bounded(cache: RedisCache, raw: Any) -> None:
+    readings = [_reading("d1", seq) for seq in range(150)] + [_reading("d2", 7)]
+    batch = ProcessedBatch(
+        "shardId-000000000000",
+        readings=readings,
+        anomalies=[_anomaly("d1", 120), _anomaly("d2", 7)],
+    )
+    assert cache.apply(batch)
+    snapshot = (
+        raw.hgetall(redis_latest_key("d1")),
+        raw.zrange(redis_window_key("d1"), 0, -1, withscores=True),
+        raw.xlen(REDIS_ANOMALY_STREAM),
+        raw.zrange(REDIS_LAST_SEEN, 0, -1, withscores=True),
+    )
+    assert cache.apply(batch)  # a replay changes nothing
+    assert snapshot == (
+        raw.hgetall(redis_latest_key("d1")),
+        raw.zrange(redis_window_key("d1"), 0, -1, withscores=True),
+        raw.xlen(REDIS_ANOMALY_STREAM),
+        raw.zrange(REDIS_LAST_SEEN, 0, -1, withscores=True),
+    )
+    latest, window, stream_length, _ = snapshot
+    assert latest[b"seq"] == b"149" and latest[b"device_id"] == b"d1"
+    assert len(window) == CacheLimits().window_size
+    assert window[0][1] == 50.0 and window[-1][1] == 149.0
+    assert json.loads(window[-1][0])["seq"] == 149
+    assert stream_length == 2
+    entry = raw.xrange(REDIS_ANOMALY_STREAM)[0][1]
+    assert entry[b"anomaly_id"] == b"d1:120:limit"
+    for key in (redis_latest_key("d1"), redis_window_key("d1")):
+        assert 0 < raw.ttl(key) <= 7 * 86_400
+    assert raw.zscore(REDIS_LAST_SEEN, "d1") == int(
+        (NOW + timedelta(seconds=149)).timestamp() * 1000
+    )
+
+
+def test_an_older_reading_never_replaces_a_newer_one(cache: RedisCache, raw: Any) -> None:
+    assert cache.apply(ProcessedBatch("s", readings=[_reading("d1", 10, value=70.0)]))
+    # A replay of an older batch (another worker, a retry) arrives late.
+    assert cache.apply(ProcessedBatch("s", readings=[_reading("d1", 9, value=20.0)]))
+    assert raw.hget(redis_latest_key("d1"), "seq") == b"10"
+    # Same timestamp, higher seq wins; a seq beyond 2**53 still compares exactly.
+    same_ts = NOW + timedelta(seconds=10)
+    big = 2**60 + 1
+    assert cache.apply(ProcessedBatch("s", readings=[_reading("d1", big, at=same_ts)]))
+    assert cache.apply(ProcessedBatch("s", readings=[_reading("d1", big - 1, at=same_ts)]))
+    assert raw.hget(redis_latest_key("d1"), "seq") == str(big).encode()
+    # The window keeps the first copy of a seq (like PostgreSQL's ON CONFLICT DO NOTHING).
+    assert cache.apply(ProcessedBatch("s", readings=[_reading("d1", 10, value=11.0)]))
+    members = raw.zrangebyscore(redis_window_key("d1"), 10, 10)
+    assert [json.loads(m)["value"] for m in members] == [70.0]
+
+
+def test_detector_states_round_trip_with_a_ttl(cache: RedisCache, raw: Any) -> None:
+    assert cache.save_detector_states({"d1": b"\x01state", "d2": b"\x02"})
+    assert cache.load_detector_states(["d1", "d2", "d3"]) == {
+        "d1": b"\x01state",
+        "d2": b"\x02",
+        "d3": None,
+    }
+    assert 0 < raw.ttl(redis_detector_key("d1")) <= 7 * 86_400
+
+
+def test_outage_marks_stale_and_recovery_reconciles_latest(
+    cache: RedisCache, restartable_redis_server: RedisServer
+) -> None:
+    assert cache.apply(ProcessedBatch("s", readings=[_reading("d1", 1), _reading("d2", 1)]))
+    restartable_redis_server.stop()
+    try:
+        assert not cache.apply(ProcessedBatch("s", readings=[_reading("d1", 2)]))
+        assert cache.stale
+        assert cache.load_detector_states(["d1"]) == {}  # stale: no state, no stall
+
+        class Store:
+            def latest_per_device(self) -> dict[str, AcceptedReading]:
+                return {"d1": _reading("d1", 2), "d2": _reading("d2", 1), "d3": _reading("d3", 5)}
+
+        assert not cache.recover(Store())  # still down
+    finally:
+        restartable_redis_server.start()
+    assert cache.recover(Store())
+    assert not cache.stale
+    client = restartable_redis_server.client()
+    try:
+        assert [client.hget(redis_latest_key(d), "seq") for d in ("d1", "d2", "d3")] == [
+            b"2",
+            b"1",
+            b"5",
+        ]
+    finally:
+        client.close()
+
+
+def test_a_restart_between_batches_is_noticed(
+    cache: RedisCache, restartable_redis_server: RedisServer
+) -> None:
+    assert cache.check()
+    restartable_redis_server.restart()
+    assert not cache.check()  # new run_id: the cache was emptied
+    assert cache.stale
+
+
+def test_rotated_token_is_fetched_again(
+    cache: RedisCache,
+    settings: ProcessorSettings,
+    local_services: LocalServices,
+    clean_redis: RedisServer,
+    raw: Any,
+) -> None:
+    old = clean_redis.token
+    new = old + "-rotated"
+    local_services.secrets_client().put_secret_value(
+        SecretId=settings.redis_auth_secret_arn, SecretString=json.dumps({"auth_token": new})
+    )
+    raw.config_set("requirepass", new)
+    try:
+        cache.client.connection_pool.disconnect()  # new connections must AUTH again
+        assert cache.apply(ProcessedBatch("s", readings=[_reading("d9", 1)]))
+        assert not cache.stale
+    finally:
+        admin = clean_redis.client(password=new)
+        admin.config_set("requirepass", old)
+        admin.close()
+        local_services.secrets_client().put_secret_value(
+            SecretId=settings.redis_auth_secret_arn, SecretString=json.dumps({"auth_token": old})
+        )

@@ -1,0 +1,150 @@
+"""A processor process rides out its dependencies failing: the DB password rotated
+mid-stream, PostgreSQL restarted, Redis down and back empty (reconciled from
+PostgreSQL). Each ends with zero lost and zero duplicated readings."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e.fixtures import FreshDatabase
+from e2e.services import LocalServices, PostgresServer, RedisServer
+from e2e.verify import (
+    ProcessorCluster,
+    SendResult,
+    compare,
+    make_readings,
+    redis_latest_mismatches,
+    send_paced,
+    wait_until,
+    wait_until_stored,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def cluster(
+    local_services: LocalServices,
+    make_stream: Callable[..., str],
+    fresh_database: FreshDatabase,
+    clean_redis: Any,
+    db_secret_arn: str,
+    redis_secret_arn: str,
+    tmp_path: Path,
+) -> Iterator[ProcessorCluster]:
+    c = ProcessorCluster(
+        local_services,
+        make_stream(2),
+        fresh_database.name,
+        db_secret_arn,
+        redis_secret_arn,
+        tmp_path / "logs",
+        defaults={"lease_duration_s": 3},
+    )
+    yield c
+    c.stop_all()
+
+
+def _send_in_background(
+    cluster: ProcessorCluster, records: list[Any], seconds: float
+) -> tuple[threading.Thread, SendResult]:
+    result = SendResult()
+
+    def run() -> None:
+        result.merge(
+            send_paced(cluster.services.kinesis_client(), cluster.stream, records, seconds=seconds)
+        )
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, result
+
+
+def _assert_exact(cluster: ProcessorCluster, sent: SendResult, timeout: float = 45) -> None:
+    wait_until_stored(cluster.view, sent.keys, timeout=timeout)
+    report = compare(sent.keys, cluster.view)
+    assert report.ok, report.summary() + "\n" + cluster.logs()
+
+
+@pytest.mark.timeout(120)
+def test_db_password_rotated_mid_stream(
+    cluster: ProcessorCluster, restartable_pg_server: PostgresServer
+) -> None:
+    w1 = cluster.start("w1")
+    w1.wait_for_event("shard_first_fetch", timeout=20)
+    thread, sent = _send_in_background(cluster, make_readings(40, 60), seconds=6)
+    time.sleep(5.5)  # past the secret's refresh rate limit (5 s after the first fetch)
+    cluster.services.rotate_db_password(cluster.db_secret_arn)  # ALTER ROLE, then the secret
+    # Open sessions survive a password change; end them so every new login needs it.
+    with restartable_pg_server.admin_connection(cluster.database) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE usename = %s AND pid <> pg_backend_pid()",
+            (restartable_pg_server.app_user,),
+        )
+    thread.join(timeout=60)
+    _assert_exact(cluster, sent)
+    relogins = [e for e in w1.events() if "refreshed secret" in e.get("msg", "")]
+    assert relogins, "the worker should have logged in again with the rotated secret\n" + w1.tail()
+    assert w1.alive()
+
+
+@pytest.mark.timeout(120)
+def test_postgres_restart_mid_stream(
+    cluster: ProcessorCluster, restartable_pg_server: PostgresServer
+) -> None:
+    w1 = cluster.start("w1")
+    w1.wait_for_event("shard_first_fetch", timeout=20)
+    thread, sent = _send_in_background(cluster, make_readings(40, 60), seconds=6)
+    time.sleep(2)
+    restartable_pg_server.restart()
+    thread.join(timeout=60)
+    _assert_exact(cluster, sent)
+    assert w1.alive()
+    assert wait_until(lambda: w1.health()[0] == 200, timeout=10), w1.health()
+
+
+@pytest.mark.timeout(120)
+def test_redis_restart_is_reconciled_from_postgres(
+    cluster: ProcessorCluster, restartable_redis_server: RedisServer
+) -> None:
+    w1 = cluster.start("w1")
+    start = datetime.now(UTC)
+    sent = cluster.send(make_readings(40, 10, start=start))
+    _assert_exact(cluster, sent, timeout=30)
+
+    restartable_redis_server.stop()
+    # PostgreSQL writes go on while Redis is away.
+    during = cluster.send(make_readings(40, 10, start=start, first_seq=10))
+    _assert_exact(cluster, sent.merge(during), timeout=30)
+    assert w1.wait_for_event("redis_stale", timeout=10), w1.tail()
+    status, body = w1.health()
+    assert status == 503 and body["redis"] is False, body
+
+    restartable_redis_server.start()  # empty: a restart loses the cache
+    # Only half the devices send again; the others' latest must come from PostgreSQL.
+    after = cluster.send(make_readings(20, 5, start=start, first_seq=20))
+    _assert_exact(cluster, sent.merge(after), timeout=30)
+    assert w1.wait_for_event("redis_reconciled", timeout=15, count=2), w1.tail()
+
+    client = restartable_redis_server.client()
+    try:
+        mismatches: list[str] = []
+
+        def consistent() -> bool:
+            nonlocal mismatches
+            mismatches = redis_latest_mismatches(client, cluster.view.latest_per_device())
+            return not mismatches
+
+        assert wait_until(consistent, timeout=15), mismatches[:10]
+        assert len(cluster.view.latest_per_device()) == 40
+    finally:
+        client.close()
+    assert wait_until(lambda: w1.health()[0] == 200, timeout=10)
