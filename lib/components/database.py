@@ -1,0 +1,207 @@
+"""RDS PostgreSQL: every reading, kept for compliance.
+
+The master password is created and held by RDS in Secrets Manager
+(``manage_master_user_password``) under our CMK, and rotated every 30 days; it never
+appears in Terraform configuration or state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cdktf_cdktf_provider_aws.db_instance import DbInstance
+from cdktf_cdktf_provider_aws.db_parameter_group import DbParameterGroup, DbParameterGroupParameter
+from cdktf_cdktf_provider_aws.db_subnet_group import DbSubnetGroup
+from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
+from cdktf_cdktf_provider_aws.secretsmanager_secret_rotation import (
+    SecretsmanagerSecretRotation,
+    SecretsmanagerSecretRotationRotationRules,
+)
+from cdktf_cdktf_provider_aws.security_group import SecurityGroup
+from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
+from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
+from constructs import Construct
+
+from lib import iam_policy
+from lib.components.account import AccountContext
+from lib.components.log_group import EncryptedLogGroup, LogSettings
+from lib.config import Naming
+
+#: Log types RDS exports to CloudWatch Logs.
+LOG_EXPORTS: tuple[str, ...] = ("postgresql", "upgrade")
+
+#: Parameters: TLS only, and enough logging to audit statements and find slow ones.
+PARAMETERS: dict[str, str] = {
+    "rds.force_ssl": "1",
+    "log_statement": "ddl",
+    "log_min_duration_statement": "1000",
+    "log_connections": "1",
+    "log_disconnections": "1",
+    "log_lock_waits": "1",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    naming: Naming
+    vpc_id: str
+    subnet_ids: list[str]
+    client_security_group_id: str
+    kms_key_arn: str
+    secrets_kms_key_arn: str
+    instance_class: str = "db.t4g.medium"
+    engine_version: str = "16"
+    allocated_storage_gb: int = 50
+    max_allocated_storage_gb: int = 200
+    db_name: str = "tap"
+    master_username: str = "tap_admin"
+    port: int = 5432
+    backup_retention_days: int = 7
+    secret_rotation_days: int = 30
+    monitoring_interval_s: int = 30
+    #: False (default): destroyable (no deletion protection, no final snapshot, automated
+    #: backups deleted). True: all three flip for production.
+    production: bool = False
+
+
+class Database(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: DatabaseConfig,
+        account: AccountContext,
+        logs: LogSettings,
+    ) -> None:
+        super().__init__(scope, id_)
+        naming = config.naming
+        identifier = naming.name("postgres")
+
+        sg = SecurityGroup(
+            self,
+            "sg",
+            name=naming.name("securitygroup-postgres"),
+            description="PostgreSQL: 5432 from the processor only",
+            vpc_id=config.vpc_id,
+            tags={"Name": naming.name("securitygroup-postgres")},
+        )
+        VpcSecurityGroupIngressRule(
+            self,
+            "from-processor",
+            security_group_id=sg.id,
+            description="PostgreSQL TLS from the processor tasks",
+            ip_protocol="tcp",
+            from_port=config.port,
+            to_port=config.port,
+            referenced_security_group_id=config.client_security_group_id,
+        )
+        VpcSecurityGroupEgressRule(
+            self,
+            "processor-to-postgres",
+            security_group_id=config.client_security_group_id,
+            description="Processor to PostgreSQL",
+            ip_protocol="tcp",
+            from_port=config.port,
+            to_port=config.port,
+            referenced_security_group_id=sg.id,
+        )
+        subnets = DbSubnetGroup(
+            self,
+            "subnets",
+            name=naming.name("postgres-subnets"),
+            description="Private subnets of the PostgreSQL instance",
+            subnet_ids=config.subnet_ids,
+        )
+        major = config.engine_version.split(".")[0]
+        parameters = DbParameterGroup(
+            self,
+            "parameters",
+            name=naming.name("postgres-params"),
+            family=f"postgres{major}",
+            description="TLS required; DDL, slow statement and connection logging",
+            parameter=[DbParameterGroupParameter(name=k, value=v) for k, v in PARAMETERS.items()],
+        )
+        # RDS writes to /aws/rds/instance/<id>/<type>; creating the groups first gives
+        # them our key and retention (RDS would create them unencrypted, never expiring).
+        log_groups = [
+            EncryptedLogGroup(
+                self, f"log-{kind}", name=f"/aws/rds/instance/{identifier}/{kind}", settings=logs
+            )
+            for kind in LOG_EXPORTS
+        ]
+        monitoring_role = IamRole(
+            self,
+            "monitoring-role",
+            name=naming.name("role-rds-monitoring"),
+            assume_role_policy=iam_policy.service_trust(
+                "monitoring.rds.amazonaws.com", account.account_id
+            ),
+        )
+        IamRolePolicyAttachment(
+            self,
+            "monitoring-policy",
+            role=monitoring_role.name,
+            policy_arn=f"arn:{account.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
+        )
+        production = config.production
+        instance = DbInstance(
+            self,
+            "instance",
+            identifier=identifier,
+            engine="postgres",
+            engine_version=config.engine_version,
+            instance_class=config.instance_class,
+            allocated_storage=config.allocated_storage_gb,
+            max_allocated_storage=config.max_allocated_storage_gb,
+            storage_type="gp3",
+            storage_encrypted=True,
+            kms_key_id=config.kms_key_arn,
+            db_name=config.db_name,
+            username=config.master_username,
+            manage_master_user_password=True,
+            master_user_secret_kms_key_id=config.secrets_kms_key_arn,
+            port=config.port,
+            multi_az=True,
+            publicly_accessible=False,
+            db_subnet_group_name=subnets.name,
+            vpc_security_group_ids=[sg.id],
+            parameter_group_name=parameters.name,
+            ca_cert_identifier="rds-ca-rsa2048-g1",
+            iam_database_authentication_enabled=True,
+            enabled_cloudwatch_logs_exports=list(LOG_EXPORTS),
+            performance_insights_enabled=True,
+            performance_insights_kms_key_id=config.kms_key_arn,
+            performance_insights_retention_period=7,
+            monitoring_interval=config.monitoring_interval_s,
+            monitoring_role_arn=monitoring_role.arn,
+            backup_retention_period=config.backup_retention_days,
+            backup_window="01:00-01:30",
+            maintenance_window="sun:03:00-sun:03:30",
+            copy_tags_to_snapshot=True,
+            auto_minor_version_upgrade=True,
+            apply_immediately=not production,
+            deletion_protection=production,
+            skip_final_snapshot=not production,
+            final_snapshot_identifier=naming.name("postgres-final") if production else None,
+            delete_automated_backups=not production,
+            depends_on=[g.resource for g in log_groups],
+        )
+        master_secret_arn = instance.master_user_secret.get(0).secret_arn
+        SecretsmanagerSecretRotation(
+            self,
+            "master-secret-rotation",
+            secret_id=master_secret_arn,
+            rotation_rules=SecretsmanagerSecretRotationRotationRules(
+                automatically_after_days=config.secret_rotation_days
+            ),
+        )
+
+        self.identifier: str = identifier
+        self.address: str = instance.address
+        self.port: int = config.port
+        self.db_name: str = config.db_name
+        self.master_secret_arn: str = master_secret_arn
+        self.security_group_id: str = sg.id
+        self.log_group_names: list[str] = [g.name for g in log_groups]

@@ -1,0 +1,103 @@
+"""Customer-managed KMS keys, one per data domain, each with an explicit key policy.
+
+Separate keys keep blast radius small and let the task role decrypt only what it
+reads (the stream and its two secrets), not the database's storage key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
+from cdktf_cdktf_provider_aws.kms_key import KmsKey
+from constructs import Construct
+
+from lib import iam_policy
+from lib.components.account import AccountContext
+from lib.config import Naming
+
+#: Administration actions for the account (enumerated: no ``kms:*``). Through this
+#: statement IAM policies in the account can grant use of the key.
+_ADMIN_ACTIONS = (
+    "kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*", "kms:Update*",
+    "kms:Revoke*", "kms:Disable*", "kms:Get*", "kms:Delete*", "kms:TagResource",
+    "kms:UntagResource", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion",
+    "kms:RotateKeyOnDemand",
+)  # fmt: skip
+_USE_ACTIONS = (
+    "kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*",
+    "kms:DescribeKey", "kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class KeysConfig:
+    naming: Naming
+    deletion_window_days: int = 7
+    rotation: bool = True
+
+
+class EncryptionKeys(Construct):
+    """Five CMKs: ``logs``, ``stream``, ``data`` (RDS, ElastiCache, ECR, Performance
+    Insights), ``secrets`` (Secrets Manager) and ``notifications`` (SNS)."""
+
+    def __init__(
+        self, scope: Construct, id_: str, *, config: KeysConfig, account: AccountContext
+    ) -> None:
+        super().__init__(scope, id_)
+        self._config = config
+        self._account = account
+        root = {"AWS": account.account_root_arn}
+        # In a key policy, Resource "*" means "this key".
+        account_statements = [
+            iam_policy.statement("AccountAdministersKey", _ADMIN_ACTIONS, ["*"], principal=root),
+            iam_policy.statement("AccountIamPoliciesUseKey", _USE_ACTIONS, ["*"], principal=root),
+        ]
+        logs_service = f"logs.{account.region}.amazonaws.com"
+        logs_statement = iam_policy.statement(
+            "CloudWatchLogsEncryptsThisAccountsLogGroups",
+            ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*",
+             "kms:Describe*"],
+            ["*"],
+            principal={"Service": logs_service},
+            conditions={
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": account.arn("logs", "log-group:*")
+                }
+            },
+        )  # fmt: skip
+        alarms_statement = iam_policy.statement(
+            "CloudWatchAlarmsPublishToEncryptedTopic",
+            ["kms:Decrypt", "kms:GenerateDataKey*"],
+            ["*"],
+            principal={"Service": "cloudwatch.amazonaws.com"},
+            conditions={"StringEquals": {"aws:SourceAccount": account.account_id}},
+        )
+        self.logs: KmsKey = self._key(
+            "logs", "CloudWatch Logs", [*account_statements, logs_statement]
+        )
+        self.stream: KmsKey = self._key("stream", "Kinesis stream", account_statements)
+        self.data: KmsKey = self._key(
+            "data", "RDS, ElastiCache, ECR and Performance Insights", account_statements
+        )
+        self.secrets: KmsKey = self._key("secrets", "Secrets Manager secrets", account_statements)
+        self.notifications: KmsKey = self._key(
+            "notifications", "SNS alarm topic", [*account_statements, alarms_statement]
+        )
+
+    def _key(self, domain: str, purpose: str, statements: list[dict[str, object]]) -> KmsKey:
+        key = KmsKey(
+            self,
+            domain,
+            description=f"TAP pipeline {purpose} ({self._config.naming.name(domain)})",
+            enable_key_rotation=self._config.rotation,
+            deletion_window_in_days=self._config.deletion_window_days,
+            policy=iam_policy.document(*statements),
+        )
+        KmsAlias(
+            self,
+            f"{domain}-alias",
+            name=f"alias/{self._config.naming.name('kms-' + domain)}",
+            target_key_id=key.key_id,
+        )
+        return key

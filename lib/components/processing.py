@@ -1,0 +1,409 @@
+"""The processor on ECS Fargate: ECR repository, cluster, roles, task, service, scaling.
+
+The task's environment is built from :data:`processor.contract.environment.TASK_VARIABLES`
+(the processor reads the same table), holds only non-secret values, and uses no ECS
+``secrets`` injection: the processor fetches credentials from Secrets Manager by ARN
+at run time, so a rotation takes effect without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cdktf import TerraformResourceLifecycle
+from cdktf_cdktf_provider_aws.appautoscaling_policy import (
+    AppautoscalingPolicy,
+    AppautoscalingPolicyStepScalingPolicyConfiguration,
+    AppautoscalingPolicyStepScalingPolicyConfigurationStepAdjustment,
+    AppautoscalingPolicyTargetTrackingScalingPolicyConfiguration,
+    AppautoscalingPolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecification,
+)
+from cdktf_cdktf_provider_aws.appautoscaling_target import AppautoscalingTarget
+from cdktf_cdktf_provider_aws.ecr_lifecycle_policy import EcrLifecyclePolicy
+from cdktf_cdktf_provider_aws.ecr_repository import (
+    EcrRepository,
+    EcrRepositoryEncryptionConfiguration,
+    EcrRepositoryImageScanningConfiguration,
+)
+from cdktf_cdktf_provider_aws.ecs_cluster import EcsCluster, EcsClusterSetting
+from cdktf_cdktf_provider_aws.ecs_service import (
+    EcsService,
+    EcsServiceDeploymentCircuitBreaker,
+    EcsServiceNetworkConfiguration,
+)
+from cdktf_cdktf_provider_aws.ecs_task_definition import (
+    EcsTaskDefinition,
+    EcsTaskDefinitionRuntimePlatform,
+    EcsTaskDefinitionVolume,
+)
+from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from constructs import Construct
+
+from lib import iam_policy
+from lib.components.account import AccountContext
+from lib.components.log_group import EncryptedLogGroup, LogSettings
+from lib.config import Naming
+from processor.contract.environment import TASK_VARIABLES
+
+CONTAINER_NAME = "processor"
+#: Non-root user of the processor image (uid:gid).
+CONTAINER_USER = "10001:10001"
+HEALTH_PATH = "/health/live"
+
+#: Kinesis actions a polling consumer needs; nothing that writes or administers.
+KINESIS_READ_ACTIONS: tuple[str, ...] = (
+    "kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords",
+    "kinesis:GetShardIterator", "kinesis:ListShards",
+)  # fmt: skip
+
+
+class TaskEnvironmentError(ValueError):
+    """The stack did not provide exactly the contract's stack-provided variables."""
+
+
+def task_environment(values: Mapping[str, str]) -> list[dict[str, str]]:
+    """The container ``environment`` list, from the contract.
+
+    ``values`` must hold every ``stack_provided`` variable of ``TASK_VARIABLES`` and
+    nothing else; the other variables keep the processor's documented defaults.
+    """
+    provided = [var.name for var in TASK_VARIABLES if var.stack_provided]
+    missing = [name for name in provided if name not in values]
+    unknown = sorted(set(values) - set(provided))
+    if missing or unknown:
+        raise TaskEnvironmentError(
+            f"task environment does not match processor.contract: missing {missing}, "
+            f"not stack-provided {unknown}"
+        )
+    return [{"name": name, "value": str(values[name])} for name in provided]
+
+
+def health_check_command(port: int) -> list[str]:
+    """The image is python-slim without curl: a urllib one-liner exits non-zero unless
+    the endpoint answers 2xx (urlopen raises on 4xx/5xx and on connection errors)."""
+    url = f"http://127.0.0.1:{port}{HEALTH_PATH}"
+    return [
+        "CMD",
+        "python",
+        "-c",
+        f"import urllib.request; urllib.request.urlopen({url!r}, timeout=3)",
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessingConfig:
+    naming: Naming
+    private_subnet_ids: list[str]
+    security_group_id: str
+    stream_arn: str
+    stream_name: str
+    stream_kms_key_arn: str
+    ecr_kms_key_arn: str
+    secrets_kms_key_arn: str
+    #: Exactly the DB and Redis secrets the task may read.
+    readable_secret_arns: list[str]
+    #: Values of the contract's stack-provided variables (see :func:`task_environment`).
+    environment: Mapping[str, str]
+    metrics_namespace: str = "TapPipeline"
+    health_port: int = 8080
+    image_tag: str = "0.1.0"
+    cpu: int = 512
+    memory: int = 1024
+    stop_timeout_s: int = 120
+    min_tasks: int = 1
+    max_tasks: int = 1
+    cpu_target_percent: float = 60.0
+
+
+class Processing(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: ProcessingConfig,
+        account: AccountContext,
+        logs: LogSettings,
+    ) -> None:
+        super().__init__(scope, id_)
+        naming = config.naming
+        cluster_name = naming.name("ecs")
+
+        repository = EcrRepository(
+            self,
+            "repository",
+            name=naming.name("ecr-processor"),
+            image_tag_mutability="IMMUTABLE",
+            image_scanning_configuration=EcrRepositoryImageScanningConfiguration(scan_on_push=True),
+            encryption_configuration=[
+                EcrRepositoryEncryptionConfiguration(
+                    encryption_type="KMS", kms_key=config.ecr_kms_key_arn
+                )
+            ],
+            force_delete=True,
+        )
+        EcrLifecyclePolicy(
+            self,
+            "repository-lifecycle",
+            repository=repository.name,
+            policy=json.dumps(
+                {
+                    "rules": [
+                        {
+                            "rulePriority": 1,
+                            "description": "keep the 30 most recent images",
+                            "selection": {
+                                "tagStatus": "any",
+                                "countType": "imageCountMoreThan",
+                                "countNumber": 30,
+                            },
+                            "action": {"type": "expire"},
+                        }
+                    ]
+                }
+            ),
+        )
+
+        # Container Insights writes here; pre-created for our key and retention.
+        insights_log = EncryptedLogGroup(
+            self,
+            "insights-log",
+            name=f"/aws/ecs/containerinsights/{cluster_name}/performance",
+            settings=logs,
+        )
+        cluster = EcsCluster(
+            self,
+            "cluster",
+            name=cluster_name,
+            setting=[EcsClusterSetting(name="containerInsights", value="enabled")],
+            depends_on=[insights_log.resource],
+        )
+        app_log = EncryptedLogGroup(
+            self, "app-log", name=f"/tap/{naming.name('processor')}", settings=logs
+        )
+
+        execution_role = IamRole(
+            self,
+            "execution-role",
+            name=naming.name("role-processor-execution"),
+            description="ECS agent: pull the processor image, write its logs",
+            assume_role_policy=iam_policy.service_trust(
+                "ecs-tasks.amazonaws.com", account.account_id
+            ),
+        )
+        IamRolePolicy(
+            self,
+            "execution-policy",
+            name="pull-image-write-logs",
+            role=execution_role.id,
+            policy=iam_policy.document(
+                # GetAuthorizationToken has no resource-level permission (AWS IAM reference).
+                iam_policy.statement("EcrLogin", ["ecr:GetAuthorizationToken"], ["*"]),
+                iam_policy.statement(
+                    "PullProcessorImage",
+                    [
+                        "ecr:BatchCheckLayerAvailability",
+                        "ecr:GetDownloadUrlForLayer",
+                        "ecr:BatchGetImage",
+                    ],
+                    [repository.arn],
+                ),
+                iam_policy.statement(
+                    "WriteProcessorLogs",
+                    ["logs:CreateLogStream", "logs:PutLogEvents"],
+                    [f"{app_log.arn}:*"],
+                ),
+            ),
+        )
+
+        task_role = IamRole(
+            self,
+            "task-role",
+            name=naming.name("role-processor-task"),
+            description="Processor: read the stream, read its two secrets, put its metrics",
+            assume_role_policy=iam_policy.service_trust(
+                "ecs-tasks.amazonaws.com", account.account_id
+            ),
+        )
+        IamRolePolicy(
+            self,
+            "task-policy",
+            name="processor-least-privilege",
+            role=task_role.id,
+            policy=iam_policy.document(
+                iam_policy.statement("ReadStream", KINESIS_READ_ACTIONS, [config.stream_arn]),
+                iam_policy.statement("DecryptStream", ["kms:Decrypt"], [config.stream_kms_key_arn]),
+                iam_policy.statement(
+                    "ReadCredentials",
+                    ["secretsmanager:GetSecretValue"],
+                    config.readable_secret_arns,
+                ),
+                iam_policy.statement(
+                    "DecryptCredentialsThroughSecretsManager",
+                    ["kms:Decrypt"],
+                    [config.secrets_kms_key_arn],
+                    conditions={
+                        "StringEquals": {
+                            "kms:ViaService": f"secretsmanager.{account.region}.amazonaws.com"
+                        }
+                    },
+                ),
+                # PutMetricData has no resource-level permission (AWS IAM reference); the
+                # namespace condition is what limits it.
+                iam_policy.statement(
+                    "PutPipelineMetrics",
+                    ["cloudwatch:PutMetricData"],
+                    ["*"],
+                    conditions={"StringEquals": {"cloudwatch:namespace": config.metrics_namespace}},
+                ),
+            ),
+        )
+
+        environment = task_environment(config.environment)
+        container: dict[str, Any] = {
+            "name": CONTAINER_NAME,
+            "image": f"{repository.repository_url}:{config.image_tag}",
+            "essential": True,
+            "user": CONTAINER_USER,
+            "readonlyRootFilesystem": True,
+            "privileged": False,
+            "environment": environment,
+            "healthCheck": {
+                "command": health_check_command(config.health_port),
+                "interval": 15,
+                "timeout": 5,
+                "retries": 3,
+                "startPeriod": 30,
+            },
+            # SIGTERM, then this long to finish the batch, checkpoint and release leases.
+            "stopTimeout": config.stop_timeout_s,
+            # A writable /tmp on the read-only root (task ephemeral storage).
+            "mountPoints": [
+                {
+                    "sourceVolume": "tmp",
+                    "containerPath": "/tmp",  # noqa: S108 (the task's own volume)
+                    "readOnly": False,
+                }
+            ],
+            "linuxParameters": {"initProcessEnabled": True},
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": app_log.name,
+                    "awslogs-region": account.region,
+                    "awslogs-stream-prefix": CONTAINER_NAME,
+                    "mode": "non-blocking",
+                    "max-buffer-size": "4m",
+                },
+            },
+        }
+        task = EcsTaskDefinition(
+            self,
+            "task",
+            family=naming.name("task-processor"),
+            requires_compatibilities=["FARGATE"],
+            network_mode="awsvpc",
+            cpu=str(config.cpu),
+            memory=str(config.memory),
+            execution_role_arn=execution_role.arn,
+            task_role_arn=task_role.arn,
+            runtime_platform=EcsTaskDefinitionRuntimePlatform(
+                operating_system_family="LINUX", cpu_architecture="X86_64"
+            ),
+            volume=[EcsTaskDefinitionVolume(name="tmp")],
+            container_definitions=json.dumps([container]),
+        )
+        service = EcsService(
+            self,
+            "service",
+            name=naming.name("svc-processor"),
+            cluster=cluster.arn,
+            task_definition=task.arn,
+            launch_type="FARGATE",
+            platform_version="LATEST",
+            desired_count=config.min_tasks,
+            network_configuration=EcsServiceNetworkConfiguration(
+                subnets=config.private_subnet_ids,
+                security_groups=[config.security_group_id],
+                assign_public_ip=False,
+            ),
+            deployment_circuit_breaker=EcsServiceDeploymentCircuitBreaker(
+                enable=True, rollback=True
+            ),
+            deployment_minimum_healthy_percent=100,
+            deployment_maximum_percent=200,
+            enable_ecs_managed_tags=True,
+            propagate_tags="SERVICE",
+            force_delete=True,
+            wait_for_steady_state=False,
+            # Autoscaling owns the desired count after creation.
+            lifecycle=TerraformResourceLifecycle(ignore_changes=["desired_count"]),
+        )
+
+        scaling_target = AppautoscalingTarget(
+            self,
+            "scaling-target",
+            service_namespace="ecs",
+            scalable_dimension="ecs:service:DesiredCount",
+            resource_id=f"service/{cluster.name}/{service.name}",
+            min_capacity=config.min_tasks,
+            max_capacity=config.max_tasks,
+        )
+        AppautoscalingPolicy(
+            self,
+            "cpu-tracking",
+            name=naming.name("scale-processor-cpu"),
+            policy_type="TargetTrackingScaling",
+            service_namespace=scaling_target.service_namespace,
+            scalable_dimension=scaling_target.scalable_dimension,
+            resource_id=scaling_target.resource_id,
+            target_tracking_scaling_policy_configuration=AppautoscalingPolicyTargetTrackingScalingPolicyConfiguration(
+                target_value=config.cpu_target_percent,
+                predefined_metric_specification=AppautoscalingPolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecification(
+                    predefined_metric_type="ECSServiceAverageCPUUtilization"
+                ),
+                scale_in_cooldown=300,
+                scale_out_cooldown=60,
+            ),
+        )
+        # Lag is the signal CPU misses (a consumer blocked on a slow database idles):
+        # the iterator-age alarm (lib.components.monitoring) triggers this policy.
+        lag_policy = AppautoscalingPolicy(
+            self,
+            "lag-step",
+            name=naming.name("scale-processor-lag"),
+            policy_type="StepScaling",
+            service_namespace=scaling_target.service_namespace,
+            scalable_dimension=scaling_target.scalable_dimension,
+            resource_id=scaling_target.resource_id,
+            step_scaling_policy_configuration=AppautoscalingPolicyStepScalingPolicyConfiguration(
+                adjustment_type="ChangeInCapacity",
+                metric_aggregation_type="Maximum",
+                cooldown=120,
+                step_adjustment=[
+                    AppautoscalingPolicyStepScalingPolicyConfigurationStepAdjustment(
+                        metric_interval_lower_bound="0",
+                        metric_interval_upper_bound="240000",
+                        scaling_adjustment=1,
+                    ),
+                    AppautoscalingPolicyStepScalingPolicyConfigurationStepAdjustment(
+                        metric_interval_lower_bound="240000", scaling_adjustment=2
+                    ),
+                ],
+            ),
+        )
+
+        self.cluster_name: str = cluster.name
+        self.service_name: str = service.name
+        self.repository_url: str = repository.repository_url
+        self.task_definition_family: str = task.family
+        self.log_group_name: str = app_log.name
+        self.insights_log_group_name: str = insights_log.name
+        self.lag_scaling_policy_arn: str = lag_policy.arn
+        self.task_role_arn: str = task_role.arn
+        #: name -> value of the container environment (values may be Terraform tokens).
+        self.environment: dict[str, str] = {e["name"]: e["value"] for e in environment}

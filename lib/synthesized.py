@@ -1,0 +1,75 @@
+"""Read a synthesized stack (``cdktf.out/stacks/<stack>/cdk.tf.json``) without cdktf.
+
+Used by the stack tests and by anything that must start processors "with exactly
+the environment of the synthesized ECS task definition" (the local stack): the
+environment is ``resource.aws_ecs_task_definition.<id>.container_definitions``, a
+JSON string whose single container holds ``environment: [{name, value}, ...]``.
+Values that AWS decides at apply time are Terraform references (``${...}``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+DEFAULT_STACK: Final = "TapStack"
+#: A Terraform interpolation left in a value by synth (resolved at apply time).
+REFERENCE: Final = re.compile(r"\$\{[^}]*\}")
+
+
+def stack_file(outdir: str | Path = "cdktf.out", stack: str = DEFAULT_STACK) -> Path:
+    return Path(outdir) / "stacks" / stack / "cdk.tf.json"
+
+
+@dataclass(frozen=True)
+class SynthesizedStack:
+    """The parsed ``cdk.tf.json`` of one stack."""
+
+    path: Path
+    document: Mapping[str, Any]
+
+    @classmethod
+    def load(cls, path: str | Path) -> SynthesizedStack:
+        path = Path(path)
+        return cls(path, json.loads(path.read_text(encoding="utf-8")))
+
+    @property
+    def text(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+    def resources(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        """Logical id -> body of every resource of one type (empty when none)."""
+        return dict(self.document.get("resource", {}).get(resource_type, {}))
+
+    def data(self, data_type: str) -> dict[str, dict[str, Any]]:
+        return dict(self.document.get("data", {}).get(data_type, {}))
+
+    def single(self, resource_type: str) -> dict[str, Any]:
+        found = self.resources(resource_type)
+        if len(found) != 1:
+            raise LookupError(f"expected one {resource_type}, found {len(found)}")
+        return next(iter(found.values()))
+
+    def all_resources(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """(type, logical id, body) of every resource."""
+        for resource_type, by_id in self.document.get("resource", {}).items():
+            for logical_id, body in by_id.items():
+                yield resource_type, logical_id, body
+
+    @property
+    def outputs(self) -> dict[str, dict[str, Any]]:
+        return dict(self.document.get("output", {}))
+
+    def container_definitions(self) -> list[dict[str, Any]]:
+        task = self.single("aws_ecs_task_definition")
+        definitions: list[dict[str, Any]] = json.loads(task["container_definitions"])
+        return definitions
+
+    def task_environment(self) -> dict[str, str]:
+        """The processor container's environment, name -> value (references unresolved)."""
+        (container,) = self.container_definitions()
+        return {item["name"]: item["value"] for item in container.get("environment", [])}

@@ -1,0 +1,228 @@
+"""TapStack: sensors -> Kinesis -> Fargate processors -> Redis + PostgreSQL.
+
+This module only wires components (see docs/STACK.md for the diagram): each
+construct is created once and its typed outputs become the next one's inputs.
+"""
+
+from __future__ import annotations
+
+from cdktf import LocalBackend, S3Backend, TerraformOutput, TerraformStack
+from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
+from constructs import Construct
+
+from lib.components.account import AccountContext
+from lib.components.cache import Cache, CacheConfig
+from lib.components.database import Database, DatabaseConfig
+from lib.components.ingestion import Ingestion, IngestionConfig
+from lib.components.keys import EncryptionKeys, KeysConfig
+from lib.components.log_group import LogSettings
+from lib.components.monitoring import Monitoring, MonitoringConfig
+from lib.components.network import Network, NetworkConfig
+from lib.components.processing import Processing, ProcessingConfig
+from lib.config import StackConfig, contract_default
+
+
+def default_tags(config: StackConfig) -> dict[str, str]:
+    return {
+        "Project": "tap-iot-pipeline",
+        "Environment": config.environment,
+        "Suffix": config.suffix,
+        "ManagedBy": "cdktf",
+        "DataClassification": "confidential",
+    }
+
+
+class TapStack(TerraformStack):
+    def __init__(self, scope: Construct, config: StackConfig, stack_id: str | None = None) -> None:
+        super().__init__(scope, stack_id or config.stack_name)
+        self.config = config
+        naming = config.naming
+        AwsProvider(
+            self,
+            "aws",
+            region=config.region,
+            default_tags=[AwsProviderDefaultTags(tags=default_tags(config))],
+        )
+        self._backend(config)
+
+        account = AccountContext(self, "account", region=config.region)
+        keys = EncryptionKeys(self, "keys", config=KeysConfig(naming=naming), account=account)
+        logs = LogSettings(kms_key_arn=keys.logs.arn, retention_days=config.log_retention_days)
+
+        network = Network(
+            self,
+            "network",
+            config=NetworkConfig(
+                naming=naming,
+                availability_zones=config.availability_zones,
+                cidr=config.vpc_cidr,
+                single_nat_gateway=config.single_nat_gateway,
+            ),
+            account=account,
+            logs=logs,
+        )
+        ingestion = Ingestion(
+            self,
+            "ingestion",
+            config=IngestionConfig(
+                naming=naming,
+                kms_key_arn=keys.stream.arn,
+                shard_count=config.shard_count,
+                on_demand=config.kinesis_on_demand,
+                retention_hours=config.stream_retention_hours,
+            ),
+        )
+        cache = Cache(
+            self,
+            "cache",
+            config=CacheConfig(
+                naming=naming,
+                vpc_id=network.vpc_id,
+                subnet_ids=network.private_subnet_ids,
+                client_security_group_id=network.processor_security_group_id,
+                kms_key_arn=keys.data.arn,
+                secrets_kms_key_arn=keys.secrets.arn,
+                node_type=config.redis_node_type,
+                engine_version=config.redis_engine_version,
+                nodes=config.redis_nodes,
+                port=config.redis_port,
+                snapshot_retention_days=config.redis_snapshot_retention_days,
+            ),
+            logs=logs,
+        )
+        database = Database(
+            self,
+            "database",
+            config=DatabaseConfig(
+                naming=naming,
+                vpc_id=network.vpc_id,
+                subnet_ids=network.private_subnet_ids,
+                client_security_group_id=network.processor_security_group_id,
+                kms_key_arn=keys.data.arn,
+                secrets_kms_key_arn=keys.secrets.arn,
+                instance_class=config.db_instance_class,
+                engine_version=config.db_engine_version,
+                allocated_storage_gb=config.db_allocated_storage_gb,
+                max_allocated_storage_gb=config.db_max_allocated_storage_gb,
+                db_name=config.db_name,
+                port=config.db_port,
+                backup_retention_days=config.db_backup_retention_days,
+                secret_rotation_days=config.secret_rotation_days,
+                production=config.production,
+            ),
+            account=account,
+            logs=logs,
+        )
+        processing = Processing(
+            self,
+            "processing",
+            config=ProcessingConfig(
+                naming=naming,
+                private_subnet_ids=network.private_subnet_ids,
+                security_group_id=network.processor_security_group_id,
+                stream_arn=ingestion.stream_arn,
+                stream_name=ingestion.stream_name,
+                stream_kms_key_arn=keys.stream.arn,
+                ecr_kms_key_arn=keys.data.arn,
+                secrets_kms_key_arn=keys.secrets.arn,
+                readable_secret_arns=[database.master_secret_arn, cache.auth_secret_arn],
+                # Keys are the contract's stack-provided variables (processor.contract).
+                environment={
+                    "TAP_STREAM_NAME": ingestion.stream_name,
+                    "AWS_REGION": config.region,
+                    "TAP_ENVIRONMENT": config.environment,
+                    "TAP_DB_HOST": database.address,
+                    "TAP_DB_PORT": str(database.port),
+                    "TAP_DB_NAME": database.db_name,
+                    "TAP_DB_SECRET_ARN": database.master_secret_arn,
+                    "TAP_DB_SSLMODE": "verify-full",
+                    # The RDS CA bundle the processor image ships (contract default).
+                    "TAP_DB_CA_BUNDLE": contract_default("TAP_DB_CA_BUNDLE"),
+                    "TAP_REDIS_HOST": cache.primary_endpoint,
+                    "TAP_REDIS_PORT": str(cache.port),
+                    "TAP_REDIS_AUTH_SECRET_ARN": cache.auth_secret_arn,
+                    "TAP_REDIS_TLS": "true",
+                    "TAP_HEALTH_PORT": str(config.health_port),
+                    "TAP_METRICS_NAMESPACE": config.metrics_namespace,
+                },
+                metrics_namespace=config.metrics_namespace,
+                health_port=config.health_port,
+                image_tag=config.image_tag,
+                cpu=config.task_cpu,
+                memory=config.task_memory,
+                stop_timeout_s=config.stop_timeout_s,
+                min_tasks=config.min_tasks,
+                max_tasks=config.max_task_count,
+                cpu_target_percent=config.cpu_target_percent,
+            ),
+            account=account,
+            logs=logs,
+        )
+        monitoring = Monitoring(
+            self,
+            "monitoring",
+            config=MonitoringConfig(
+                naming=naming,
+                region=config.region,
+                kms_key_arn=keys.notifications.arn,
+                stream_name=ingestion.stream_name,
+                cluster_name=processing.cluster_name,
+                service_name=processing.service_name,
+                processor_log_group_name=processing.log_group_name,
+                db_identifier=database.identifier,
+                redis_member_ids=cache.member_cluster_ids,
+                lag_scaling_policy_arn=processing.lag_scaling_policy_arn,
+                metrics_namespace=config.metrics_namespace,
+                iterator_age_threshold_ms=config.iterator_age_alarm_ms,
+                db_free_storage_bytes=config.db_allocated_storage_gb * 1024**3 // 10,
+            ),
+        )
+
+        outputs: dict[str, tuple[object, str]] = {
+            "stream_name": (ingestion.stream_name, "Kinesis stream sensors write to"),
+            "stream_arn": (ingestion.stream_arn, "Kinesis stream ARN"),
+            "ecs_cluster_name": (processing.cluster_name, "ECS cluster"),
+            "ecs_service_name": (processing.service_name, "Processor service"),
+            "ecr_repository_url": (processing.repository_url, "Push the processor image here"),
+            "db_endpoint": (database.address, "PostgreSQL host name"),
+            "db_port": (database.port, "PostgreSQL port"),
+            "db_secret_arn": (database.master_secret_arn, "RDS-managed master secret"),
+            "redis_primary_endpoint": (cache.primary_endpoint, "Redis primary endpoint"),
+            "redis_port": (cache.port, "Redis port"),
+            "redis_auth_secret_arn": (cache.auth_secret_arn, "Secret holding the AUTH token"),
+            "processor_log_group_name": (processing.log_group_name, "Processor logs"),
+            "log_group_names": (
+                {
+                    "processor": processing.log_group_name,
+                    "container_insights": processing.insights_log_group_name,
+                    "vpc_flow_logs": network.flow_log_group_name,
+                    "redis_slow_log": cache.log_group_names[0],
+                    "redis_engine_log": cache.log_group_names[1],
+                    "postgres_postgresql": database.log_group_names[0],
+                    "postgres_upgrade": database.log_group_names[1],
+                },
+                "Every log group of the stack",
+            ),
+            "processor_task_environment": (
+                processing.environment,
+                "The processor task's environment (name -> value), as in the task definition",
+            ),
+            "alarm_topic_arn": (monitoring.topic_arn, "SNS topic of every alarm"),
+            "dashboard_name": (monitoring.dashboard_name, "CloudWatch dashboard"),
+        }
+        for name, (value, description) in outputs.items():
+            TerraformOutput(self, name, value=value, description=description)
+
+    def _backend(self, config: StackConfig) -> None:
+        if config.state_bucket:
+            S3Backend(
+                self,
+                bucket=config.state_bucket,
+                key=config.effective_state_key,
+                region=config.region,
+                encrypt=True,
+            )
+            # S3-native locking (Terraform >= 1.10); not in cdktf 0.21's S3BackendConfig.
+            self.add_override("terraform.backend.s3.use_lockfile", True)
+        else:
+            LocalBackend(self, path=f"terraform.{config.environment}-{config.suffix}.tfstate")

@@ -1,0 +1,33 @@
+#!/usr/bin/env python3
+"""CDKTF app: ``cdktf synth`` (or ``make synth``) writes cdktf.out/stacks/TapStack.
+
+The configuration is read and validated before the provider bindings are imported,
+so a bad variable stops synth in well under a second with a message naming it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from cdktf import App
+
+from lib.config import ConfigError, StackConfig
+
+
+def main() -> int:
+    app = App()
+    try:
+        config = StackConfig.from_environ(os.environ, context=app.node.try_get_context)
+    except ConfigError as exc:
+        print(f"cdktf synth stopped: {exc}", file=sys.stderr)
+        return 2
+    from lib.tap_stack import TapStack  # the slow import (provider bindings)
+
+    TapStack(app, config)
+    app.synth()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
