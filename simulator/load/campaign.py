@@ -1,0 +1,194 @@
+"""The campaign's Locust wiring: options, the selected shape, the fleet user and the
+end-to-end listener's lifecycle. ``simulator/locustfile.py`` only imports this.
+
+``tap load`` (:mod:`simulator.load.cli`) passes the ``--tap-*`` options below and
+the target in ``TAP_LOAD_TARGET``; running ``locust -f simulator/locustfile.py``
+by hand works the same way. Each Locust process (one, or the workers of
+``--processes``) builds the fleet template once and its own listener; the master
+only runs the shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from typing import Any, ClassVar
+
+from locust import LoadTestShape, events
+from locust.runners import MasterRunner, WorkerRunner
+
+from simulator.fleet import SimRecord
+from simulator.load.e2e_listener import E2EListener
+from simulator.load.kinesis_user import DEFAULT_BATCH_INTERVAL_S, KinesisUser
+from simulator.load.shapes import ShapeName, ShapePlan, Tick
+from simulator.load.slices import FleetSpec, SliceAllocator
+from simulator.load.target import TARGET_ENV, Target
+
+log = logging.getLogger(__name__)
+
+
+@events.init_command_line_parser.add_listener
+def _add_options(parser: Any, **_: Any) -> None:
+    group = parser.add_argument_group("tap campaign (set by `tap load`)")
+    group.add_argument("--tap-shape", choices=[s.value for s in ShapeName], default="ramp")
+    group.add_argument("--tap-users", type=int, default=10, help="peak users")
+    group.add_argument("--tap-duration", type=float, default=60.0, help="seconds of traffic")
+    group.add_argument("--tap-drain", type=float, default=10.0, help="seconds at 0 users")
+    group.add_argument("--tap-steps", type=int, default=5, help="plateaus of the step shape")
+    group.add_argument("--tap-devices", type=int, default=1000, help="fleet size")
+    group.add_argument("--tap-rate", type=float, default=1.0, help="readings/s per device")
+    group.add_argument("--tap-seed", type=int, default=7)
+    group.add_argument("--tap-anomaly-rate", type=float, default=0.0)
+    group.add_argument("--tap-poison-rate", type=float, default=0.0)
+    group.add_argument("--tap-e2e-sample", type=float, default=0.01, help="share followed")
+    group.add_argument("--tap-e2e-timeout", type=float, default=30.0, help="seconds")
+    group.add_argument("--tap-workers", type=int, default=1, help="Locust processes")
+    group.add_argument("--tap-retries", type=int, default=0, help="re-sends of refused entries")
+    group.add_argument("--tap-batch-interval", type=float, default=DEFAULT_BATCH_INTERVAL_S)
+
+
+def shape_plan(options: Any) -> ShapePlan:
+    return ShapePlan(
+        ShapeName(options.tap_shape),
+        users=options.tap_users,
+        duration_s=options.tap_duration,
+        drain_s=options.tap_drain,
+        steps=options.tap_steps,
+    )
+
+
+def load_target() -> Target:
+    raw = os.environ.get(TARGET_ENV)
+    if not raw:
+        raise SystemExit(f"{TARGET_ENV} is not set: run campaigns with `tap load` (docs/LOAD.md)")
+    return Target.from_json(raw)
+
+
+class CampaignState:
+    """Per Locust process: the slices this process hands out and its listener."""
+
+    current: ClassVar[CampaignState | None] = None
+
+    def __init__(self, environment: Any) -> None:
+        options = environment.parsed_options
+        runner = environment.runner
+        self.options = options
+        self.target = load_target()
+        worker_index = runner.worker_index if isinstance(runner, WorkerRunner) else 0
+        workers = max(1, options.tap_workers)
+        fleet = FleetSpec(
+            devices=options.tap_devices,
+            seed=options.tap_seed,
+            rate=options.tap_rate,
+            anomaly_rate=options.tap_anomaly_rate,
+            poison_rate=options.tap_poison_rate,
+        )
+        self.slices = SliceAllocator(
+            fleet.slice,
+            users=options.tap_users,
+            workers=workers,
+            worker_index=worker_index % workers,
+        )
+        self.sample = options.tap_e2e_sample
+        self.listener: E2EListener | None = None
+        if self.sample > 0:
+            if not self.target.has_stores:
+                raise SystemExit(
+                    "--e2e-sample > 0 needs PostgreSQL and Redis in the target"
+                    " (or pass --e2e-sample 0)"
+                )
+            assert self.target.pg_dsn is not None and self.target.redis_url is not None
+            self.listener = E2EListener(
+                environment.events.request,
+                pg_dsn=self.target.pg_dsn,
+                redis_url=self.target.redis_url,
+                redis_ca=self.target.redis_ca,
+                timeout_s=options.tap_e2e_timeout,
+            )
+
+    @classmethod
+    def of(cls, environment: Any) -> CampaignState:
+        if cls.current is None:
+            cls.current = cls(environment)
+        return cls.current
+
+
+@events.init.add_listener
+def _on_init(environment: Any, **_: Any) -> None:
+    options = environment.parsed_options
+    if options is None:
+        return
+    # Class attributes: users are created by Locust with the environment only.
+    target = load_target()
+    FleetUser.stream_name = target.stream_name
+    FleetUser.retries = options.tap_retries
+    FleetUser.batch_interval_s = options.tap_batch_interval
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Any, **_: Any) -> None:
+    if isinstance(environment.runner, MasterRunner):
+        return
+    state = CampaignState.of(environment)
+    if state.listener is not None:
+        state.listener.start()
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment: Any, **_: Any) -> None:
+    state = CampaignState.current
+    if state is not None and state.listener is not None:
+        state.listener.stop()
+        log.info("e2e listener: followed %d records", state.listener.followed)
+
+
+class CampaignShape(LoadTestShape):
+    """The shape ``--tap-shape`` names (a single shape class: Locust uses the first
+    it finds in a locustfile, so the choice is made here, not by class)."""
+
+    def tick(self) -> Tick:
+        assert self.runner is not None
+        plan = shape_plan(self.runner.environment.parsed_options)
+        return plan.tick(self.get_run_time())
+
+
+class FleetUser(KinesisUser):
+    """A KinesisUser sending its slice of the campaign's fleet and sampling the
+    accepted records for the end-to-end listener."""
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self.state = CampaignState.of(environment)
+        self._rng = random.Random()
+        self._picked: dict[bytes, SimRecord] = {}
+        if self.state.listener is not None:
+            self.client.on_response = self._follow_accepted
+
+    def slices(self) -> SliceAllocator:
+        return self.state.slices
+
+    def on_start(self) -> None:
+        super().on_start()
+        # Seeded per slot: the same campaign follows the same records.
+        self._rng.seed(self.state.options.tap_seed * 1_000_003 + (self.slot or 0))
+
+    def before_send(self, records: list[SimRecord]) -> None:
+        if self.state.listener is None:
+            return
+        sample, rand = self.state.sample, self._rng.random
+        # Poison is dead-lettered and anomalies may be out of range: follow only
+        # readings the processor stores.
+        self._picked = {
+            r.data: r for r in records if r.poison is None and r.anomaly is None and rand() < sample
+        }
+
+    def _follow_accepted(self, entries: Any, results: Any) -> None:
+        picked = self._picked
+        listener = self.state.listener
+        if not picked or listener is None:
+            return
+        for entry, result in zip(entries, results, strict=True):
+            record = picked.pop(entry["Data"], None)
+            if record is not None and "ErrorCode" not in result:
+                listener.follow(record.partition_key, record.seq, record.ts_ms)

@@ -1,0 +1,87 @@
+"""A throwaway local pipeline for ``tap load --target fresh``: the local servers
+(e2e.services), a stream, N ``python -m processor`` processes configured exactly as
+the tests configure them, and the campaign :class:`Target` pointing at it all.
+
+Everything is stopped and the run folder removed on exit (kept with ``keep=True``:
+logs of the servers and processors are in ``<run_dir>/logs``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from simulator.load.target import Target
+
+
+@contextlib.contextmanager
+def fresh_local_pipeline(
+    *,
+    shards: int = 4,
+    processors: int = 2,
+    keep: bool = False,
+    log: Any = print,
+) -> Iterator[Target]:
+    from e2e.services.local_stack import LocalServices
+    from e2e.verify import ProcessorCluster
+
+    run_dir = Path(tempfile.mkdtemp(prefix=f"tap-load-{time.strftime('%Y%m%d-%H%M%S')}-"))
+    run_dir.chmod(0o755)  # PostgreSQL may run as another user (see e2e.fixtures)
+    services = LocalServices(run_dir)
+    cluster = None
+    try:
+        log(f"starting the local servers in {run_dir}")
+        services.start()
+        stream = f"tap-load-{uuid.uuid4().hex[:8]}"
+        services.create_stream(stream, shards)
+        cluster = ProcessorCluster(
+            services,
+            stream,
+            services.postgres.database,
+            services.create_db_secret(),
+            services.create_redis_secret(),
+            run_dir / "logs",
+        )
+        names = [f"load-p{i + 1}" for i in range(processors)]
+        for name in names:
+            cluster.start(name)
+        if processors:
+            log(f"waiting for {processors} processor(s) to hold the {shards} shards")
+            held = cluster.wait_balanced(names, _balanced(shards, processors), timeout=90)
+            if sum(len(v) for v in held.values()) != shards:
+                raise RuntimeError(
+                    f"processors did not take the {shards} shards within 90 s (held: {held});"
+                    f" see {run_dir / 'logs'}"
+                )
+        redis = services.redis
+        yield Target(
+            kind="local",
+            stream_name=stream,
+            region=services.client_environment()["AWS_REGION"],
+            aws_environment=services.client_environment(),
+            pg_dsn=services.postgres.dsn(),
+            redis_url=redis.url(),
+            redis_ca=str(redis.ca_path) if redis.ca_path else None,
+            source=f"fresh local pipeline in {run_dir}",
+        )
+    finally:
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.stop_all()
+        services.stop()
+        if keep:
+            log(f"run folder kept: {run_dir}")
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _balanced(shards: int, processors: int) -> list[int]:
+    """Expected held-shard counts when ``shards`` are spread over ``processors``."""
+    base, extra = divmod(shards, processors)
+    return [base + (1 if i < extra else 0) for i in range(processors)]
