@@ -1,6 +1,9 @@
 """tap local up/down/status/env: the local stack from a terminal.
 
-    tap local up [--run-dir DIR] [--detach]   start, write state.json, supervise
+    tap local up [--run-dir DIR] [--detach] [--processors N]
+                                              start, write state.json, supervise; with
+                                              N > 0 also the synthesized stack's stream
+                                              and secrets, and N processors
     tap local status [--run-dir DIR] [--json] health of every server
     tap local env [--run-dir DIR]             ``export`` lines for AWS clients
     tap local down [--run-dir DIR]            stop the supervisor and its servers
@@ -61,7 +64,15 @@ def _parser() -> argparse.ArgumentParser:
         choices=[k.value for k in KinesisEmulatorKind],
         help="kinesalite (default; fast, correct split routing) or moto (UpdateShardCount)",
     )
-    up.add_argument("--timeout", type=float, default=120, help="--detach: seconds to wait")
+    up.add_argument(
+        "--processors",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also create the synthesized stack's stream and secrets and run N processors "
+        "with its task environment (docs/E2E.md)",
+    )
+    up.add_argument("--timeout", type=float, default=300, help="--detach: seconds to wait")
 
     status = with_run_dir(commands.add_parser("status", help="health-check every server"))
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -89,6 +100,9 @@ def _up(args: argparse.Namespace) -> int:
     if unknown:
         print(f"tap local up: unknown service(s) {sorted(unknown)}", file=sys.stderr)
         return EXIT_USAGE
+    if args.processors < 0 or (args.processors and set(services) != set(SERVICE_NAMES)):
+        print("tap local up: --processors needs N >= 0 and every service", file=sys.stderr)
+        return EXIT_USAGE
     if args.run_dir is not None:
         run_dir = args.run_dir.resolve()
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -100,18 +114,27 @@ def _up(args: argparse.Namespace) -> int:
         run_dir = new_run_dir(args.runs_dir).resolve()
     if args.detach:
         return _detach(args, run_dir)
-    return _run_foreground(run_dir, services, args.kinesis_emulator)
+    return _run_foreground(run_dir, services, args.kinesis_emulator, args.processors)
 
 
-def _run_foreground(run_dir: Path, services: list[str], kinesis_emulator: str | None) -> int:
+def _run_foreground(
+    run_dir: Path, services: list[str], kinesis_emulator: str | None, processors: int = 0
+) -> int:
     from e2e.local.supervisor import LocalStackSupervisor
     from e2e.services.local_stack import LocalServices
 
     def log(message: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} tap local: {message}", flush=True)
 
+    local = LocalServices(run_dir, kinesis_emulator=kinesis_emulator)
+    components: list[Any] = []
+    if processors:
+        from e2e.local.stack_resources import processor_components
+
+        components = processor_components(local, processors, log=log)
     supervisor = LocalStackSupervisor(
-        LocalServices(run_dir, kinesis_emulator=kinesis_emulator),
+        local,
+        components=components,
         service_names=services,
         log=log,
     )
@@ -124,7 +147,7 @@ def _run_foreground(run_dir: Path, services: list[str], kinesis_emulator: str | 
         log(f"start failed: {exc}")
         return EXIT_UNHEALTHY
     state = supervisor.state()
-    _print_table(state, check_all(state))
+    _print_table(state, check_all(state) | _check_components(state))
     log("up; Ctrl-C or `tap local down` stops it")
     try:
         supervisor.supervise()
@@ -138,7 +161,7 @@ def _run_foreground(run_dir: Path, services: list[str], kinesis_emulator: str | 
 def _detach(args: argparse.Namespace, run_dir: Path) -> int:
     """Start a supervisor in its own session, wait until it is READY, and return."""
     argv = [sys.executable, "-m", "e2e.local.cli", "up", "--run-dir", str(run_dir)]
-    argv += ["--services", args.services]
+    argv += ["--services", args.services, "--processors", str(args.processors)]
     if args.kinesis_emulator:
         argv += ["--kinesis-emulator", args.kinesis_emulator]
     logs = run_dir / "logs"
@@ -157,7 +180,7 @@ def _detach(args: argparse.Namespace, run_dir: Path) -> int:
         state = read_state(run_dir)
         status = state.get("status") if state else None
         if state and status == StackStatus.READY and state.get("supervisor_pid") == child.pid:
-            _print_table(state, check_all(state))
+            _print_table(state, check_all(state) | _check_components(state))
             print(f"supervisor pid {child.pid}; logs in {logs}; stop with `tap local down`")
             return EXIT_OK
         if child.poll() is not None or status == StackStatus.FAILED:
@@ -183,6 +206,7 @@ def _status(args: argparse.Namespace) -> int:
         return EXIT_NOT_RUNNING
     running = pid_alive(state.get("supervisor_pid"))
     health = check_all(state) if running else {}
+    health |= _check_components(state) if running else {}
     if args.json:
         report = {
             "run_dir": str(run_dir),
@@ -238,20 +262,60 @@ def _down(args: argparse.Namespace) -> int:
 def _stop_orphans(state: dict[str, Any]) -> None:
     """A supervisor killed with -9 on a system without PDEATHSIG may leave servers:
     stop those whose pid still runs the command we started (pids get reused)."""
-    for facts in state.get("services", {}).values():
+    processes = [*state.get("services", {}).values(), *state.get("components", {}).values()]
+    for facts in processes:
         pid = facts.get("pid")
         if not pid_alive(pid):
             continue
         with contextlib.suppress(OSError):
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if state.get("run_dir", "\0") in cmdline or "kinesalite" in cmdline:
+            if (
+                state.get("run_dir", "\0") in cmdline
+                or "kinesalite" in cmdline
+                or (facts.get("kind") == "processor" and "-m processor" in cmdline)
+            ):
                 os.kill(pid, signal.SIGTERM)
+
+
+def _check_components(state: dict[str, Any]) -> dict[str, Health]:
+    """Processors answer on their health port; the stack component is healthy when
+    its stream exists in the Kinesis emulator."""
+    import urllib.error
+    import urllib.request
+
+    results: dict[str, Health] = {}
+    for name, facts in state.get("components", {}).items():
+        started = time.perf_counter()
+        try:
+            if facts.get("kind") == "processor":
+                url = str(facts["endpoint_url"])
+                try:
+                    with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 - loopback
+                        detail = f"HTTP {response.status} ready"
+                        ok = True
+                except urllib.error.HTTPError as exc:
+                    detail, ok = f"HTTP {exc.code} not ready", False
+            else:
+                kinesis = state["services"]["kinesis"]
+                from e2e.services.aws_emulator import emulator_client
+
+                client = emulator_client("kinesis", kinesis["endpoint_url"], timeout=3)
+                summary = client.describe_stream_summary(StreamName=facts["stream_name"])
+                shards = summary["StreamDescriptionSummary"]["OpenShardCount"]
+                detail = f"{facts['stream_name']} {shards} shards, 2 secrets"
+                ok = True
+        except Exception as exc:
+            detail, ok = f"{type(exc).__name__}: {str(exc).splitlines()[0][:100]}", False
+        results[name] = Health(ok, detail, (time.perf_counter() - started) * 1000)
+    return results
 
 
 # --- output -------------------------------------------------------------------------
 
 
 def _endpoint(facts: dict[str, Any]) -> str:
+    if "stream_name" in facts:
+        return str(facts["stream_name"])
     if "endpoint_url" in facts:
         return str(facts["endpoint_url"])
     return f"{facts.get('host', '?')}:{facts.get('port', '?')}"
@@ -264,7 +328,8 @@ def _print_table(state: dict[str, Any], health: dict[str, Health]) -> None:
     table = Table(title=f"local stack: {state.get('run_dir')} ({state.get('status')})")
     for column in ("service", "source", "endpoint", "TLS", "pid", "health"):
         table.add_column(column)
-    services: dict[str, Any] = state.get("services", {})
+    # Components (stack resources, processors) are shown as rows after the servers.
+    services: dict[str, Any] = state.get("services", {}) | state.get("components", {})
     # Start order first (postgres, redis, moto, kinesis), then later components.
     ordered = [n for n in SERVICE_NAMES if n in services] + sorted(
         n for n in services if n not in SERVICE_NAMES
@@ -283,7 +348,7 @@ def _print_table(state: dict[str, Any], health: dict[str, Health]) -> None:
         tls = facts.get("tls")
         table.add_row(
             name,
-            str(facts.get("source") or facts.get("emulator") or name),
+            str(facts.get("source") or facts.get("emulator") or facts.get("kind") or name),
             _endpoint(facts),
             "-" if tls is None else ("yes" if tls else "no"),
             str(facts.get("pid") or "-") if running else "-",

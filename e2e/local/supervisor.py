@@ -65,8 +65,9 @@ class LocalStackSupervisor:
     def state(self) -> dict[str, Any]:
         state = self.services.describe()
         services = state["services"]
-        for component in self.components:
-            services[component.name] = component.describe()
+        # Components (the synthesized stack's resources, processors) are listed apart
+        # from the servers: ``tap local status`` checks them differently.
+        state["components"] = {c.name: c.describe() for c in self.components}
         state |= {
             "version": 1,
             "status": str(self.status),
