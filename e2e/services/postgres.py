@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -28,6 +29,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -375,14 +377,50 @@ def _build_has_tls(bin_dir: Path) -> bool:
 def _check_traversable(path: Path, uid: int) -> None:
     """Fail early and clearly when the server user cannot reach its data folder
     (pytest's basetemp is 0700 root-owned, for instance)."""
+    blocked = _first_untraversable(path, uid)
+    if blocked is not None:
+        raise ServiceStartError(
+            f"PostgreSQL runs as uid {uid} (we are root) and cannot enter "
+            f"{blocked} (mode {oct(blocked.stat().st_mode & 0o777)}); choose a run folder "
+            f"under a world-traversable path"
+        )
+
+
+def _first_untraversable(path: Path, uid: int) -> Path | None:
+    """The first folder on the way to ``path`` that ``uid`` may not enter, if any."""
     for parent in [path, *path.parents]:
         st = parent.stat()
         if st.st_uid != uid and not st.st_mode & 0o001:
-            raise ServiceStartError(
-                f"PostgreSQL runs as uid {uid} (we are root) and cannot enter "
-                f"{parent} (mode {oct(st.st_mode & 0o777)}); choose a run folder under a "
-                f"world-traversable path"
-            )
+            return parent
+    return None
+
+
+def _reachable_bin_dir(bin_dir: Path, uid: int) -> Path:
+    """A bin folder the server user can execute from.
+
+    When we are root the server runs as an unprivileged user, which cannot enter a
+    0700 folder such as tox's ``.tox/`` where pgserver's wheel is installed. Then the
+    wheel's files are copied once into a world-readable folder under the temp dir,
+    keyed by their source path, keeping the layout its RPATH relies on
+    (``pgserver/pginstall/bin`` next to ``pgserver.libs``).
+    """
+    if _first_untraversable(bin_dir, uid) is None:
+        return bin_dir
+    site_packages = bin_dir.parents[2]  # <site-packages>/pgserver/pginstall/bin
+    relative_bin = bin_dir.relative_to(site_packages)
+    key = hashlib.sha256(str(site_packages).encode()).hexdigest()[:12]
+    target = Path(tempfile.gettempdir()) / f"tap-pgserver-{key}"
+    if not (target / relative_bin / "postgres").exists():
+        staging = Path(tempfile.mkdtemp(prefix="tap-pgserver-", dir=target.parent))
+        package = relative_bin.parts[0]
+        for name in (f"{package}/pginstall", f"{package}.libs"):
+            if (site_packages / name).exists():
+                shutil.copytree(site_packages / name, staging / "copy" / name, symlinks=True)
+        staging.chmod(0o755)
+        with contextlib.suppress(OSError):  # a concurrent copy won the race
+            (staging / "copy").rename(target)
+        shutil.rmtree(staging, ignore_errors=True)
+    return target / relative_bin
 
 
 class LocalPostgres(PostgresServer):
@@ -402,6 +440,9 @@ class LocalPostgres(PostgresServer):
         source: PostgresSource = PostgresSource.BINARIES,
         port: int | None = None,
     ) -> None:
+        self._run_as = _server_system_user() if os.geteuid() == 0 else None
+        if self._run_as is not None:
+            bin_dir = _reachable_bin_dir(bin_dir, pwd.getpwnam(self._run_as).pw_uid)
         self.source = source
         self.directory = directory
         self.data_dir = directory / "data"
@@ -413,7 +454,6 @@ class LocalPostgres(PostgresServer):
         self.ca_path = self._tls_certs.ca_path if self._tls_certs else None
         self.app_password = _password()
         self.admin_password = _password()
-        self._run_as = _server_system_user() if os.geteuid() == 0 else None
         self._process: ServerProcess | None = None
 
     @property

