@@ -500,6 +500,19 @@ class ProcessorProcess:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"{}")
 
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Block until ``/health/ready`` answers 200 (PostgreSQL, Redis and the lease
+        loop are up); raise if the process exits or the time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited during start-up; see {self.log_path}")
+            with contextlib.suppress(OSError, ValueError):
+                if self.health()[0] == 200:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s; see {self.log_path}")
+
     def held_shards(self) -> list[str]:
         """The shards this worker reads, from its readiness answer ([] if down)."""
         try:

