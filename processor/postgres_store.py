@@ -136,6 +136,11 @@ class MigrationError(StoreError):
 # --- values ---------------------------------------------------------------------------
 
 
+#: How long taking a lease waits for a row lock before leaving the shard for the next
+#: planning round (see ``try_acquire``).
+LEASE_LOCK_TIMEOUT: Final = sql.Literal("100ms")
+
+
 @dataclass(frozen=True, slots=True)
 class DbTarget:
     """Where and how to connect; no credentials (those come from Secrets Manager)."""
@@ -151,6 +156,10 @@ class DbTarget:
     connect_timeout_s: int = 5
     #: Server-side statement timeout of pooled connections (not of migrations).
     statement_timeout_ms: int = 60_000
+    #: A session frozen inside a transaction (SIGSTOP, a paused VM) keeps its lease
+    #: row locked, so no peer can take the shard until PostgreSQL ends the session.
+    #: Our transactions never wait on the client, so twice the lease is generous.
+    idle_in_transaction_timeout_ms: int = 300_000
 
     @classmethod
     def from_settings(cls, settings: ProcessorSettings) -> DbTarget:
@@ -161,6 +170,7 @@ class DbTarget:
             secret_arn=settings.db_secret_arn,
             sslmode=settings.db_sslmode,
             sslrootcert=settings.db_ca_bundle if settings.db_sslmode != "disable" else None,
+            idle_in_transaction_timeout_ms=int(max(2 * settings.lease_duration_s, 5) * 1000),
         )
 
 
@@ -340,7 +350,8 @@ class PgConnector:
             "keepalives_interval": 5,
             "keepalives_count": 3,
             "options": (
-                f"-c statement_timeout={timeout} -c idle_in_transaction_session_timeout=300000"
+                f"-c statement_timeout={timeout}"
+                f" -c idle_in_transaction_session_timeout={t.idle_in_transaction_timeout_ms}"
                 " -c TimeZone=UTC"
             ),
         }
@@ -804,32 +815,40 @@ class PostgresStore:
             raise ValueError("steal=True needs expected_fencing (compare-and-set)")
 
         def run(conn: psycopg.Connection[Any]) -> LeaseToken | None:
-            if create:
-                conn.execute(
-                    sql.SQL("INSERT INTO {} (shard_id) VALUES (%s) ON CONFLICT DO NOTHING").format(
-                        _table(SHARD_LEASES_TABLE)
-                    ),
-                    (shard_id,),
-                )
-            row = conn.execute(
-                sql.SQL(
-                    "UPDATE {} SET owner = %(owner)s, fencing = fencing + 1,"
-                    " expires_at = now() + make_interval(secs => %(duration)s),"
-                    " updated_at = now()"
-                    " WHERE shard_id = %(shard)s AND NOT finished"
-                    " AND (%(steal)s OR owner IS NULL OR expires_at IS NULL OR expires_at <= now())"
-                    " AND (%(expected)s::bigint IS NULL OR fencing = %(expected)s::bigint)"
-                    " RETURNING fencing"
-                ).format(_table(SHARD_LEASES_TABLE)),
-                {
-                    "owner": owner,
-                    "duration": float(lease_duration_s),
-                    "shard": shard_id,
-                    "steal": steal,
-                    "expected": expected_fencing,
-                },
-            ).fetchone()
-            return None if row is None else LeaseToken(shard_id, owner, int(row[0]))
+            # A row locked by a peer frozen inside its commit must not stall the
+            # caller's whole lease loop: give up on it for this round instead.
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(LEASE_LOCK_TIMEOUT))
+                    if create:
+                        conn.execute(
+                            sql.SQL(
+                                "INSERT INTO {} (shard_id) VALUES (%s) ON CONFLICT DO NOTHING"
+                            ).format(_table(SHARD_LEASES_TABLE)),
+                            (shard_id,),
+                        )
+                    row = conn.execute(
+                        sql.SQL(
+                            "UPDATE {} SET owner = %(owner)s, fencing = fencing + 1,"
+                            " expires_at = now() + make_interval(secs => %(duration)s),"
+                            " updated_at = now()"
+                            " WHERE shard_id = %(shard)s AND NOT finished"
+                            " AND (%(steal)s OR owner IS NULL"
+                            "      OR expires_at IS NULL OR expires_at <= now())"
+                            " AND (%(expected)s::bigint IS NULL OR fencing = %(expected)s::bigint)"
+                            " RETURNING fencing"
+                        ).format(_table(SHARD_LEASES_TABLE)),
+                        {
+                            "owner": owner,
+                            "duration": float(lease_duration_s),
+                            "shard": shard_id,
+                            "steal": steal,
+                            "expected": expected_fencing,
+                        },
+                    ).fetchone()
+                    return None if row is None else LeaseToken(shard_id, owner, int(row[0]))
+            except psycopg.errors.LockNotAvailable:
+                return None
 
         return self._call(run)
 

@@ -40,11 +40,8 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, Final
 
-from psycopg import sql
-
 from processor.contract.environment import ProcessorSettings
 from processor.contract.record import DEFAULT_LIMITS
-from processor.contract.storage import SHARD_LEASES_TABLE
 from processor.core.batch import process_records
 from processor.core.detection import DetectorBank, DetectorConfig
 from processor.core.leases import LeaseRow as PlannerLease
@@ -84,11 +81,6 @@ SILENCE_CHECK_S: Final = 5.0
 CRASH_COOLDOWN_S: Final = 5.0
 #: Readings per batch whose event-to-commit latency is sampled for metrics.
 LATENCY_SAMPLES_PER_BATCH: Final = 20
-
-
-_LOCK_LEASE_ROW: Final = sql.SQL("SELECT 1 FROM {} WHERE shard_id = %s FOR NO KEY UPDATE").format(
-    sql.Identifier(*SHARD_LEASES_TABLE.split("."))
-)
 
 
 @dataclass
@@ -414,7 +406,6 @@ class Worker:
         self._runners: dict[str, ShardRunner] = {}
         self._runners_lock = threading.Lock()
         self._cooldown: dict[str, float] = {}
-        self._locked_warned: dict[str, float] = {}
         self._shards: list[ShardInfo] = []
         self._sync_now = threading.Event()
         self._renew_thread = threading.Thread(target=self._renew_loop, name="renew", daemon=True)
@@ -544,7 +535,7 @@ class Worker:
             log.warning("ListShards failed", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
             return
         # Upsert only what changed: the upsert locks existing lease rows, and a row a
-        # stalled peer keeps locked would block this thread (see _row_lockable).
+        # stalled peer keeps locked would block this thread (see PostgresStore.try_acquire).
         known = {
             row.shard_id: (tuple(row.parent_shard_ids), row.adjacent_parent)
             for row in self.store.list_leases()
@@ -558,34 +549,6 @@ class Worker:
             self.store.sync_shards(changed)
         self._shards = shards
         self.status.shards_listed = len(shards)
-
-    def _row_lockable(self, shard_id: str) -> bool:
-        """False when another session holds the lease row locked right now.
-
-        A worker frozen (SIGSTOP, a VM pause) inside its commit transaction keeps the
-        row locked after its lease expired; ``try_acquire`` would then wait for it
-        and stall this whole thread. Probing with a short ``lock_timeout`` skips that
-        one shard this round; it is taken as soon as the stalled transaction ends
-        (the peer resumes and fails its next renewal, or PostgreSQL ends the session).
-        """
-
-        def probe(conn: Any) -> bool:
-            with conn.transaction():
-                conn.execute("SET LOCAL lock_timeout = '100ms'")
-                conn.execute(_LOCK_LEASE_ROW, (shard_id,))
-            return True
-
-        try:
-            return bool(self.store.run_query(probe))
-        except StoreUnavailable:
-            now = time.monotonic()
-            if now - self._locked_warned.get(shard_id, 0.0) > 5:
-                self._locked_warned[shard_id] = now
-                log.warning(
-                    "lease row locked by another session; skipping it this round",
-                    extra={"event": "lease_row_locked", "shard_id": shard_id},
-                )
-            return False
 
     def _plan_round(self) -> None:
         if not self._shards:
@@ -627,8 +590,6 @@ class Worker:
             if acquire.shard_id in runners:
                 continue
             if self._cooldown.get(acquire.shard_id, 0.0) > time.monotonic():
-                continue
-            if not self._row_lockable(acquire.shard_id):
                 continue
             token = self.store.try_acquire(
                 acquire.shard_id,
