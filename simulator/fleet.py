@@ -492,7 +492,9 @@ class Fleet:
     random derives from it; ``rate``: readings per second per device;
     ``anomaly_rate``: probability per reading that a scenario starts on that
     device; ``poison_rate``: probability per reading that the device also sends a
-    poison record; ``start``: event time of round 0 (default: now, UTC).
+    poison record; ``start``: event time of round 0 (default: now, UTC);
+    ``device_indices``: build only these devices of the fleet (what :meth:`slice`
+    does; a Locust user builds its slice this way without building the whole fleet).
     """
 
     def __init__(
@@ -505,7 +507,7 @@ class Fleet:
         poison_rate: float = 0.0,
         start: datetime | None = None,
         poison_kinds: tuple[PoisonKind, ...] = ALL_POISON_KINDS,
-        _indices: range | None = None,
+        device_indices: range | None = None,
     ) -> None:
         if devices < 1:
             raise ValueError(f"devices must be at least 1, got {devices}")
@@ -525,7 +527,7 @@ class Fleet:
         moment = start if start is not None else datetime.now(UTC)
         self.start_ms = epoch_ms(moment)
         self.start = datetime_from_epoch_ms(self.start_ms)
-        self.indices = _indices if _indices is not None else range(devices)
+        self.indices = device_indices if device_indices is not None else range(devices)
         self.period_ms = 1000.0 / rate
         self._shared = _FleetShared(poison_kinds)
         self._streams = [self._stream_for(spec) for spec in build_devices(seed, self.indices)]
@@ -578,7 +580,7 @@ class Fleet:
             poison_rate=self.poison_rate,
             start=self.start,
             poison_kinds=self.poison_kinds,
-            _indices=self.indices[index::count],
+            device_indices=self.indices[index::count],
         )
 
     # -- generation ------------------------------------------------------------------

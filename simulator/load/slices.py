@@ -100,7 +100,7 @@ class FleetSpec:
         """``Fleet(..., start=start).slice(slot, slots)`` without building the whole
         fleet first: 10,000 devices take a second or more to build, which would
         stall every user of a gevent process at each step of a ramp. This is the
-        constructor call ``Fleet.slice`` itself makes (its ``_indices`` argument);
+        constructor call ``Fleet.slice`` itself makes (its ``device_indices`` argument);
         a unit test checks both give the same records.
         """
         if not 0 <= slot < slots:
@@ -112,7 +112,7 @@ class FleetSpec:
             anomaly_rate=self.anomaly_rate,
             poison_rate=self.poison_rate,
             start=start,
-            _indices=range(self.devices)[slot::slots],
+            device_indices=range(self.devices)[slot::slots],
         )
 
 
