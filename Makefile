@@ -11,7 +11,7 @@ NODE_STAMP := e2e/node/node_modules/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 # The tox environments that `make test` runs, in order.
-TEST_ENVS ?= lint,type,unit,integration,e2e,load
+TEST_ENVS ?= lint,type,unit,integration,e2e,load,bench-smoke
 
 .PHONY: help bootstrap test synth demo lint fmt bench clean
 help:
