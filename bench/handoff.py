@@ -9,17 +9,15 @@ repetition stops the worker that has been running longest.
 
 Goals (issue 6): SIGTERM < 1 s; ``kill -9`` <= lease duration + 1 s.
 
-:func:`measure_sigterm_handoff` and :func:`measure_kill_takeover` are the
-measurement; ``tests/integration/test_worker_failover.py`` has the same logic
-inline and can call these instead.
+:func:`e2e.verify.measure_sigterm_handoff` and
+:func:`e2e.verify.measure_kill_takeover` are the measurement, shared with the
+failover integration tests.
 """
 
 from __future__ import annotations
 
 import statistics
 import threading
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -28,9 +26,9 @@ from bench.machine import LoadWindow
 from bench.stack import BenchStack
 from e2e.verify import (
     ProcessorCluster,
-    ProcessorProcess,
-    event_time,
     make_readings,
+    measure_kill_takeover,
+    measure_sigterm_handoff,
     send_paced,
 )
 from processor.contract.environment import VARIABLES_BY_NAME
@@ -47,46 +45,6 @@ class HandoffOptions:
     kill_repeats: int = 2
     #: Lease duration of the workers; the contract's default unless set.
     lease_s: float = float(VARIABLES_BY_NAME["TAP_LEASE_DURATION_S"].default or 10)
-
-
-def _moved_read_at(
-    survivor: ProcessorProcess, moved: Sequence[str], since: float, timeout: float
-) -> float | None:
-    """Epoch time at which ``survivor`` had read every shard of ``moved`` (its first
-    fetch of each after ``since``), or None if it did not within ``timeout``."""
-    reads = survivor.wait_for_event(
-        "shard_first_fetch",
-        timeout=timeout,
-        where=lambda e: e.get("shard_id") in moved and event_time(e) >= since,
-        count=len(moved),
-    )
-    first: dict[str, float] = {}
-    for entry in reads:
-        shard = entry["shard_id"]
-        first[shard] = min(first.get(shard, float("inf")), event_time(entry))
-    if set(first) < set(moved):
-        return None
-    return max(first.values())
-
-
-def measure_sigterm_handoff(
-    leaving: ProcessorProcess, survivor: ProcessorProcess, moved: Sequence[str], *, timeout: float
-) -> float | None:
-    """SIGTERM ``leaving``; seconds until ``survivor`` read every shard of ``moved``."""
-    sent_at = leaving.terminate()
-    read_at = _moved_read_at(survivor, moved, sent_at, timeout)
-    leaving.wait(timeout=timeout)
-    return None if read_at is None else read_at - sent_at
-
-
-def measure_kill_takeover(
-    victim: ProcessorProcess, survivor: ProcessorProcess, moved: Sequence[str], *, timeout: float
-) -> float | None:
-    """``kill -9`` ``victim``; seconds until ``survivor`` read every shard of ``moved``."""
-    killed_at = time.time()
-    victim.kill()
-    read_at = _moved_read_at(survivor, moved, killed_at, timeout)
-    return None if read_at is None else read_at - killed_at
 
 
 class _Traffic(threading.Thread):

@@ -533,6 +533,46 @@ def event_time(entry: Mapping[str, Any]) -> float:
     return datetime.fromisoformat(str(entry["ts"])).timestamp()
 
 
+def _moved_read_at(
+    survivor: ProcessorProcess, moved: Sequence[str], since: float, timeout: float
+) -> float | None:
+    """Epoch time at which ``survivor`` had read every shard of ``moved`` (its first
+    fetch of each after ``since``), or None if it did not within ``timeout``."""
+    reads = survivor.wait_for_event(
+        "shard_first_fetch",
+        timeout=timeout,
+        where=lambda e: e.get("shard_id") in moved and event_time(e) >= since,
+        count=len(moved),
+    )
+    first: dict[str, float] = {}
+    for entry in reads:
+        shard = entry["shard_id"]
+        first[shard] = min(first.get(shard, float("inf")), event_time(entry))
+    if set(first) < set(moved):
+        return None
+    return max(first.values())
+
+
+def measure_sigterm_handoff(
+    leaving: ProcessorProcess, survivor: ProcessorProcess, moved: Sequence[str], *, timeout: float
+) -> float | None:
+    """SIGTERM ``leaving``; seconds until ``survivor`` read every shard of ``moved``."""
+    sent_at = leaving.terminate()
+    read_at = _moved_read_at(survivor, moved, sent_at, timeout)
+    leaving.wait(timeout=timeout)
+    return None if read_at is None else read_at - sent_at
+
+
+def measure_kill_takeover(
+    victim: ProcessorProcess, survivor: ProcessorProcess, moved: Sequence[str], *, timeout: float
+) -> float | None:
+    """``kill -9`` ``victim``; seconds until ``survivor`` read every shard of ``moved``."""
+    killed_at = time.time()
+    victim.kill()
+    read_at = _moved_read_at(survivor, moved, killed_at, timeout)
+    return None if read_at is None else read_at - killed_at
+
+
 @contextlib.contextmanager
 def processors(
     environments: Mapping[str, Mapping[str, str]], log_dir: Path
