@@ -1,0 +1,177 @@
+"""Deploy smoke: ``terraform apply`` / ``output -json`` / ``destroy`` of the synthesized
+stack against moto (docs/DEPLOY-SMOKE.md).
+
+One run per module (synth, apply, outputs, scalable targets read from moto, destroy,
+leftovers read from moto); the tests below assert on its result. Skipped, with the
+reason printed, only when terraform or the provider mirror is missing.
+
+The first tests check the override generation and need neither terraform nor moto.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e.deploy_smoke import (
+    BUDGET_SECONDS,
+    ENDPOINT_KEYS,
+    SmokeResult,
+    UnmappedResourceType,
+    endpoint_key,
+    endpoint_keys,
+    provider_override,
+    run_smoke,
+    stack_suffix,
+)
+from e2e.terraform import find_provider_mirror, terraform_binary
+
+pytestmark = [pytest.mark.e2e]
+
+SUFFIX = "smoke"
+ENVIRONMENT = "dev"
+
+# ----------------------------------------------------------- override generation
+
+
+@pytest.mark.parametrize(
+    ("type_name", "key"),
+    [
+        ("aws_appautoscaling_target", "applicationautoscaling"),
+        ("aws_cloudwatch_log_group", "logs"),
+        ("aws_cloudwatch_metric_alarm", "cloudwatch"),
+        ("aws_route_table_association", "ec2"),
+        ("aws_route53_zone", "route53"),
+        ("aws_vpc_security_group_ingress_rule", "ec2"),
+        ("aws_db_instance", "rds"),
+        ("aws_secretsmanager_random_password", "secretsmanager"),
+        ("aws_caller_identity", "sts"),
+        ("aws_partition", None),
+    ],
+)
+def test_endpoint_key_by_longest_family(type_name: str, key: str | None) -> None:
+    assert endpoint_key(type_name) == key
+
+
+def test_unknown_type_stops_the_smoke() -> None:
+    with pytest.raises(UnmappedResourceType, match="aws_neptune_cluster"):
+        endpoint_key("aws_neptune_cluster")
+
+
+def test_override_points_every_used_service_at_the_emulator() -> None:
+    document = {
+        "provider": {"aws": [{"region": "eu-west-2"}]},
+        "resource": {"aws_kinesis_stream": {}, "aws_appautoscaling_target": {}},
+        "data": {"aws_partition": {}},
+    }
+    (provider,) = provider_override(document, "http://127.0.0.1:1")["provider"]["aws"]
+    assert provider["endpoints"] == [
+        {k: "http://127.0.0.1:1" for k in ("applicationautoscaling", "kinesis", "sts")}
+    ]
+    assert provider["skip_credentials_validation"] is True
+    assert provider["skip_requesting_account_id"] is True
+    assert "region" not in provider  # the stack's region is kept (override merges)
+
+
+def test_families_are_aws_types_and_sts_is_always_overridden() -> None:
+    assert all(family.startswith("aws_") for family in ENDPOINT_KEYS)
+    assert endpoint_keys({}) == {"sts"}
+
+
+def test_suffix_is_read_from_the_default_tags() -> None:
+    document = {"provider": {"aws": [{"default_tags": [{"tags": {"Suffix": "pr7"}}]}]}}
+    assert stack_suffix(document) == "pr7"
+    assert stack_suffix({}) is None
+
+
+# ------------------------------------------------------------------- the smoke
+
+
+def _skip_reason() -> str | None:
+    if terraform_binary() is None:
+        return "terraform is not on PATH"
+    if find_provider_mirror() is None:
+        return (
+            "no filesystem mirror of registry.terraform.io/hashicorp/aws "
+            "(set TAP_TF_PLUGIN_MIRROR to its root)"
+        )
+    return None
+
+
+@pytest.fixture(scope="module")
+def smoke() -> Iterator[SmokeResult]:
+    reason = _skip_reason()
+    if reason:
+        print(f"deploy smoke skipped: {reason}")
+        pytest.skip(reason)
+    run_dir = Path(tempfile.mkdtemp(prefix="tap-deploy-smoke-"))
+    result = run_smoke(run_dir, suffix=SUFFIX)
+    print(f"deploy smoke: {json.dumps(result.to_json()['seconds'])} (run folder {run_dir})")
+    yield result
+    if os.environ.get("TAP_KEEP_RUN_DIR") is None and result.ok:
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(BUDGET_SECONDS + 420)  # synth (jsii import) + the terraform budget
+def test_apply_output_destroy_succeed_within_budget(smoke: SmokeResult) -> None:
+    assert smoke.ok, f"{smoke.error}\n(run folder {smoke.run_dir})"
+    terraform_seconds = sum(smoke.seconds[k] for k in ("init", "apply", "destroy"))
+    assert terraform_seconds < BUDGET_SECONDS, smoke.seconds
+
+
+@pytest.mark.slow
+def test_override_lists_every_service_of_the_stack(smoke: SmokeResult) -> None:
+    assert {"applicationautoscaling", "ecs", "rds", "elasticache", "kinesis"} <= set(
+        smoke.endpoint_keys
+    )
+
+
+@pytest.mark.slow
+def test_outputs_are_present_and_named_with_the_suffix(smoke: SmokeResult) -> None:
+    values: dict[str, Any] = smoke.output_values
+    named = f"-{ENVIRONMENT}-{SUFFIX}"  # <resource-type>-<environment>-<suffix>
+    assert values["stream_name"] == f"kinesis-readings{named}"
+    assert values["ecs_cluster_name"] == f"ecs{named}"
+    assert values["ecs_service_name"] == f"svc-processor{named}"
+    assert values["dashboard_name"].endswith(named)
+    assert values["db_endpoint"].startswith(f"postgres{named}.")
+    assert f"redis{named}." in values["redis_primary_endpoint"]
+    assert values["stream_arn"].startswith("arn:aws:kinesis:")
+    assert values["stream_arn"].endswith(f"stream/{values['stream_name']}")
+    assert values["alarm_topic_arn"].startswith("arn:aws:sns:")
+    # The DB secret is RDS-managed (named rds!db-<uuid> by AWS); the Redis one is ours.
+    assert values["db_secret_arn"].startswith("arn:aws:secretsmanager:")
+    assert ":secret:rds!" in values["db_secret_arn"]
+    assert values["redis_auth_secret_arn"].startswith("arn:aws:secretsmanager:")
+    assert named in values["redis_auth_secret_arn"]
+    assert int(values["db_port"]) == 5432
+    environment = values["processor_task_environment"]
+    assert environment["TAP_STREAM_NAME"] == values["stream_name"]
+    assert environment["TAP_DB_SECRET_ARN"] == values["db_secret_arn"]
+    assert all(SUFFIX in name for name in values["log_group_names"].values())
+
+
+@pytest.mark.slow
+def test_autoscaling_target_registered_in_the_emulator(smoke: SmokeResult) -> None:
+    values = smoke.output_values
+    expected = f"service/{values['ecs_cluster_name']}/{values['ecs_service_name']}"
+    targets = {t["ResourceId"]: t for t in smoke.scalable_targets}
+    assert expected in targets, sorted(targets)
+    target = targets[expected]
+    assert target["ScalableDimension"] == "ecs:service:DesiredCount"
+    assert 1 <= target["MinCapacity"] <= target["MaxCapacity"]
+
+
+@pytest.mark.slow
+def test_destroy_leaves_nothing(smoke: SmokeResult) -> None:
+    assert "destroy" in smoke.seconds, smoke.error
+    assert smoke.leftovers == {}
