@@ -1,9 +1,10 @@
 """``terraform init`` + ``terraform validate`` of the synthesized stacks, offline.
 
-The provider comes from a filesystem mirror (TF_PLUGIN_MIRROR, or a known path that
-holds ``registry.terraform.io/hashicorp/aws``) through a CLI config generated in a
-temporary folder. Without terraform or a mirror the test skips with the reason,
-except under CI (``CI`` set), where it fails: CI here has both.
+The provider comes from a filesystem mirror (``e2e.terraform.find_provider_mirror``:
+TF_PLUGIN_MIRROR, or a known path that holds ``registry.terraform.io/hashicorp/aws``)
+through a CLI config generated in a temporary folder, the same helpers the deploy
+smoke uses. Without terraform or a mirror the test skips with the reason, except
+under CI (``CI`` set), where it fails: CI here has both.
 """
 
 from __future__ import annotations
@@ -11,28 +12,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from stack_support import Synth
 
-KNOWN_MIRRORS = (
-    "/opt/tf-plugins",
-    "~/.terraform.d/plugins",
-    "~/.local/share/terraform/plugins",
-    "/usr/local/share/terraform/plugins",
-    "/usr/share/terraform/plugins",
+from e2e.terraform import (
+    Terraform,
+    find_provider_mirror,
+    terraform_binary,
+    terraform_environment,
+    write_cli_config,
 )
-
-
-def find_mirror() -> Path | None:
-    candidates = [os.environ.get("TF_PLUGIN_MIRROR", ""), *KNOWN_MIRRORS]
-    for candidate in filter(None, candidates):
-        root = Path(candidate).expanduser()
-        if (root / "registry.terraform.io" / "hashicorp" / "aws").is_dir():
-            return root
-    return None
 
 
 def skip_or_fail(reason: str) -> None:
@@ -45,37 +36,25 @@ def skip_or_fail(reason: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("stack_name", ["TapStack", "TapStackProd"])
 def test_terraform_validate_offline(synth: Synth, stack_name: str, tmp_path: Path) -> None:
-    terraform = shutil.which("terraform")
-    if terraform is None:
+    binary = terraform_binary()
+    if binary is None:
         skip_or_fail("terraform is not on PATH")
-    mirror = find_mirror()
+    mirror = find_provider_mirror()
     if mirror is None:
         skip_or_fail("no provider mirror found (set TF_PLUGIN_MIRROR)")
-    cli_config = tmp_path / "terraform.rc"
-    cli_config.write_text(
-        "provider_installation {\n"
-        f'  filesystem_mirror {{\n    path = "{mirror}"\n'
-        '    include = ["registry.terraform.io/hashicorp/*"]\n  }\n'
-        '  direct {\n    exclude = ["registry.terraform.io/hashicorp/*"]\n  }\n}\n'
-    )
+    assert binary is not None and mirror is not None
     workdir = tmp_path / stack_name
     shutil.copytree(synth.outdir / "stacks" / stack_name, workdir)
-    env = {
-        **os.environ,
-        "TF_CLI_CONFIG_FILE": str(cli_config),
-        "TF_IN_AUTOMATION": "1",
-        "TF_PLUGIN_CACHE_DIR": "",
-        "CHECKPOINT_DISABLE": "1",
-    }
-    init = subprocess.run(
-        [str(terraform), "init", "-backend=false", "-input=false", "-no-color"],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert init.returncode == 0, init.stdout + init.stderr
-    validate = subprocess.run(
-        [str(terraform), "validate", "-json", "-no-color"],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    result = json.loads(validate.stdout)
+    tf = Terraform(
+        working_dir=workdir,
+        log_dir=tmp_path,
+        binary=binary,
+        env=terraform_environment(write_cli_config(tmp_path, mirror), {"TF_PLUGIN_CACHE_DIR": ""}),
+    )
+    tf.run("init", "init", "-backend=false", "-input=false", "-no-color", timeout=300)
+    validate = tf.run(
+        "validate", "validate", "-json", "-no-color", timeout=300, separate_stdout=True
+    )
+    result = json.loads(validate.stdout.read_text(encoding="utf-8"))
     assert result["valid"] is True, json.dumps(result["diagnostics"], indent=1)
     assert result["error_count"] == 0
