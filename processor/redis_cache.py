@@ -1,7 +1,11 @@
 """Redis edge of the processor: the serving cache, written after each PostgreSQL commit.
 
 PostgreSQL is the record; Redis is a cache of it, so everything written here is
-idempotent and order-insensitive, and a Redis outage never stops ingestion:
+idempotent and order-insensitive, and a Redis outage never stops ingestion.
+
+A batch is written by one ``EVALSHA`` of :data:`_APPLY_BATCH` (one round trip, one
+command): the batch travels as one msgpack document and the script loops over it on
+the server, applying per device and per anomaly what follows:
 
 * **Latest reading per device** (hash at :func:`redis_latest_key`): replaced only by
   a newer ``(ts, seq)``. A Lua compare-and-set does the comparison on the server
@@ -19,15 +23,17 @@ idempotent and order-insensitive, and a Redis outage never stops ingestion:
   replay within the dedup TTL (1 day, far longer than any redelivery) adds nothing;
   the entry carries ``anomaly_id`` so readers can de-duplicate beyond that too.
 * **Last seen** (:data:`REDIS_LAST_SEEN`): ``ZADD GT`` of the event time in ms.
-* **Detector state** (:func:`redis_detector_key`): saved for the devices whose
-  state changed, after the commit; loaded (MGET) when a device first shows up on
-  a shard this worker took over, so baselines survive a handoff.
+* **Detector state** (:func:`redis_detector_key`): saved (one script call) for the
+  devices whose state changed, after a commit (the worker throttles this, see
+  ``processor.worker.STATE_SAVE_EVERY_S``); loaded (MGET) when a device first shows
+  up on a shard this worker took over, so baselines survive a handoff.
 
 TTLs: every key but the anomaly stream and the last-seen set expires (latest 7
 days, window 1 day, detector state 7 days, anomaly de-dup keys 1 day); the stream
 is bounded by ``MAXLEN ~`` and the last-seen set is pruned of devices silent for 7
-days. Keys of one batch live in different hash slots: this assumes a non-clustered
-replication group (what the stack creates).
+days. Keys of one batch live in different hash slots, and the script builds them
+rather than declaring them in ``KEYS``: this assumes a non-clustered replication
+group (what the stack creates); Redis Cluster would refuse it.
 
 Outage: any connection error marks the cache *stale*; while stale, batches skip
 Redis (PostgreSQL goes on), and :meth:`RedisCache.recover` pings it, and when it
@@ -96,68 +102,117 @@ class CacheLimits:
     last_seen_horizon_s: int = 7 * DAY_S
 
 
-# KEYS: latest, window. ARGV: ts_us, seq, latest_ttl_ms, window_ttl_ms, window_size,
-# n (number of latest field/value items), the n items, then (seq, member) pairs.
-_APPLY_DEVICE: Final = """
+#: Devices (and, separately, anomalies) per script call. A batch of the default
+#: GetRecords size is one call; a 10,000-record batch is a few, so that no single
+#: script keeps the (single-threaded) server busy for more than a few milliseconds.
+#: The calls of one batch are independent: each is atomic and idempotent by itself.
+MAX_ITEMS_PER_CALL: Final = 1_000
+
+# One call per batch: ARGV[1] is one msgpack document (encoded by msgspec in one go),
+# and the script loops over it on the server, so the client encodes one command
+# instead of a few per device. Redis's Lua cmsgpack has no ``bin`` type, so every
+# value in it is a msgpack *string*; 64-bit numbers (ts_us, seq) travel as decimal
+# strings so that Lua's doubles never round them.
+#
+# Document: {latest_ttl_ms, window_ttl_ms, window_size, dedup_ttl_s, stream_maxlen,
+#   prune_before_ms ('' = no pruning), latest_prefix, window_prefix, dedup_prefix,
+#   stream_key, last_seen_key, devices, anomalies, latest field names}
+# devices: {device_id, ts_us, seq, last_seen_ms, {latest values, in the order of the
+#   field names}, {window seq, member, ...}} (an empty window list leaves the window
+#   untouched: reconciliation); anomalies: {anomaly_id, {stream field, value, ...}}.
+# Returns {latest hashes replaced, window members added, stream entries added}.
+#
+# The keys are built in the script from the prefixes, not declared in KEYS: that is
+# fine on a non-clustered Redis (an ElastiCache replication group with one shard,
+# what the stack creates) but a script touching many undeclared keys of different
+# hash slots is refused by Redis Cluster; cluster mode would need one call per slot.
+_APPLY_BATCH: Final = """
 local function greater(a, b)
   -- non-negative integers as decimal strings: longer is larger, else lexicographic
   if #a ~= #b then return #a > #b end
   return a > b
 end
-local replaced = 0
-local cur = redis.call('HMGET', KEYS[1], 'ts_us', 'seq')
-if (not cur[1]) or (not cur[2]) or greater(ARGV[1], cur[1])
-   or (ARGV[1] == cur[1] and greater(ARGV[2], cur[2])) then
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], unpack(ARGV, 7, 6 + tonumber(ARGV[6])))
-  replaced = 1
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-local added = 0
-local i = 7 + tonumber(ARGV[6])
-while i < #ARGV do
-  if redis.call('ZCOUNT', KEYS[2], ARGV[i], ARGV[i]) == 0 then
-    redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1])
-    added = added + 1
+local p = cmsgpack.unpack(ARGV[1])
+local latest_ttl, window_ttl, window_size = p[1], p[2], p[3]
+local dedup_ttl, maxlen, prune_before = p[4], p[5], p[6]
+local latest_prefix, window_prefix, dedup_prefix = p[7], p[8], p[9]
+local stream, last_seen, names = p[10], p[11], p[14]
+local hash = {}
+local replaced, added, streamed = 0, 0, 0
+local seen = {}
+for _, d in ipairs(p[12]) do
+  local device, ts_us, seq = d[1], d[2], d[3]
+  local lk = latest_prefix .. device
+  local cur = redis.call('HMGET', lk, 'ts_us', 'seq')
+  if (not cur[1]) or (not cur[2]) or greater(ts_us, cur[1])
+     or (ts_us == cur[1] and greater(seq, cur[2])) then
+    local values = d[5]
+    for j = 1, #names do
+      hash[2 * j - 1] = names[j]
+      hash[2 * j] = values[j]
+    end
+    redis.call('DEL', lk)
+    redis.call('HSET', lk, unpack(hash))
+    replaced = replaced + 1
   end
-  i = i + 2
+  redis.call('PEXPIRE', lk, latest_ttl)
+  local w = d[6]
+  if #w > 0 then
+    local wk = window_prefix .. device
+    local n = 0
+    for i = 1, #w, 2 do
+      -- first write of a seq wins (like PostgreSQL's ON CONFLICT DO NOTHING)
+      if redis.call('ZCOUNT', wk, w[i], w[i]) == 0 then
+        redis.call('ZADD', wk, w[i], w[i + 1])
+        n = n + 1
+      end
+    end
+    if n > 0 then
+      redis.call('ZREMRANGEBYRANK', wk, 0, -(window_size + 1))
+    end
+    redis.call('PEXPIRE', wk, window_ttl)  -- a no-op when the key does not exist
+    added = added + n
+  end
+  seen[#seen + 1] = d[4]
+  seen[#seen + 1] = device
+  if #seen >= 1000 then  -- keep unpack() far below Lua's stack limit
+    redis.call('ZADD', last_seen, 'GT', unpack(seen))
+    seen = {}
+  end
 end
-if added > 0 then
-  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[5]) + 1))
+if #seen > 0 then
+  redis.call('ZADD', last_seen, 'GT', unpack(seen))
 end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+if prune_before ~= '' then
+  redis.call('ZREMRANGEBYSCORE', last_seen, '-inf', prune_before)
 end
-return {replaced, added}
+for _, a in ipairs(p[13]) do
+  -- SET NX first: the stream gets an anomaly at most once per dedup TTL
+  if redis.call('SET', dedup_prefix .. a[1], '1', 'NX', 'EX', dedup_ttl) then
+    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(a[2]))
+    streamed = streamed + 1
+  end
+end
+return {replaced, added, streamed}
 """
 
-# KEYS: dedup key, stream. ARGV: dedup ttl s, maxlen, field/value items.
-_ADD_ANOMALY: Final = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+# ARGV[1]: msgpack {key prefix, ttl_ms, {device_id, ...}}; ARGV[2..]: the states, in
+# the same order (raw bytes: they cannot ride in the msgpack document, see above).
+_SAVE_STATES: Final = """
+local p = cmsgpack.unpack(ARGV[1])
+local prefix, ttl = p[1], p[2]
+for i, device in ipairs(p[3]) do
+  redis.call('SET', prefix .. device, ARGV[i + 1], 'PX', ttl)
 end
-return false
+return #p[3]
 """
 
-# KEYS: latest. ARGV: ts_us, seq, ttl_ms, field/value items. Latest-only CAS for
-# reconciliation (no window entries).
-_SET_LATEST: Final = """
-local function greater(a, b)
-  if #a ~= #b then return #a > #b end
-  return a > b
-end
-local cur = redis.call('HMGET', KEYS[1], 'ts_us', 'seq')
-if (not cur[1]) or (not cur[2]) or greater(ARGV[1], cur[1])
-   or (ARGV[1] == cur[1] and greater(ARGV[2], cur[2])) then
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  return 1
-end
-return 0
-"""
-
+_payload_encoder: Final = msgspec.msgpack.Encoder()
 _window_encoder: Final = msgspec.json.Encoder()
+_LATEST_PREFIX: Final = redis_latest_key("")
+_WINDOW_PREFIX: Final = redis_window_key("")
+_DETECTOR_PREFIX: Final = redis_detector_key("")
+_DEDUP_PREFIX: Final = redis_anomaly_dedup_key("")
 
 
 class LatestSource(Protocol):
@@ -171,25 +226,50 @@ def _ts_us(ts: datetime) -> int:
     return (delta.days * DAY_S + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+#: The fields of the latest-reading hash, in the order of :func:`_latest_values`.
+LATEST_FIELDS: Final = (
+    "device_id",
+    "facility",
+    "line",
+    "sensor_type",
+    "value",
+    "status",
+    "unit",
+    "ts",
+    "ts_us",
+    "seq",
+    "schema_version",
+    "shard_id",
+    "sequence_number",
+    "arrival",
+)
+_TS_US_INDEX: Final = LATEST_FIELDS.index("ts_us")
+_SEQ_INDEX: Final = LATEST_FIELDS.index("seq")
+
+
+def _latest_values(accepted: AcceptedReading) -> list[str]:
+    r = accepted.reading
+    return [
+        r.device_id,
+        r.facility,
+        r.line,
+        r.sensor_type.value,
+        "" if r.value is None else repr(r.value),
+        "" if r.status is None else r.status.value,
+        r.unit,
+        r.ts.isoformat(),
+        str(_ts_us(r.ts)),
+        str(r.seq),
+        str(r.schema_version),
+        accepted.shard_id,
+        accepted.sequence_number,
+        accepted.arrival.isoformat(),
+    ]
+
+
 def latest_fields(accepted: AcceptedReading) -> dict[str, str]:
     """The latest-reading hash of a device (all strings; empty for None)."""
-    r = accepted.reading
-    return {
-        "device_id": r.device_id,
-        "facility": r.facility,
-        "line": r.line,
-        "sensor_type": r.sensor_type.value,
-        "value": "" if r.value is None else repr(r.value),
-        "status": "" if r.status is None else r.status.value,
-        "unit": r.unit,
-        "ts": r.ts.isoformat(),
-        "ts_us": str(_ts_us(r.ts)),
-        "seq": str(r.seq),
-        "schema_version": str(r.schema_version),
-        "shard_id": accepted.shard_id,
-        "sequence_number": accepted.sequence_number,
-        "arrival": accepted.arrival.isoformat(),
-    }
+    return dict(zip(LATEST_FIELDS, _latest_values(accepted), strict=True))
 
 
 def window_member(accepted: AcceptedReading) -> bytes:
@@ -210,6 +290,51 @@ def _flatten(fields: Mapping[str, str]) -> list[str]:
     for key, value in fields.items():
         out += (key, value)
     return out
+
+
+def _device_entry(items: Sequence[AcceptedReading], window_size: int) -> list[Any]:
+    """One device of the batch script's document (see :data:`_APPLY_BATCH`): the newest
+    of ``items`` for the latest hash, the last ``window_size`` for the window."""
+    newest = items[0] if len(items) == 1 else max(items, key=_newest_key)
+    values = _latest_values(newest)
+    ts_us = values[_TS_US_INDEX]
+    window: list[str] = []
+    if window_size > 0:
+        for accepted in items[-window_size:]:
+            window += (str(accepted.reading.seq), window_member(accepted).decode())
+    return [
+        newest.reading.device_id,
+        ts_us,
+        values[_SEQ_INDEX],
+        str(int(ts_us) // 1000),
+        values,
+        window,
+    ]
+
+
+def _newest_key(accepted: AcceptedReading) -> tuple[datetime, int]:
+    return accepted.reading.ts, accepted.reading.seq
+
+
+def _anomaly_entry(anomaly: Anomaly) -> list[Any]:
+    identity = anomaly_id(anomaly)
+    fields = {
+        "anomaly_id": identity,
+        "device_id": anomaly.device_id,
+        "seq": str(anomaly.seq),
+        "type": anomaly.anomaly_type.value,
+        "severity": anomaly.severity.value,
+        "score": repr(anomaly.score),
+        "ts": anomaly.ts.isoformat(),
+        "sensor_type": anomaly.sensor_type,
+        "value": "" if anomaly.value is None else repr(anomaly.value),
+        "explanation": anomaly.explanation,
+    }
+    return [identity, _flatten(fields)]
+
+
+def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
+    return [items[i : i + MAX_ITEMS_PER_CALL] for i in range(0, len(items), MAX_ITEMS_PER_CALL)]
 
 
 class _SecretsCredentials(CredentialProvider):
@@ -260,9 +385,11 @@ class RedisCache:
             retry=Retry(NoBackoff(), 0),
             **tls,
         )
-        self._apply_device = self.client.register_script(_APPLY_DEVICE)
-        self._add_anomaly = self.client.register_script(_ADD_ANOMALY)
-        self._set_latest = self.client.register_script(_SET_LATEST)
+        # Called directly, never in a pipeline: redis-py's pipeline sends a SCRIPT
+        # EXISTS round trip before each execute; a direct call is one EVALSHA (and a
+        # SCRIPT LOAD only after a Redis restart flushed the script cache).
+        self._apply_batch = self.client.register_script(_APPLY_BATCH)
+        self._save_states = self.client.register_script(_SAVE_STATES)
         self._lock = threading.Lock()
         self._stale = True  # until the first successful contact (and reconciliation)
         self._stale_since: float | None = time.monotonic()
@@ -347,80 +474,58 @@ class RedisCache:
         return True
 
     def _apply(self, batch: ProcessedBatch) -> None:
-        limits = self.limits
+        window_size = self.limits.window_size
         by_device: dict[str, list[AcceptedReading]] = {}
         for accepted in batch.readings:
             by_device.setdefault(accepted.reading.device_id, []).append(accepted)
-        pipe = self.client.pipeline(transaction=False)
-        last_seen: dict[str, float] = {}
-        for device_id, items in by_device.items():
-            newest = max(items, key=lambda a: (a.reading.ts, a.reading.seq))
-            fields = _flatten(latest_fields(newest))
-            args: list[Any] = [
-                str(_ts_us(newest.reading.ts)),
-                str(newest.reading.seq),
-                limits.latest_ttl_s * 1000,
-                limits.window_ttl_s * 1000,
-                limits.window_size,
-                len(fields),
-                *fields,
-            ]
-            for accepted in items[-limits.window_size :]:
-                args += (accepted.reading.seq, window_member(accepted))
-            self._apply_device(
-                keys=[redis_latest_key(device_id), redis_window_key(device_id)],
-                args=args,
-                client=pipe,
-            )
-            last_seen[device_id] = _ts_us(newest.reading.ts) // 1000
-        if last_seen:
-            pipe.zadd(REDIS_LAST_SEEN, last_seen, gt=True)
-        for anomaly in batch.anomalies:
-            self._queue_anomaly(pipe, anomaly)
-        now = time.monotonic()
-        if now - self._last_prune > 60:
-            self._last_prune = now
-            horizon_ms = (time.time() - limits.last_seen_horizon_s) * 1000
-            pipe.zremrangebyscore(REDIS_LAST_SEEN, "-inf", horizon_ms)
-        pipe.execute()
+        devices = [_device_entry(items, window_size) for items in by_device.values()]
+        anomalies = [_anomaly_entry(a) for a in batch.anomalies]
+        self._run_batch(devices, anomalies, prune=True)
 
-    def _queue_anomaly(self, pipe: Any, anomaly: Anomaly) -> None:
-        identity = anomaly_id(anomaly)
-        fields = {
-            "anomaly_id": identity,
-            "device_id": anomaly.device_id,
-            "seq": str(anomaly.seq),
-            "type": anomaly.anomaly_type.value,
-            "severity": anomaly.severity.value,
-            "score": repr(anomaly.score),
-            "ts": anomaly.ts.isoformat(),
-            "sensor_type": anomaly.sensor_type,
-            "value": "" if anomaly.value is None else repr(anomaly.value),
-            "explanation": anomaly.explanation,
-        }
-        self._add_anomaly(
-            keys=[redis_anomaly_dedup_key(identity), REDIS_ANOMALY_STREAM],
-            args=[
-                self.limits.anomaly_dedup_ttl_s,
-                self.limits.anomaly_stream_maxlen,
-                *_flatten(fields),
-            ],
-            client=pipe,
-        )
+    def _run_batch(
+        self, devices: Sequence[list[Any]], anomalies: Sequence[list[Any]], *, prune: bool
+    ) -> list[int]:
+        """Run :data:`_APPLY_BATCH` over ``devices`` and ``anomalies`` (one call per
+        :data:`MAX_ITEMS_PER_CALL` of each); returns the summed counters."""
+        limits = self.limits
+        prune_before = ""
+        now = time.monotonic()
+        if prune and now - self._last_prune > 60:
+            self._last_prune = now
+            prune_before = str(int((time.time() - limits.last_seen_horizon_s) * 1000))
+        device_chunks = _chunks(devices) or [[]]
+        anomaly_chunks = _chunks(anomalies) or [[]]
+        totals = [0, 0, 0]
+        for i in range(max(len(device_chunks), len(anomaly_chunks))):
+            payload = _payload_encoder.encode(
+                [
+                    limits.latest_ttl_s * 1000,
+                    limits.window_ttl_s * 1000,
+                    limits.window_size,
+                    limits.anomaly_dedup_ttl_s,
+                    limits.anomaly_stream_maxlen,
+                    prune_before if i == 0 else "",
+                    _LATEST_PREFIX,
+                    _WINDOW_PREFIX,
+                    _DEDUP_PREFIX,
+                    REDIS_ANOMALY_STREAM,
+                    REDIS_LAST_SEEN,
+                    device_chunks[i] if i < len(device_chunks) else [],
+                    anomaly_chunks[i] if i < len(anomaly_chunks) else [],
+                    LATEST_FIELDS,
+                ]
+            )
+            counts = self._apply_batch(keys=[], args=[payload])
+            totals = [t + int(c) for t, c in zip(totals, counts, strict=True)]
+        return totals
 
     def add_anomalies(self, anomalies: Sequence[Anomaly]) -> bool:
         """Anomalies outside a batch (the silence timer), after their commit."""
         if self._stale or not anomalies:
             return not self._stale
-
-        def run() -> None:
-            pipe = self.client.pipeline(transaction=False)
-            for anomaly in anomalies:
-                self._queue_anomaly(pipe, anomaly)
-            pipe.execute()
-
+        entries = [_anomaly_entry(a) for a in anomalies]
         try:
-            self._call("anomalies", run)
+            self._call("anomalies", lambda: self._run_batch([], entries, prune=False))
         except (RedisError, OSError, SecretsError) as exc:
             self._mark_stale(exc, "anomalies")
             return False
@@ -429,17 +534,18 @@ class RedisCache:
     # -- detector state ---------------------------------------------------------------
 
     def save_detector_states(self, states: Mapping[str, bytes]) -> bool:
+        """``SET PX`` of each state: one script call per :data:`MAX_ITEMS_PER_CALL`."""
         if not states:
             return True
         if self._stale:
             return False
+        items = list(states.items())
+        ttl_ms = self.limits.detector_ttl_s * 1000
 
         def run() -> None:
-            pipe = self.client.pipeline(transaction=False)
-            ttl_ms = self.limits.detector_ttl_s * 1000
-            for device_id, data in states.items():
-                pipe.set(redis_detector_key(device_id), data, px=ttl_ms)
-            pipe.execute()
+            for chunk in _chunks(items):
+                header = _payload_encoder.encode([_DETECTOR_PREFIX, ttl_ms, [d for d, _ in chunk]])
+                self._save_states(keys=[], args=[header, *(data for _, data in chunk)])
 
         try:
             self._call("save_detector_states", run)
@@ -464,36 +570,11 @@ class RedisCache:
     # -- reconciliation ---------------------------------------------------------------
 
     def set_latest(self, readings: Iterable[AcceptedReading]) -> int:
-        """Compare-and-set the latest hash of each reading's device; returns how many
-        were replaced. Raises on Redis errors (used by :meth:`recover`)."""
-        replaced = 0
-        pipe = self.client.pipeline(transaction=False)
-        last_seen: dict[str, float] = {}
-        pending = 0
-        ttl_ms = self.limits.latest_ttl_s * 1000
-
-        def flush() -> int:
-            results = pipe.execute()
-            if last_seen:
-                self.client.zadd(REDIS_LAST_SEEN, last_seen, gt=True)
-                last_seen.clear()
-            return sum(int(r) for r in results if isinstance(r, int))
-
-        for accepted in readings:
-            r = accepted.reading
-            self._set_latest(
-                keys=[redis_latest_key(r.device_id)],
-                args=[str(_ts_us(r.ts)), str(r.seq), ttl_ms, *_flatten(latest_fields(accepted))],
-                client=pipe,
-            )
-            last_seen[r.device_id] = _ts_us(r.ts) // 1000
-            pending += 1
-            if pending >= 500:
-                replaced += flush()
-                pending = 0
-        if pending:
-            replaced += flush()
-        return replaced
+        """Compare-and-set the latest hash of each reading's device (and its last-seen
+        time, ``GT``); returns how many were replaced. Windows and the stream are not
+        touched. Raises on Redis errors (used by :meth:`recover`)."""
+        devices = [_device_entry([accepted], 0) for accepted in readings]
+        return self._run_batch(devices, [], prune=False)[0]
 
     def recover(self, store: LatestSource) -> bool:
         """If stale and Redis answers: reconcile the latest readings from PostgreSQL.

@@ -146,6 +146,65 @@ def test_apply_is_idempotent_and_bounded(cache: RedisCache, raw: Any) -> None:
     )
 
 
+def _redis_view(raw: Any, devices: list[str]) -> tuple[Any, ...]:
+    return (
+        [raw.hgetall(redis_latest_key(d)) for d in devices],
+        [raw.zrange(redis_window_key(d), 0, -1, withscores=True) for d in devices],
+        raw.xlen(REDIS_ANOMALY_STREAM),
+        raw.zrange(REDIS_LAST_SEEN, 0, -1, withscores=True),
+    )
+
+
+def test_a_replayed_batch_leaves_redis_identical(cache: RedisCache, raw: Any) -> None:
+    devices = ["d1", "d2", "d3"]
+    older = ProcessedBatch(
+        "s",
+        readings=[_reading(d, seq) for seq in range(1, 6) for d in devices],
+        anomalies=[_anomaly("d1", 3)],
+    )
+    newer = ProcessedBatch(
+        "s",
+        readings=[_reading(d, seq, value=60.0) for seq in range(6, 11) for d in devices],
+        anomalies=[_anomaly("d2", 8), _anomaly("d3", 9)],
+    )
+    assert cache.apply(older) and cache.apply(newer)
+    before = _redis_view(raw, devices)
+    assert [latest[b"seq"] for latest in before[0]] == [b"10", b"10", b"10"]
+    assert [len(window) for window in before[1]] == [10, 10, 10]
+    assert before[2] == 3
+
+    # The same batch again, then an older batch after the newer one (a lagging worker,
+    # a retry after a lost reply), one older reading alone, the silence path and a
+    # reconciliation with older rows: nothing moves.
+    assert cache.apply(newer)
+    assert cache.apply(older)
+    assert cache.apply(ProcessedBatch("s", readings=[_reading("d2", 4, value=1.0)]))
+    assert cache.add_anomalies(older.anomalies + newer.anomalies)
+    assert cache.set_latest([_reading(d, 7) for d in devices]) == 0
+    assert _redis_view(raw, devices) == before
+    for d in devices:
+        assert raw.pttl(redis_latest_key(d)) > 0 and raw.pttl(redis_window_key(d)) > 0
+
+
+def test_a_large_batch_is_split_and_applied_whole(cache: RedisCache, raw: Any) -> None:
+    from processor.redis_cache import MAX_ITEMS_PER_CALL
+
+    devices = [f"dev{i:05d}" for i in range(MAX_ITEMS_PER_CALL + 7)]
+    batch = ProcessedBatch(
+        "s",
+        readings=[_reading(d, 1) for d in devices],
+        anomalies=[_anomaly(d, 1) for d in devices],
+    )
+    assert cache.apply(batch)
+    assert raw.zcard(REDIS_LAST_SEEN) == len(devices)
+    assert raw.hget(redis_latest_key(devices[-1]), "seq") == b"1"
+    assert raw.zcard(redis_window_key(devices[-1])) == 1
+    assert raw.xlen(REDIS_ANOMALY_STREAM) == len(devices)
+    states = {d: b"\x00\xff" + d.encode() for d in devices}
+    assert cache.save_detector_states(states)
+    assert cache.load_detector_states(devices[-2:]) == {d: states[d] for d in devices[-2:]}
+
+
 def test_an_older_reading_never_replaces_a_newer_one(cache: RedisCache, raw: Any) -> None:
     assert cache.apply(ProcessedBatch("s", readings=[_reading("d1", 10, value=70.0)]))
     # A replay of an older batch (another worker, a retry) arrives late.
