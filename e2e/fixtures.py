@@ -54,6 +54,8 @@ from e2e.services.redis import RedisServer
 if TYPE_CHECKING:
     import psycopg
 
+    from e2e.verify import ProcessorCluster
+
 #: Keep the run folder (logs, PGDATA) even when every test passed.
 KEEP_RUN_DIR_ENV = "TAP_KEEP_RUN_DIR"
 
@@ -257,6 +259,42 @@ def restartable_redis_server(redis_server: RedisServer) -> RedisServer:
     if not redis_server.supports_restart:
         pytest.skip("Redis comes from TAP_REDIS_URL: not ours to restart")
     return redis_server
+
+
+@pytest.fixture
+def make_cluster(
+    local_services: LocalServices,
+    make_stream: Callable[..., str],
+    fresh_database: FreshDatabase,
+    clean_redis: RedisServer,
+    db_secret_arn: str,
+    redis_secret_arn: str,
+    tmp_path: Path,
+) -> Iterator[Callable[..., ProcessorCluster]]:
+    """``make_cluster(shards=4, **settings)``: a fresh stream, database and Redis for
+    real ``python -m processor`` processes started with ``cluster.start(name)``;
+    ``settings`` are ProcessorSettings attributes (e.g. ``lease_duration_s=3``).
+    Every processor is stopped at teardown."""
+    from e2e.verify import ProcessorCluster
+
+    made: list[ProcessorCluster] = []
+
+    def make(shards: int = 4, **settings: Any) -> ProcessorCluster:
+        cluster = ProcessorCluster(
+            local_services,
+            make_stream(shards),
+            fresh_database.name,
+            db_secret_arn,
+            redis_secret_arn,
+            tmp_path / "logs",
+            defaults=settings,
+        )
+        made.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in made:
+        cluster.stop_all()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -848,6 +848,10 @@ class PostgresStore:
                     ).fetchone()
                     return None if row is None else LeaseToken(shard_id, owner, int(row[0]))
             except psycopg.errors.LockNotAvailable:
+                log.info(
+                    "lease row locked by another session; skipped this round",
+                    extra={"event": "lease_row_locked", "shard_id": shard_id},
+                )
                 return None
 
         return self._call(run)

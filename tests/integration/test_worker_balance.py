@@ -6,40 +6,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
-from e2e.fixtures import FreshDatabase
-from e2e.services import LocalServices
 from e2e.verify import ProcessorCluster, compare, make_readings, wait_until_stored
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture
-def cluster(
-    local_services: LocalServices,
-    make_stream: Callable[..., str],
-    fresh_database: FreshDatabase,
-    clean_redis: Any,
-    db_secret_arn: str,
-    redis_secret_arn: str,
-    tmp_path: Path,
-) -> Iterator[ProcessorCluster]:
-    c = ProcessorCluster(
-        local_services,
-        make_stream(4),
-        fresh_database.name,
-        db_secret_arn,
-        redis_secret_arn,
-        tmp_path / "logs",
-        defaults={"lease_duration_s": 3},
-    )
-    yield c
-    c.stop_all()
+def cluster(make_cluster: Callable[..., ProcessorCluster]) -> ProcessorCluster:
+    return make_cluster(4, lease_duration_s=3)
 
 
 @pytest.mark.timeout(90)

@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from e2e.fixtures import FreshDatabase
-from e2e.services import LocalServices
 from e2e.verify import (
     ProcessorCluster,
     compare,
@@ -29,41 +25,15 @@ from e2e.verify import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.fixture
-def make_cluster(
-    local_services: LocalServices,
-    make_stream: Callable[..., str],
-    fresh_database: FreshDatabase,
-    clean_redis: Any,
-    db_secret_arn: str,
-    redis_secret_arn: str,
-    tmp_path: Path,
-) -> Iterator[Callable[[int], ProcessorCluster]]:
-    made: list[ProcessorCluster] = []
-
-    def make(shards: int) -> ProcessorCluster:
-        c = ProcessorCluster(
-            local_services,
-            make_stream(shards),
-            fresh_database.name,
-            db_secret_arn,
-            redis_secret_arn,
-            tmp_path / "logs",
-            defaults={"lease_duration_s": 3},
-        )
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.stop_all()
+#: Short leases keep the failure scenarios of this module quick.
+LEASE_S = 3
 
 
 @pytest.mark.timeout(120)
 def test_shard_split_mid_stream_reads_children_after_the_parent(
-    make_cluster: Callable[[int], ProcessorCluster],
+    make_cluster: Callable[..., ProcessorCluster],
 ) -> None:
-    cluster = make_cluster(2)
+    cluster = make_cluster(2, lease_duration_s=LEASE_S)
     cluster.start("w1")
     cluster.start("w2")
     start = datetime.now(UTC)
@@ -101,11 +71,11 @@ def test_shard_split_mid_stream_reads_children_after_the_parent(
 
 @pytest.mark.timeout(90)
 def test_one_percent_poison_goes_to_dead_letters_with_its_reason(
-    make_cluster: Callable[[int], ProcessorCluster],
+    make_cluster: Callable[..., ProcessorCluster],
 ) -> None:
     from simulator.fleet import Fleet
 
-    cluster = make_cluster(2)
+    cluster = make_cluster(2, lease_duration_s=LEASE_S)
     cluster.start("w1")
     fleet = Fleet(devices=100, seed=11, rate=10.0, poison_rate=0.01, start=datetime.now(UTC))
     records = fleet_records(fleet.generate(3000))
@@ -126,9 +96,9 @@ def test_one_percent_poison_goes_to_dead_letters_with_its_reason(
 
 @pytest.mark.timeout(90)
 def test_producer_duplicates_are_stored_once(
-    make_cluster: Callable[[int], ProcessorCluster],
+    make_cluster: Callable[..., ProcessorCluster],
 ) -> None:
-    cluster = make_cluster(2)
+    cluster = make_cluster(2, lease_duration_s=LEASE_S)
     cluster.start("w1")
     records = make_readings(50, 30)
     # A retried PutRecords repeats records: within the same batch...

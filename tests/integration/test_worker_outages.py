@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from e2e.fixtures import FreshDatabase
-from e2e.services import LocalServices, PostgresServer, RedisServer
+from e2e.services import PostgresServer, RedisServer
 from e2e.verify import (
     ProcessorCluster,
     SendResult,
@@ -30,26 +28,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture
-def cluster(
-    local_services: LocalServices,
-    make_stream: Callable[..., str],
-    fresh_database: FreshDatabase,
-    clean_redis: Any,
-    db_secret_arn: str,
-    redis_secret_arn: str,
-    tmp_path: Path,
-) -> Iterator[ProcessorCluster]:
-    c = ProcessorCluster(
-        local_services,
-        make_stream(2),
-        fresh_database.name,
-        db_secret_arn,
-        redis_secret_arn,
-        tmp_path / "logs",
-        defaults={"lease_duration_s": 3},
-    )
-    yield c
-    c.stop_all()
+def cluster(make_cluster: Callable[..., ProcessorCluster]) -> ProcessorCluster:
+    return make_cluster(2, lease_duration_s=3)
 
 
 def _send_in_background(

@@ -5,9 +5,8 @@ Redis, kinesalite, two real processor processes on a four-shard stream, and
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,25 +21,8 @@ pytestmark = [pytest.mark.load, pytest.mark.slow]
 
 
 @pytest.fixture
-def cluster(
-    local_services: LocalServices,
-    make_stream: Callable[..., str],
-    fresh_database: FreshDatabase,
-    clean_redis: Any,
-    db_secret_arn: str,
-    redis_secret_arn: str,
-    tmp_path: Path,
-) -> Iterator[ProcessorCluster]:
-    c = ProcessorCluster(
-        local_services,
-        make_stream(4),
-        fresh_database.name,
-        db_secret_arn,
-        redis_secret_arn,
-        tmp_path / "logs",
-    )
-    yield c
-    c.stop_all()
+def cluster(make_cluster: Callable[..., ProcessorCluster]) -> ProcessorCluster:
+    return make_cluster(4)
 
 
 @pytest.mark.timeout(240)
