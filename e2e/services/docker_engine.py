@@ -7,9 +7,11 @@ engine with a short timeout and fall back to local binaries when it does not ans
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
 
 #: Set to 0 to never use containers even when Docker runs (e.g. to test binaries).
 USE_CONTAINERS_ENV: Final = "TAP_USE_CONTAINERS"
@@ -32,3 +34,34 @@ def docker_engine_answers(timeout: float = 2.0) -> bool:
     except Exception:
         # No socket, permission denied, a context pointing nowhere: all mean "no".
         return False
+
+
+class ContainerLifecycle:
+    """Stop, kill, remove and log capture of a testcontainers container, shared by
+    the PostgreSQL and Redis container servers (``_container`` is set by their
+    ``start``; ``log_path`` receives the container's output when it stops)."""
+
+    log_path: Path
+    _container: Any = None
+    #: Seconds Docker waits for a graceful stop before it kills the container.
+    stop_timeout_s: int = 10
+
+    def stop(self) -> None:
+        if self._container is not None:
+            self._write_logs()
+            self._container.get_wrapped_container().stop(timeout=self.stop_timeout_s)
+
+    def kill(self) -> None:
+        if self._container is not None:
+            self._container.get_wrapped_container().kill()
+
+    def remove(self) -> None:
+        if self._container is not None:
+            self._write_logs()
+            self._container.stop()
+            self._container = None
+
+    def _write_logs(self) -> None:
+        with contextlib.suppress(Exception):
+            out, err = self._container.get_logs()
+            self.log_path.write_bytes(out + err)

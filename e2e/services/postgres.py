@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, urlencode
 
-from e2e.services.docker_engine import docker_engine_answers
+from e2e.services.docker_engine import ContainerLifecycle, docker_engine_answers
 from e2e.services.network import LOOPBACK, free_port, wait_port_closed
 from e2e.services.process import ServerProcess, ServiceStartError, tail
 from e2e.services.tls import RunCertificates
@@ -603,11 +603,12 @@ class LocalPostgres(PostgresServer):
 POSTGRES_IMAGE: Final = "postgres:16-alpine"
 
 
-class ContainerPostgres(PostgresServer):
+class ContainerPostgres(ContainerLifecycle, PostgresServer):
     """PostgreSQL in a container, its port bound to a fixed loopback port so a
     restart (``docker restart``) comes back on the same port with the same volume."""
 
     source = PostgresSource.CONTAINER
+    stop_timeout_s = 15  # a clean shutdown writes a checkpoint
 
     def __init__(self, directory: Path, log_path: Path, certs: RunCertificates | None) -> None:
         self.directory = directory
@@ -659,26 +660,6 @@ class ContainerPostgres(PostgresServer):
                 logs = self._container.get_logs() if self._container else ("", "")
                 raise ServiceStartError(f"PostgreSQL container not healthy: {logs}")
             time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self._container is not None:
-            self._write_logs()
-            self._container.get_wrapped_container().stop(timeout=15)
-
-    def kill(self) -> None:
-        if self._container is not None:
-            self._container.get_wrapped_container().kill()
-
-    def remove(self) -> None:
-        if self._container is not None:
-            self._write_logs()
-            self._container.stop()
-            self._container = None
-
-    def _write_logs(self) -> None:
-        with contextlib.suppress(Exception):
-            out, err = self._container.get_logs()
-            self.log_path.write_bytes(out + err)
 
 
 # --- choosing ---------------------------------------------------------------------

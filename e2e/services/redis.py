@@ -17,7 +17,6 @@ the AUTH token survive a restart.
 from __future__ import annotations
 
 import abc
-import contextlib
 import importlib.util
 import os
 import secrets
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from e2e.services.docker_engine import docker_engine_answers
+from e2e.services.docker_engine import ContainerLifecycle, docker_engine_answers
 from e2e.services.network import LOOPBACK, free_port, wait_port_closed
 from e2e.services.process import ServerProcess, ServiceStartError, tail
 from e2e.services.tls import RunCertificates
@@ -327,7 +326,7 @@ class LocalRedis(RedisServer):
 REDIS_IMAGE: Final = "redis:7-alpine"
 
 
-class ContainerRedis(RedisServer):
+class ContainerRedis(ContainerLifecycle, RedisServer):
     """Redis in a container, bound to a fixed loopback port so a restart keeps it."""
 
     source = RedisSource.CONTAINER
@@ -376,26 +375,6 @@ class ContainerRedis(RedisServer):
                     f"Redis container not healthy: {self._container.get_logs()}"
                 )
             time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self._container is not None:
-            self._write_logs()
-            self._container.get_wrapped_container().stop(timeout=10)
-
-    def kill(self) -> None:
-        if self._container is not None:
-            self._container.get_wrapped_container().kill()
-
-    def remove(self) -> None:
-        if self._container is not None:
-            self._write_logs()
-            self._container.stop()
-            self._container = None
-
-    def _write_logs(self) -> None:
-        with contextlib.suppress(Exception):
-            out, err = self._container.get_logs()
-            self.log_path.write_bytes(out + err)
 
 
 def create_redis(

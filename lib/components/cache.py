@@ -28,11 +28,9 @@ from cdktf_cdktf_provider_aws.elasticache_replication_group import (
 from cdktf_cdktf_provider_aws.elasticache_subnet_group import ElasticacheSubnetGroup
 from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
 from cdktf_cdktf_provider_aws.secretsmanager_secret_version import SecretsmanagerSecretVersion
-from cdktf_cdktf_provider_aws.security_group import SecurityGroup
-from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
-from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from constructs import Construct
 
+from lib.components.client_only_security_group import client_only_security_group
 from lib.components.log_group import EncryptedLogGroup, LogSettings
 from lib.config import Naming
 
@@ -66,33 +64,14 @@ class Cache(Construct):
         naming = config.naming
         group_id = naming.name("redis")
 
-        sg = SecurityGroup(
+        sg = client_only_security_group(
             self,
-            "sg",
-            name=naming.name("securitygroup-redis"),
-            description="Redis: 6379 from the processor only",
+            naming=naming,
+            service="redis",
+            label="Redis",
+            port=config.port,
             vpc_id=config.vpc_id,
-            tags={"Name": naming.name("securitygroup-redis")},
-        )
-        VpcSecurityGroupIngressRule(
-            self,
-            "from-processor",
-            security_group_id=sg.id,
-            description="Redis TLS from the processor tasks",
-            ip_protocol="tcp",
-            from_port=config.port,
-            to_port=config.port,
-            referenced_security_group_id=config.client_security_group_id,
-        )
-        VpcSecurityGroupEgressRule(
-            self,
-            "processor-to-redis",
-            security_group_id=config.client_security_group_id,
-            description="Processor to Redis",
-            ip_protocol="tcp",
-            from_port=config.port,
-            to_port=config.port,
-            referenced_security_group_id=sg.id,
+            client_security_group_id=config.client_security_group_id,
         )
         subnets = ElasticacheSubnetGroup(
             self,

@@ -18,13 +18,11 @@ from cdktf_cdktf_provider_aws.secretsmanager_secret_rotation import (
     SecretsmanagerSecretRotation,
     SecretsmanagerSecretRotationRotationRules,
 )
-from cdktf_cdktf_provider_aws.security_group import SecurityGroup
-from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
-from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from constructs import Construct
 
 from lib import iam_policy
 from lib.components.account import AccountContext
+from lib.components.client_only_security_group import client_only_security_group
 from lib.components.log_group import EncryptedLogGroup, LogSettings
 from lib.config import Naming
 
@@ -79,33 +77,14 @@ class Database(Construct):
         naming = config.naming
         identifier = naming.name("postgres")
 
-        sg = SecurityGroup(
+        sg = client_only_security_group(
             self,
-            "sg",
-            name=naming.name("securitygroup-postgres"),
-            description="PostgreSQL: 5432 from the processor only",
+            naming=naming,
+            service="postgres",
+            label="PostgreSQL",
+            port=config.port,
             vpc_id=config.vpc_id,
-            tags={"Name": naming.name("securitygroup-postgres")},
-        )
-        VpcSecurityGroupIngressRule(
-            self,
-            "from-processor",
-            security_group_id=sg.id,
-            description="PostgreSQL TLS from the processor tasks",
-            ip_protocol="tcp",
-            from_port=config.port,
-            to_port=config.port,
-            referenced_security_group_id=config.client_security_group_id,
-        )
-        VpcSecurityGroupEgressRule(
-            self,
-            "processor-to-postgres",
-            security_group_id=config.client_security_group_id,
-            description="Processor to PostgreSQL",
-            ip_protocol="tcp",
-            from_port=config.port,
-            to_port=config.port,
-            referenced_security_group_id=sg.id,
+            client_security_group_id=config.client_security_group_id,
         )
         subnets = DbSubnetGroup(
             self,
