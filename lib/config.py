@@ -47,8 +47,8 @@ NAME_LIMITS: Final[dict[str, int]] = {
     "aws_appautoscaling_policy.name": 255,
 }
 
-_SUFFIX_PATTERN: Final = re.compile(r"^[a-z0-9]{1,8}$")
-_ENVIRONMENT_PATTERN: Final = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+_SUFFIX_PATTERN: Final = re.compile(r"[a-z0-9]{1,8}")
+_ENVIRONMENT_PATTERN: Final = re.compile(r"[a-z][a-z0-9]{0,7}")
 _MAX_AVAILABILITY_ZONES: Final = 3  # eu-west-2 has three (a, b, c)
 
 
@@ -200,12 +200,12 @@ class StackConfig:
     # --------------------------------------------------------------- validation
     def problems(self) -> list[str]:
         p: list[str] = []
-        if not _SUFFIX_PATTERN.match(self.suffix):
+        if not _SUFFIX_PATTERN.fullmatch(self.suffix):
             p.append(
                 f"ENVIRONMENT_SUFFIX={self.suffix!r} is invalid: "
                 "use 1-8 lowercase letters or digits (e.g. 'pr123')"
             )
-        if not _ENVIRONMENT_PATTERN.match(self.environment):
+        if not _ENVIRONMENT_PATTERN.fullmatch(self.environment):
             p.append(
                 f"TAP_ENV={self.environment!r} is invalid: use 1-8 lowercase letters or "
                 "digits, starting with a letter (e.g. 'dev', 'prod')"

@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if exc.code in (0, None) else 2
     sensor_type = SensorType(args.sensor_type)
     column = args.column or ("status" if sensor_type is SensorType.EQUIPMENT_STATUS else "value")
-    if not DEVICE_ID_PATTERN.match(args.device_id):
+    if not DEVICE_ID_PATTERN.fullmatch(args.device_id):
         print(
             f"tap detect: --device-id {args.device_id!r} must match {DEVICE_ID_PATTERN.pattern}",
             file=sys.stderr,

@@ -95,7 +95,7 @@ DEFAULT_PARTITION_DAYS_AHEAD: Final = 7
 #: Reuse an idle pooled connection without a ping if it was used this recently.
 _PING_AFTER_IDLE_S: Final = 1.0
 
-_MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_MIGRATION_FILE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 
 
 # --- exceptions -----------------------------------------------------------------------
@@ -239,7 +239,7 @@ def load_migrations() -> list[Migration]:
     for entry in folder.iterdir():
         if not entry.name.endswith(".sql"):
             continue
-        match = _MIGRATION_FILE.match(entry.name)
+        match = _MIGRATION_FILE.fullmatch(entry.name)
         if match is None:
             raise MigrationError(f"migration file {entry.name!r} is not NNNN_name.sql")
         migrations.append(Migration(int(match.group(1)), match.group(2), entry.read_text()))

@@ -114,7 +114,7 @@ def machine_profile(seed: int, machine_index: int) -> MachineProfile:
 def device_id_for(machine: MachineProfile, sensor_type: SensorType, channel: int = 0) -> str:
     """``fac01-l02-m03-temperature-0``: lowercase, matches the contract's pattern."""
     device_id = f"{machine.facility}-{machine.line}-{machine.name}-{sensor_type.value}-{channel}"
-    if not DEVICE_ID_PATTERN.match(device_id):  # pragma: no cover - layout invariant
+    if not DEVICE_ID_PATTERN.fullmatch(device_id):  # pragma: no cover - layout invariant
         raise ValueError(f"device id {device_id!r} breaks the contract's pattern")
     return device_id
 

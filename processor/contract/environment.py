@@ -68,11 +68,11 @@ def _one_of(*choices: str) -> Callable[[str], str]:
     return parse
 
 
-_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
+_ARN = re.compile(r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+")
 
 
 def _secret_arn(raw: str) -> str:
-    if not _ARN.match(raw):
+    if not _ARN.fullmatch(raw):
         raise ValueError("must be a Secrets Manager secret ARN (arn:aws:secretsmanager:...)")
     return raw
 

@@ -29,8 +29,10 @@ SUPPORTED_SCHEMA_VERSIONS: Final = frozenset({1})
 #: 1 MiB limit is a producer bug, not a reading.
 MAX_RECORD_BYTES: Final = 4096
 
-DEVICE_ID_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,127}$")
-_NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+#: Identifier patterns, always applied with ``fullmatch``: ``match`` with ``$`` also
+#: accepts one trailing newline, which made ``"dev-1\n"`` a second, phantom device.
+DEVICE_ID_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,127}")
+_NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 
 class SensorType(enum.StrEnum):
@@ -237,9 +239,9 @@ def _check_semantics(
     sensor_type = _SENSOR_TYPES.get(wire.sensor_type)
     if sensor_type is None:
         return _reject(RejectReason.UNKNOWN_SENSOR_TYPE, f"sensor_type {wire.sensor_type!r}")
-    if not DEVICE_ID_PATTERN.match(wire.device_id):
+    if not DEVICE_ID_PATTERN.fullmatch(wire.device_id):
         return Rejection(RejectReason.BAD_IDENTIFIER, "device_id does not match pattern")
-    if not _NAME_PATTERN.match(wire.facility) or not _NAME_PATTERN.match(wire.line):
+    if not _NAME_PATTERN.fullmatch(wire.facility) or not _NAME_PATTERN.fullmatch(wire.line):
         return Rejection(RejectReason.BAD_IDENTIFIER, "facility or line does not match pattern")
     if wire.seq < 0 or wire.seq > 2**63 - 1:
         return Rejection(RejectReason.OUT_OF_RANGE, f"seq {wire.seq} outside 0..2^63-1")

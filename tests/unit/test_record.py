@@ -281,3 +281,29 @@ def readings(draw: st.DrawFn) -> Reading:
 def test_encode_decode_round_trip(reading: Reading) -> None:
     data = encode_reading(reading)
     assert decode_reading(data, arrival=ARRIVAL) == reading
+
+
+# Issue 10 item 7: ``re.match`` with ``$`` accepts one trailing newline, which made
+# "dev-1\n" a second, phantom device. Every identifier must match in full.
+@settings(max_examples=300)
+@given(
+    readings(),
+    st.sampled_from(["device_id", "facility", "line"]),
+    st.sampled_from(["\n", "\r\n", "\r", " ", "\t", "\x00"]),
+    st.booleans(),
+)
+def test_identifier_with_trailing_or_leading_control_is_rejected(
+    reading: Reading, field: str, junk: str, leading: bool
+) -> None:
+    record = msgspec.to_builtins(reading)
+    record[field] = junk + record[field] if leading else record[field] + junk
+    result = decode_reading(enc(record), arrival=ARRIVAL)
+    assert isinstance(result, Rejection), result
+    assert result.reason is RejectReason.BAD_IDENTIFIER, result.detail
+
+
+@pytest.mark.parametrize("field", ["device_id", "facility", "line"])
+def test_trailing_newline_is_not_another_device(field: str) -> None:
+    result = decode_reading(enc(valid(**{field: valid()[field] + "\n"})), arrival=ARRIVAL)
+    assert isinstance(result, Rejection)
+    assert result.reason is RejectReason.BAD_IDENTIFIER

@@ -88,7 +88,7 @@ def test_device_ids_are_stable_and_match_the_contract() -> None:
         "fac01-l01-m02-temperature-0",
     ]
     assert len(set(large)) == 10_000
-    assert all(DEVICE_ID_PATTERN.match(device_id) for device_id in large)
+    assert all(DEVICE_ID_PATTERN.fullmatch(device_id) for device_id in large)
 
 
 def test_records_are_byte_identical_to_the_contract_encoder() -> None:
