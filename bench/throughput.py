@@ -46,7 +46,7 @@ from processor.contract.storage import (
     READINGS_TABLE,
     redis_latest_key,
 )
-from processor.core.batch import process_records, reading_rows
+from processor.core.batch import committed_part, process_records, reading_rows
 from processor.core.detection import DetectorBank
 from processor.core.model import Anomaly, DeadLetter, KinesisRecord, ProcessedBatch
 from processor.redis_cache import RedisCache
@@ -127,8 +127,10 @@ def _pipeline(
                 shard_id=SHARD_ID,
                 state_loader=cache.load_detector_states,
             )
-            store.commit_batch(batch, lease, datetime.now(UTC))
-            cache.apply(batch)
+            result = store.commit_batch(batch, lease, datetime.now(UTC))
+            cache.apply(
+                committed_part(batch, result.inserted_keys, result.inserted_sequence_numbers)
+            )
             states = bank.dirty_states()
             if states and cache.save_detector_states(states):
                 bank.clear_dirty(states)

@@ -186,6 +186,9 @@ class CommitResult:
     dead_letters: int
     #: (device_id, seq) of the newly stored readings: the ones to apply to Redis.
     inserted_keys: frozenset[tuple[str, int]] = frozenset()
+    #: Kinesis sequence numbers of the newly stored readings (the exact records, even
+    #: where a device's seq repeats): see :func:`processor.core.batch.committed_part`.
+    inserted_sequence_numbers: frozenset[str] = frozenset()
 
     @property
     def devices(self) -> tuple[str, ...]:
@@ -682,11 +685,12 @@ class PostgresStore:
                     raise LeaseLost(lease)
 
                 inserted_keys: set[tuple[str, int]] = set()
+                inserted_records: set[str] = set()
                 if readings:
                     _copy(conn, _STAGE_READINGS, READINGS_COPY_COLUMNS, readings)
-                    inserted_keys = {
-                        (device, seq) for device, seq in conn.execute(_INSERT_READINGS_SQL)
-                    }
+                    for device, seq, sequence_number in conn.execute(_INSERT_READINGS_SQL):
+                        inserted_keys.add((device, seq))
+                        inserted_records.add(sequence_number)
 
                 stored_anomalies = 0
                 if anomalies:
@@ -706,6 +710,7 @@ class PostgresStore:
                 anomalies=stored_anomalies,
                 dead_letters=stored_dead,
                 inserted_keys=frozenset(inserted_keys),
+                inserted_sequence_numbers=frozenset(inserted_records),
             )
 
         return self._call(run)
@@ -992,7 +997,7 @@ WITH staged AS (
 INSERT INTO {readings} ({cols})
 SELECT {s_cols}
 FROM staged s JOIN new_keys k ON k.device_id = s.device_id AND k.seq = s.seq
-RETURNING device_id, seq
+RETURNING device_id, seq, sequence_number
 """
 ).format(
     cols=_columns(READINGS_COPY_COLUMNS),

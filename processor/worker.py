@@ -42,7 +42,7 @@ from typing import Any, Final
 
 from processor.contract.environment import ProcessorSettings
 from processor.contract.record import DEFAULT_LIMITS
-from processor.core.batch import process_records
+from processor.core.batch import committed_part, process_records
 from processor.core.detection import DetectorBank, DetectorConfig
 from processor.core.leases import LeaseRow as PlannerLease
 from processor.core.leases import ShardInfo as PlannerShard
@@ -336,9 +336,11 @@ class ShardRunner(threading.Thread):
                 self.lost.wait(delay)
         commit_ms = (time.monotonic() - started) * 1000
         self.batches += 1
-        # Redis after PostgreSQL: the cache never shows what the record lacks.
+        # Redis after PostgreSQL, and only what PostgreSQL stored: the cache never
+        # shows what the record lacks (issue 10 item 5).
         redis_started = time.monotonic()
-        w.cache.apply(batch)
+        committed = committed_part(batch, result.inserted_keys, result.inserted_sequence_numbers)
+        w.cache.apply(committed)
         if time.monotonic() - self._states_saved_at >= STATE_SAVE_EVERY_S:
             self._save_states()
         if log.isEnabledFor(logging.DEBUG):
@@ -359,7 +361,7 @@ class ShardRunner(threading.Thread):
             records=records,
             readings=result.inserted,
             dead_letters=len(batch.dead_letters),
-            anomaly_types=[a.anomaly_type.value for a in batch.anomalies],
+            anomaly_types=[a.anomaly_type.value for a in committed.anomalies],
             latencies_ms=[(now - a.reading.ts).total_seconds() * 1000 for a in readings[::step]],
             commit_ms=commit_ms,
         )

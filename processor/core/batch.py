@@ -12,7 +12,7 @@ The row helpers turn the batch into tuples in the column orders defined once in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +24,13 @@ from processor.contract.record import (
     decode_reading,
 )
 from processor.core.detection import DetectorBank, load_states
-from processor.core.model import AcceptedReading, DeadLetter, KinesisRecord, ProcessedBatch
+from processor.core.model import (
+    AcceptedReading,
+    AnomalyType,
+    DeadLetter,
+    KinesisRecord,
+    ProcessedBatch,
+)
 
 #: Given device ids with no detector state in memory, return their saved states
 #: (``None`` when there is none): the adapter's Redis MGET.
@@ -105,6 +111,39 @@ def process_records(
     batch = validate_records(records, limits, shard_end, shard_id=shard_id)
     detect_batch(batch, detectors, state_loader)
     return batch
+
+
+def committed_part(
+    batch: ProcessedBatch,
+    stored_keys: Collection[tuple[str, int]],
+    stored_sequence_numbers: Collection[str],
+) -> ProcessedBatch:
+    """The part of a committed ``batch`` that PostgreSQL actually stored: what Redis
+    may show (issue 10 item 5).
+
+    A reading the database did not insert (a replay, or a record repeating a stored
+    key) must not reach Redis: with a newer event time it would win the latest-reading
+    compare-and-set, and reconciliation from PostgreSQL could never take it back. Its
+    anomalies are dropped with it, exactly as the store's anomaly insert does (only
+    anomalies of stored readings, and ``silent`` ones, which belong to no reading).
+    Readings are matched by their Kinesis sequence number, which identifies the record
+    even when a device's ``seq`` repeats; anomalies by ``(device_id, seq)``.
+    """
+    readings = [a for a in batch.readings if a.sequence_number in stored_sequence_numbers]
+    if len(readings) == len(batch.readings):
+        return batch
+    return ProcessedBatch(
+        shard_id=batch.shard_id,
+        readings=readings,
+        dead_letters=batch.dead_letters,
+        anomalies=[
+            an
+            for an in batch.anomalies
+            if an.anomaly_type is AnomalyType.SILENT or (an.device_id, an.seq) in stored_keys
+        ],
+        checkpoint=batch.checkpoint,
+        shard_end=batch.shard_end,
+    )
 
 
 # -- COPY rows ------------------------------------------------------------------------

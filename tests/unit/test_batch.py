@@ -13,6 +13,7 @@ from processor.contract.storage import (
 )
 from processor.core.batch import (
     anomaly_rows,
+    committed_part,
     dead_letter_rows,
     detect_batch,
     process_records,
@@ -232,3 +233,26 @@ def test_copy_columns_are_the_agreed_ones() -> None:
         "arrival_ts",
         "received_at",
     )
+
+
+def test_committed_part_keeps_only_what_postgresql_stored() -> None:
+    """Issue 10 item 5: Redis gets the stored readings and their anomalies only."""
+    records = [
+        record(1, encode_reading(reading("d1", 1, 70.0, 1))),
+        record(2, encode_reading(reading("d2", 1, 135.0, 2)), key="d2"),  # limit anomaly
+        record(3, encode_reading(reading("d3", 4, 140.0, 3)), key="d3"),  # limit anomaly
+    ]
+    batch = process_records(records, DetectorBank())
+    assert {(a.device_id, a.seq) for a in batch.anomalies} == {("d2", 1), ("d3", 4)}
+    # d2's (device, seq) was already stored by an earlier record: not inserted now.
+    stored_keys = {("d1", 1), ("d3", 4)}
+    stored_records = {records[0].sequence_number, records[2].sequence_number}
+    part = committed_part(batch, stored_keys, stored_records)
+    assert [a.sequence_number for a in part.readings] == sorted(stored_records)
+    assert {(a.device_id, a.seq) for a in part.anomalies} == {("d3", 4)}
+    assert part.checkpoint == batch.checkpoint
+    assert part.dead_letters == batch.dead_letters
+    # Everything stored: the batch itself (no copy on the hot path).
+    everything = {r.sequence_number for r in records}
+    all_keys = {("d1", 1), ("d2", 1), ("d3", 4)}
+    assert committed_part(batch, all_keys, everything) is batch
