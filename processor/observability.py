@@ -17,7 +17,8 @@ Metric names (namespace from ``TAP_METRICS_NAMESPACE``, dimension ``Stream``):
 ``AnomalyType``), ``EndToEndLatency`` (ms, event time to commit, sampled),
 ``CommitLatency`` (ms per batch), ``MillisBehindLatest`` (per ``ShardId``),
 ``LeasesHeld``, ``LeasesLost``, ``StoreRetries``, ``RedisErrors``, ``Duplicates``
-(readings already stored: producer retries and replays).
+(readings already stored: producer retries and replays), ``DetectorStatesEvicted``
+(idle devices dropped from memory, their state kept in Redis).
 """
 
 from __future__ import annotations
@@ -212,7 +213,13 @@ class Metrics:
         main = self._logger(base)
         for name in ("Records", "Readings", "Batches", "DeadLetters", "Anomalies"):
             main.put_metric(name, counters.get(name, 0), "Count")
-        for name in ("LeasesLost", "StoreRetries", "RedisErrors", "Duplicates"):
+        for name in (
+            "LeasesLost",
+            "StoreRetries",
+            "RedisErrors",
+            "Duplicates",
+            "DetectorStatesEvicted",  # issue 10 item 9
+        ):
             if counters.get(name):
                 main.put_metric(name, counters[name], "Count")
         main.put_metric("LeasesHeld", leases, "Count")

@@ -343,6 +343,10 @@ class ShardRunner(threading.Thread):
         w.cache.apply(committed)
         if time.monotonic() - self._states_saved_at >= STATE_SAVE_EVERY_S:
             self._save_states()
+            # Right after a save: only saved states can go (issue 10 item 9).
+            evicted = self.bank.evict_idle(datetime.now(UTC), w.settings.detector_idle_evict_s)
+            if evicted:
+                w.metrics.count("DetectorStatesEvicted", len(evicted))
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "batch committed",

@@ -263,6 +263,16 @@ TASK_VARIABLES: Final[tuple[EnvVar, ...]] = (
         stack_provided=True,
     ),
     EnvVar("TAP_LOG_LEVEL", "log_level", "Log level.", _log_level, default="INFO"),
+    # -- issue 10 item 9: bounded detector memory ---------------------------------------
+    EnvVar(
+        "TAP_DETECTOR_IDLE_EVICT_S",
+        "detector_idle_evict_s",
+        "A device with no reading for this long (and already reported silent) leaves "
+        "the worker's memory; its detector state stays in Redis (7-day TTL) and is "
+        "reloaded when it reports again.",
+        _float_between(60, 7 * 86_400),
+        default="900",
+    ),
 )
 
 VARIABLES_BY_NAME: Final = {var.name: var for var in TASK_VARIABLES}
@@ -297,6 +307,7 @@ class ProcessorSettings:
     health_port: int
     metrics_namespace: str
     log_level: str
+    detector_idle_evict_s: float
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod

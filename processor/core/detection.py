@@ -281,6 +281,28 @@ class DetectorBank:
         self.forget(gone)
         return gone
 
+    def evict_idle(self, now: datetime, idle_after_s: float) -> list[str]:
+        """Forget devices with no reading for ``idle_after_s`` (by arrival, as the
+        silence detector measures) whose state is saved and whose SILENT anomaly has
+        been raised; returns them, sorted.
+
+        Why: device ids churn (replacements, renames, test rigs), and a bank that keeps
+        every device ever seen grows without bound while :meth:`check_silence` scans
+        it every few seconds. An evicted device that reports again gets its saved state
+        back through the adapter's state loader (Redis), so nothing is re-learned; a
+        device still dirty (not saved) or not yet reported silent is kept, so eviction
+        never loses a state change or the SILENT anomaly a device is owed.
+        """
+        horizon = now.timestamp() - idle_after_s
+        dirty = self._dirty
+        gone = sorted(
+            device_id
+            for device_id, st in self._states.items()
+            if st.last_seen < horizon and st.silent_reported and device_id not in dirty
+        )
+        self.forget(gone)
+        return gone
+
     # -- detection --------------------------------------------------------------------
 
     def observe(
