@@ -10,11 +10,14 @@ The CSV has a header row; the timestamp column holds ISO-8601 times (a time
 without an offset is taken as UTC) or epoch seconds, and the value column a
 number (for ``equipment_status``: RUNNING, IDLE, MAINTENANCE or FAULT). Rows are
 fed in file order with ``seq`` = the data row number, and gaps between rows are
-checked for silence as the processor's timer would (more than 60 s without a
-row; for slower series raise it, e.g. ``--set silence_after_seconds=900``). One
-JSON object per anomaly is written per line. A row the pipeline would dead-letter (NaN, outside the
-physical range) is skipped with a warning; a row that cannot be parsed stops the
-run with its line number. Exit status: 0 on success, 2 on bad usage or input.
+checked for silence by the processor's silence detector
+(:mod:`processor.core.silence`), with the next row's time as the shard's progress:
+the cadence is inferred from the rows (median of the recent gaps), so a 5-minute
+series is silent only after about five missing readings, a multi-hour hole is one
+anomaly. One JSON object per anomaly is written per line. A row the pipeline would
+dead-letter (NaN, outside the physical range) is skipped with a warning; a row that
+cannot be parsed stops the run with its line number. Exit status: 0 on success, 2 on
+bad usage or input.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from processor.contract.record import (
 )
 from processor.core.detection import AnalogLimits, DetectorBank, DetectorConfig
 from processor.core.model import Anomaly
+from processor.core.silence import SilenceTracker
 
 
 class InputError(Exception):
@@ -234,13 +238,18 @@ def run(
 ) -> int:
     """Feed the CSV through a :class:`DetectorBank`; returns the anomaly count."""
     bank = DetectorBank(config)
+    silence = SilenceTracker()
     count = 0
     with _open_in(input_path) as src, _open_out(output_path) as out:
         for _, reading in _readings(src, sensor_type, column, ts_column, device_id):
             if reading is None:
                 continue
-            # The processor checks silence on a timer; offline, the next row's time is "now".
-            for anomaly in [*bank.check_silence(reading.ts), *bank.observe(reading)]:
+            # Offline the next row's time is how far the "shard" has been read.
+            t = reading.ts.timestamp()
+            silence.advance(t)
+            found = silence.check()
+            silence.observe(reading.device_id, reading.seq, t, t, sensor_type.value)
+            for anomaly in [*found, *bank.observe(reading)]:
                 out.write(_line(anomaly) + "\n")
                 count += 1
     return count

@@ -9,7 +9,7 @@ on every accepted reading, the detectors that apply to its sensor type:
 ``spike``                 rate of change per second of *event time* above a limit
 ``stuck``                 the same value (within epsilon) for N readings spanning >= S seconds
 ``fault`` / ``flapping``  equipment status entering FAULT; too many status changes in a window
-``silent``                no reading for a while (``check_silence(now)``, on a timer)
+``silent``                not here: :mod:`processor.core.silence` (judged on shard progress)
 ========================  ===========================================================
 
 Why a state machine per detector rather than "fire on every reading over a
@@ -27,9 +27,7 @@ save states (:meth:`DetectorBank.dirty_states`) only *after* the batch commit,
 and, when a commit fails, retry the same :class:`ProcessedBatch` (or
 :meth:`DetectorBank.forget` the shard's devices and reload their saved states)
 rather than re-run the detectors on advanced state — otherwise the replayed
-readings are seen as duplicates and their anomalies are lost. A SILENT anomaly
-carries the device's last ``seq``, so there is at most one per silence episode
-even across workers.
+readings are seen as duplicates and their anomalies are lost.
 
 Nothing here reads the clock, logs or allocates more than a few floats per
 reading: the processor runs it on > 20k readings/s per core.
@@ -40,7 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 
 import msgspec
@@ -137,8 +135,6 @@ class DetectorConfig:
     #: FLAPPING: this many status changes within the window.
     flap_changes: int = 6
     flap_window_seconds: float = 300.0
-    #: SILENT: no reading for longer than this (compared with the last arrival time).
-    silence_after_seconds: float = 60.0
 
     def limits_for(self, sensor_type: SensorType) -> AnalogLimits:
         return self.pressure if sensor_type is _PRESSURE else self.temperature
@@ -155,7 +151,7 @@ class DeviceState(msgspec.Struct, array_like=True, gc=False):
     sensor_type: str
     last_seq: int = -1
     last_ts: float = 0.0  # event time of the last accepted reading
-    last_seen: float = 0.0  # arrival time (or event time offline) for silence
+    last_seen: float = 0.0  # unused since silence moved to processor.core.silence
     count: int = 0  # analog readings seen (warm-up)
     last_value: float = 0.0
     mean: float = 0.0  # baseline level
@@ -171,6 +167,8 @@ class DeviceState(msgspec.Struct, array_like=True, gc=False):
     flap_count: int = 0
     flap_start: float = 0.0
     flap_reported: bool = False
+    #: Unused (see ``last_seen``); both stay so that states saved by running
+    #: processors still decode as this version during a rolling deploy.
     silent_reported: bool = False
 
     def to_bytes(self) -> bytes:
@@ -193,10 +191,6 @@ _state_decoder: Final = msgspec.msgpack.Decoder(DeviceState)
 _STATUS_FAULT: Final = EquipmentStatus.FAULT.value
 
 
-def _epoch_to_datetime(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
-
-
 def _level(x: float, lim: AnalogLimits, inset: float) -> tuple[int, float | None]:
     """Severity level of ``x`` against the limits moved ``inset`` inwards, and the
     crossed threshold (unmoved) for the explanation."""
@@ -215,7 +209,7 @@ def _level(x: float, lim: AnalogLimits, inset: float) -> tuple[int, float | None
 class DetectorBank:
     """The detector states of every device this worker currently owns.
 
-    ``observe`` is the per-reading hot path; ``check_silence`` runs on a timer.
+    ``observe`` is the per-reading hot path.
     States changed since the last :meth:`clear_dirty` are listed by
     :meth:`dirty_devices` so the adapter saves only those (after the commit).
     """
@@ -321,7 +315,9 @@ class DetectorBank:
         arrival: datetime | None = None,
         shard_id: str = "",
     ) -> None:
-        """:meth:`observe` appending to ``out``: the batch path, one list per batch."""
+        """:meth:`observe` appending to ``out``: the batch path, one list per batch.
+        ``arrival`` is accepted for the callers' sake; silence (the one detector that
+        used it) lives in :mod:`processor.core.silence`."""
         device_id = reading.device_id
         st = self._states.get(device_id)
         sensor_type = reading.sensor_type
@@ -343,44 +339,6 @@ class DetectorBank:
             self._analog(reading, reading.value, st, t, out)
         st.last_seq = reading.seq
         st.last_ts = t
-        seen = t if arrival is None else arrival.timestamp()
-        if seen > st.last_seen:
-            st.last_seen = seen
-        st.silent_reported = False
-
-    def check_silence(self, now: datetime) -> list[Anomaly]:
-        """One SILENT anomaly per device per silence episode: a device is silent
-        when its last reading arrived more than ``silence_after_seconds`` before
-        ``now``; the episode ends with its next reading."""
-        now_s = now.timestamp()
-        limit = self.config.silence_after_seconds
-        out: list[Anomaly] = []
-        for device_id, st in self._states.items():
-            if st.silent_reported or st.last_seq < 0:
-                continue
-            gap = now_s - st.last_seen
-            if gap <= limit:
-                continue
-            st.silent_reported = True
-            self._dirty.add(device_id)
-            last = _epoch_to_datetime(st.last_seen).isoformat()
-            out.append(
-                Anomaly(
-                    device_id=device_id,
-                    seq=st.last_seq,
-                    ts=now,
-                    anomaly_type=AnomalyType.SILENT,
-                    severity=Severity.WARNING,
-                    score=round(gap, 3),
-                    explanation=(
-                        f"{st.sensor_type} device silent for {gap:.0f} s "
-                        f"(last reading seq {st.last_seq} at {last}, limit {limit:g} s)"
-                    ),
-                    sensor_type=st.sensor_type,
-                    value=st.last_value if st.count else None,
-                )
-            )
-        return out
 
     # -- the detectors ----------------------------------------------------------------
 

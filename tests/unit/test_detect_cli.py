@@ -90,12 +90,41 @@ def test_equipment_status_faults(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert lines[0]["explanation"] == "equipment entered FAULT (was RUNNING)"
 
 
-def test_gaps_are_reported_as_silence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rows = [f"{T0.isoformat()},70", f"{(T0 + timedelta(minutes=5)).isoformat()},70.1"]
+def test_a_five_minute_series_is_silent_once_for_a_multi_hour_gap(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two days at one row per 5 minutes with jitter and single missing rows, and one
+    3-hour hole: the cadence is inferred from the data, so only the hole is a silence
+    (issue 9: the 60 s limit made 22,682 'silent' anomalies of a 5-minute series)."""
+    rows, seq_of_last_before_gap = [], 0
+    t = T0
+    for i in range(2 * 288):
+        if i == 300:
+            seq_of_last_before_gap = len(rows)
+            t += timedelta(hours=3)
+        if i % 37 == 5:  # an intermittent dropout: one row missing
+            t += timedelta(minutes=5)
+            continue
+        jitter = timedelta(seconds=(i * 7919) % 13 - 6)
+        rows.append(f"{(t + jitter).isoformat()},{70 + (i % 5) * 0.1:.1f}")
+        t += timedelta(minutes=5)
     csv_path = write_csv(tmp_path / "t.csv", "timestamp,value", rows)
-    code, lines, _ = run(["--input", str(csv_path), "--sensor-type", "temperature"], capsys)
-    assert code == 0
-    assert [(x["type"], x["seq"], x["score"]) for x in lines] == [("silent", 1, 300.0)]
+    code, lines, err = run(["--input", str(csv_path), "--sensor-type", "temperature"], capsys)
+    assert code == 0, err
+    silent = [x for x in lines if x["type"] == "silent"]
+    assert [(x["seq"], x["severity"]) for x in silent] == [(seq_of_last_before_gap, "warning")]
+    assert silent[0]["score"] > 3 * 3600
+
+
+def test_a_regular_series_gives_no_silence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for step in (1.0, 300.0, 3600.0):
+        values = [70.0 + (i % 3) * 0.1 for i in range(200)]
+        csv_path = write_csv(tmp_path / "t.csv", "timestamp,value", temperature_rows(values, step))
+        code, lines, err = run(["--input", str(csv_path), "--sensor-type", "temperature"], capsys)
+        assert code == 0, err
+        assert [x for x in lines if x["type"] == "silent"] == [], step
 
 
 def test_overrides_change_the_thresholds(

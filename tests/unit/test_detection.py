@@ -316,35 +316,6 @@ def test_flapping_fires_once_per_window() -> None:
     assert feed(bank, [status(i, i * 600.0, s) for i, s in enumerate(cycle, start=1)]) == []
 
 
-# -- silence --------------------------------------------------------------------------
-
-
-def test_silence_is_reported_once_per_episode() -> None:
-    bank = DetectorBank()
-    bank.observe(analog(7, 0, 70.0))
-    assert bank.check_silence(T0 + timedelta(seconds=59)) == []
-    assert bank.check_silence(T0 + timedelta(seconds=60)) == []  # "more than" 60 s
-    got = bank.check_silence(T0 + timedelta(seconds=61))
-    assert kinds(got) == [(AnomalyType.SILENT, Severity.WARNING)]
-    (a,) = got
-    assert (a.device_id, a.seq, a.ts, a.score) == ("d1", 7, T0 + timedelta(seconds=61), 61.0)
-    assert "silent for 61 s" in a.explanation
-    assert bank.check_silence(T0 + timedelta(seconds=120)) == []
-    assert bank.check_silence(T0 + timedelta(hours=5)) == []
-    bank.observe(analog(8, 4 * 3600, 70.0))  # the device is back: a new episode may start
-    assert bank.check_silence(T0 + timedelta(hours=4, seconds=30)) == []
-    later = bank.check_silence(T0 + timedelta(hours=4, seconds=90))
-    assert [(x.anomaly_type, x.seq) for x in later] == [(AnomalyType.SILENT, 8)]
-
-
-def test_silence_uses_arrival_time_when_given() -> None:
-    bank = DetectorBank()
-    # Device clock 10 minutes behind: event time is old, but the reading just arrived.
-    bank.observe(analog(1, 0, 70.0), arrival=T0 + timedelta(minutes=10))
-    assert bank.check_silence(T0 + timedelta(minutes=10, seconds=30)) == []
-    assert len(bank.check_silence(T0 + timedelta(minutes=11, seconds=1))) == 1
-
-
 # -- duplicates, order, determinism, state ---------------------------------------------
 
 
@@ -428,8 +399,6 @@ def test_dirty_tracking_missing_and_forget() -> None:
     assert bank.dirty_devices() == ["b"]
     bank.clear_dirty()
     assert bank.dirty_devices() == []
-    bank.check_silence(T0 + timedelta(hours=1))
-    assert bank.dirty_devices() == ["a", "b"]  # silent_reported changed
     assert bank.missing(["a", "c", "c", "b"]) == ["c"]
     assert bank.forget_shard("shard-1") == ["a"]
     assert bank.devices() == ["b"]
@@ -465,7 +434,6 @@ def test_clean_realistic_signals_stay_quiet() -> None:
             0.0, 1.0 if running else 0.05
         )
         got += bank.observe(analog(i, t, press, device="p", sensor_type=SensorType.PRESSURE))
-    got += bank.check_silence(T0 + timedelta(seconds=8640 * 10))
     assert [a for a in got if a.device_id == "t"] == []
     # the pressure device may flag its start and stop (a level change of 100 bar in
     # one reading is what the statistical detector is for) and nothing else
@@ -499,5 +467,3 @@ def test_any_sequence_is_handled_and_the_state_stays_small(
         assert state is not None and len(state.to_bytes()) < 1024
         highest = max(highest, seq)
         assert state.last_seq == highest  # late and repeated readings changed nothing
-    for anomaly in bank.check_silence(T0 + timedelta(days=1)):
-        assert anomaly.anomaly_type is AnomalyType.SILENT

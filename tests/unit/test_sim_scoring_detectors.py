@@ -13,6 +13,7 @@ from typing import Any
 
 from processor.contract.record import Reading, decode_reading
 from processor.core.detection import DetectorBank
+from processor.core.silence import SilenceTracker
 from simulator.fleet import Fleet
 from simulator.scoring import score
 from simulator.timestamps import datetime_from_epoch_ms
@@ -24,6 +25,7 @@ HOURS = 2
 def _detect(anomaly_rate: float) -> tuple[list[Any], list[Any], int]:
     fleet = Fleet(30, 11, start=START, anomaly_rate=anomaly_rate)
     bank = DetectorBank()
+    silence = SilenceTracker()
     detections: list[Any] = []
     records = fleet.tick(fleet.start_ms + HOURS * 3_600_000 - 1)
     next_silence_check = 0
@@ -32,8 +34,11 @@ def _detect(anomaly_rate: float) -> tuple[list[Any], list[Any], int]:
         reading = decode_reading(record.data, arrival=arrival)
         assert isinstance(reading, Reading)
         bank.observe_into(reading, detections, arrival=arrival)
+        silence.observe(
+            reading.device_id, reading.seq, arrival.timestamp(), arrival.timestamp(), "t"
+        )
         if record.ts_ms >= next_silence_check:  # the processor's timer, every 10 s
-            detections += bank.check_silence(arrival)
+            detections += silence.check()
             next_silence_check = record.ts_ms + 10_000
     return detections, fleet.finish(), len(records)
 

@@ -1,0 +1,350 @@
+"""Silence: which devices stopped reporting, judged against the shard's own progress.
+
+Pure: no I/O, no clock reads; every time is passed in (epoch seconds, floats).
+
+**The clock is the shard, not the wall.** A device is silent when the *shard* moved
+on without it: ``progress - last_arrival > threshold``, where ``progress`` is how far
+the consumer has read the shard (:meth:`SilenceTracker.advance`), i.e. the newest
+Kinesis arrival time read on it, or — only when a GetRecords reply says the reader
+is at the tip — the time of that reply minus its ``MillisBehindLatest``
+(:func:`fetch_progress`). A consumer that is minutes behind (PostgreSQL outage,
+catch-up, a cold start from TRIM_HORIZON, a new owner inheriting lag) therefore sees
+its devices as they were at the point it has read up to, and raises nothing; the
+wall clock alone made every device of a lagging shard "silent" (issue 9).
+
+**The expected interval is learned per device**: the median of the last
+:attr:`SilenceConfig.gap_window` gaps between its readings, each gap divided by the
+number of ``seq`` steps it spans (a device whose readings were lost in transit but
+kept counting does not look slower), taking the larger of the arrival and event-time
+gap (a producer that batches several readings into one PutRecords gives arrival gaps
+of zero). A device is silent after ``max(min_silence_s, intervals x median)``
+without a reading: a one-second sensor after the configured minimum (60 s), a
+five-minute series after 25 minutes, and one or two missing readings (an
+intermittent dropout) never. With fewer than :attr:`SilenceConfig.min_gaps` gaps
+the cadence is unknown and ``unknown_cadence_silence_s`` (1 h) applies: one reading
+says nothing about how often the next one comes, and an hourly historian export
+must not be called silent before its second row.
+
+**One anomaly per episode, with a deterministic identity.** The episode is "no
+reading after ``seq`` N", so its anomaly is ``(device_id, N, silent)`` — the same
+key the anomalies table and the Redis stream de-duplicate on. A replay, a second
+owner after a handoff, or the parent's and the child's owner after a split all
+report the same episode under the same key, so it is stored once. Its ``ts`` is the
+moment the silence became definite (last arrival + threshold), not the moment a
+timer noticed it, so the row is the same whoever writes it. The next reading (a
+higher ``seq``) ends the episode: recovery needs no extra state.
+
+**The registry.** The per-device entries (:class:`SilenceEntry`: last seq, last
+arrival and event time, recent gaps, whether the episode was reported) are what a
+new owner of the shard needs to judge devices that never show up again; the adapter
+persists them per shard (see ``processor.redis_cache``) and feeds them back with
+:meth:`SilenceTracker.load`. After a shard split a child inherits the parent's
+entries whose partition key hashes into its range (:func:`partition_hash`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final
+
+import msgspec
+
+from processor.core.model import AcceptedReading, Anomaly, AnomalyType, Severity
+
+#: Version of the serialized :class:`SilenceEntry`; another version's entry is ignored
+#: (the device is learned again from its next reading) rather than misread.
+ENTRY_VERSION: Final = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceConfig:
+    """The silence detector's parameters, with the processor's defaults."""
+
+    #: Never silent before this many seconds without a reading (``TAP_SILENCE_AFTER_S``).
+    min_silence_s: float = 60.0
+    #: Silent after this many expected intervals without a reading. Five: a device that
+    #: misses one or two readings in a row (radio dropouts) is not silent; five in a row
+    #: is not noise any more.
+    intervals: float = 5.0
+    #: Threshold while the cadence is unknown (fewer than ``min_gaps`` gaps seen).
+    unknown_cadence_silence_s: float = 3600.0
+    #: Recent gaps whose median is the expected interval (odd: a true median).
+    gap_window: int = 9
+    #: Gaps needed before the learned cadence is trusted.
+    min_gaps: int = 2
+    #: Entries of devices silent for longer than this are dropped from the registry
+    #: (the episode was reported long ago; the registry must not grow for ever).
+    forget_after_s: float = 7 * 86_400.0
+
+    def __post_init__(self) -> None:
+        for name in ("min_silence_s", "intervals", "unknown_cadence_silence_s", "forget_after_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"SilenceConfig.{name} must be > 0, not {getattr(self, name)!r}")
+        if self.gap_window < 1 or self.min_gaps < 1 or self.min_gaps > self.gap_window:
+            raise ValueError("SilenceConfig needs 1 <= min_gaps <= gap_window")
+
+
+class SilenceEntry(msgspec.Struct, array_like=True, gc=False):
+    """What the registry remembers about one device (about 60-100 bytes as JSON).
+
+    JSON rather than msgpack: the entry rides inside the Redis batch script's msgpack
+    document, where Lua's cmsgpack can only carry text.
+    """
+
+    version: int
+    sensor_type: str
+    last_seq: int
+    last_arrival: float  # epoch s, Kinesis arrival (event time offline)
+    last_ts: float  # epoch s, event time
+    gaps: list[float] = msgspec.field(default_factory=list)  # seconds per seq step
+    #: ``last_seq`` of the episode already reported (-1: none). Reported iff equal to
+    #: ``last_seq``, so a newer reading clears it without touching it.
+    reported_seq: int = -1
+
+    def expected_interval(self, min_gaps: int) -> float | None:
+        """Median of the recent gaps; None while fewer than ``min_gaps``."""
+        gaps = self.gaps
+        if len(gaps) < min_gaps:
+            return None
+        ordered = sorted(gaps)
+        n = len(ordered)
+        mid = n // 2
+        return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
+
+    def to_text(self) -> str:
+        return _entry_encoder.encode(self).decode()
+
+    @classmethod
+    def from_text(cls, data: str | bytes) -> SilenceEntry:
+        """Decode a registry entry; raises ``ValueError`` on anything else."""
+        try:
+            entry = _entry_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ValueError(f"not a silence entry: {exc}") from exc
+        if entry.version != ENTRY_VERSION:
+            raise ValueError(f"silence entry version {entry.version}, want {ENTRY_VERSION}")
+        return entry
+
+
+_entry_encoder: Final = msgspec.json.Encoder()
+_entry_decoder: Final = msgspec.json.Decoder(SilenceEntry)
+
+#: Kinesis maps a partition key to a 128-bit hash key with MD5.
+HASH_KEY_MAX: Final = 2**128 - 1
+
+
+def partition_hash(partition_key: str) -> int:
+    """The Kinesis hash key of ``partition_key`` (MD5 as a 128-bit integer): a record
+    lands in the one shard whose hash key range holds it."""
+    digest = hashlib.md5(partition_key.encode("utf-8"), usedforsecurity=False).digest()
+    return int.from_bytes(digest, "big")
+
+
+def fetch_progress(
+    received_at: float | None, millis_behind_latest: int, *, full: bool
+) -> float | None:
+    """How far a GetRecords reply proves the shard was read, from the wall clock.
+
+    Only a reply that is not full is trusted: a full one may stop anywhere in the
+    backlog, and emulators (kinesalite) always answer ``MillisBehindLatest`` 0. A
+    reply short of the limit means the reader reached the tip, where ``received_at -
+    MillisBehindLatest`` is the tip's time. Returns None when it proves nothing (the
+    newest arrival read is then the only clock)."""
+    if received_at is None or full:
+        return None
+    return received_at - max(0, millis_behind_latest) / 1000.0
+
+
+@dataclass(slots=True)
+class SilenceTracker:
+    """The silence registry of one shard, and the detector that judges it."""
+
+    config: SilenceConfig = field(default_factory=SilenceConfig)
+    _entries: dict[str, SilenceEntry] = field(default_factory=dict)
+    _dirty: set[str] = field(default_factory=set)
+    _forgotten: set[str] = field(default_factory=set)
+    #: How far the shard has been read (epoch s); None until anything was read.
+    progress: float | None = None
+
+    # -- registry ---------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def entry(self, device_id: str) -> SilenceEntry | None:
+        return self._entries.get(device_id)
+
+    def devices(self) -> list[str]:
+        return sorted(self._entries)
+
+    def load(
+        self,
+        saved: Mapping[str, str | bytes],
+        *,
+        hash_range: tuple[int, int] | None = None,
+        inherited: bool = False,
+    ) -> list[str]:
+        """Merge saved entries (a registry hash); returns the devices whose entry was
+        corrupt. ``hash_range`` keeps only the devices whose partition key hashes into
+        it (a child shard taking its share of a parent's registry). The entry with the
+        higher ``last_seq`` wins; on a tie a reported episode stays reported. Entries
+        taken from another shard's registry (``inherited``) are marked to be saved
+        under this shard, so the parent's registry may expire."""
+        bad: list[str] = []
+        for device_id, data in saved.items():
+            if hash_range is not None:
+                h = partition_hash(device_id)
+                if not hash_range[0] <= h <= hash_range[1]:
+                    continue
+            try:
+                other = SilenceEntry.from_text(data)
+            except ValueError:
+                bad.append(device_id)
+                continue
+            mine = self._entries.get(device_id)
+            if mine is None or other.last_seq > mine.last_seq:
+                if mine is not None and len(other.gaps) < len(mine.gaps):
+                    other.gaps = mine.gaps
+                self._entries[device_id] = other
+                if inherited:
+                    self._dirty.add(device_id)
+            elif other.last_seq == mine.last_seq and other.reported_seq > mine.reported_seq:
+                mine.reported_seq = other.reported_seq
+            elif mine.last_seq > other.last_seq and len(mine.gaps) < len(other.gaps):
+                mine.gaps = other.gaps + mine.gaps
+                del mine.gaps[: -self.config.gap_window]
+        return sorted(bad)
+
+    def dirty_entries(self) -> dict[str, str]:
+        """Entries changed since the last ``clear_dirty`` (device -> text)."""
+        entries = self._entries
+        return {d: entries[d].to_text() for d in sorted(self._dirty) if d in entries}
+
+    def forgotten(self) -> list[str]:
+        """Devices dropped by :meth:`check` (to delete from the saved registry)."""
+        return sorted(self._forgotten)
+
+    def clear_dirty(self, device_ids: Iterable[str] | None = None) -> None:
+        if device_ids is None:
+            self._dirty.clear()
+            self._forgotten.clear()
+        else:
+            ids = set(device_ids)
+            self._dirty -= ids
+            self._forgotten -= ids
+
+    def mark_all_dirty(self) -> None:
+        """Save every entry again (the saved registry was lost: a Redis restart)."""
+        self._dirty.update(self._entries)
+
+    # -- the clock --------------------------------------------------------------------
+
+    def advance(self, t: float | None) -> None:
+        """The shard has been read up to ``t`` (never moves back)."""
+        if t is not None and (self.progress is None or t > self.progress):
+            self.progress = t
+
+    # -- readings ---------------------------------------------------------------------
+
+    def observe(
+        self, device_id: str, seq: int, ts: float, arrival: float, sensor_type: str
+    ) -> None:
+        """One reading (the per-reading hot path: a dict lookup and a few floats).
+        A duplicate or out-of-order ``seq`` changes nothing."""
+        progress = self.progress
+        if progress is None or arrival > progress:
+            self.progress = arrival
+        st = self._entries.get(device_id)
+        if st is None:
+            self._entries[device_id] = SilenceEntry(ENTRY_VERSION, sensor_type, seq, arrival, ts)
+            self._dirty.add(device_id)
+            self._forgotten.discard(device_id)
+            return
+        last = st.last_seq
+        if seq <= last:
+            return
+        gap = arrival - st.last_arrival
+        event_gap = ts - st.last_ts
+        if event_gap > gap:
+            gap = event_gap
+        if gap > 0.0:
+            gaps = st.gaps
+            gaps.append(gap / (seq - last))
+            if len(gaps) > self.config.gap_window:
+                del gaps[0]
+        st.last_seq = seq
+        if arrival > st.last_arrival:
+            st.last_arrival = arrival
+        st.last_ts = ts
+        st.sensor_type = sensor_type
+        self._dirty.add(device_id)
+
+    def observe_batch(self, readings: Iterable[AcceptedReading]) -> None:
+        """:meth:`observe` every reading of a batch (in shard order)."""
+        observe = self.observe
+        for accepted in readings:
+            r = accepted.reading
+            observe(
+                r.device_id,
+                r.seq,
+                r.ts.timestamp(),
+                accepted.arrival.timestamp(),
+                r.sensor_type.value,
+            )
+
+    # -- detection --------------------------------------------------------------------
+
+    def threshold(self, entry: SilenceEntry) -> float:
+        """Seconds without a reading after which ``entry``'s device is silent."""
+        cfg = self.config
+        interval = entry.expected_interval(cfg.min_gaps)
+        if interval is None:
+            return max(cfg.min_silence_s, cfg.unknown_cadence_silence_s)
+        return max(cfg.min_silence_s, cfg.intervals * interval)
+
+    def check(self) -> list[Anomaly]:
+        """One SILENT anomaly per device per silence episode, judged at ``progress``."""
+        now = self.progress
+        out: list[Anomaly] = []
+        if now is None:
+            return out
+        forget_after = self.config.forget_after_s
+        gone: list[str] = []
+        for device_id, st in self._entries.items():
+            gap = now - st.last_arrival
+            if st.reported_seq == st.last_seq:
+                if gap > forget_after:
+                    gone.append(device_id)
+                continue
+            limit = self.threshold(st)
+            if gap <= limit:
+                continue
+            st.reported_seq = st.last_seq
+            self._dirty.add(device_id)
+            interval = st.expected_interval(self.config.min_gaps)
+            cadence = "cadence unknown" if interval is None else f"expected every {interval:.3g} s"
+            since = datetime.fromtimestamp(st.last_arrival, UTC).isoformat()
+            out.append(
+                Anomaly(
+                    device_id=device_id,
+                    seq=st.last_seq,
+                    ts=datetime.fromtimestamp(st.last_arrival + limit, UTC),
+                    anomaly_type=AnomalyType.SILENT,
+                    severity=Severity.WARNING,
+                    score=round(gap, 3),
+                    explanation=(
+                        f"{st.sensor_type} device silent for {gap:.0f} s of shard progress "
+                        f"(last reading seq {st.last_seq} at {since}, {cadence}, "
+                        f"limit {limit:.0f} s)"
+                    ),
+                    sensor_type=st.sensor_type,
+                )
+            )
+        for device_id in gone:
+            del self._entries[device_id]
+            self._dirty.discard(device_id)
+            self._forgotten.add(device_id)
+        return out

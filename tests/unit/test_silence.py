@@ -1,0 +1,213 @@
+"""The silence detector (``processor.core.silence``) with a fake clock: time is the
+shard's progress, passed in."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import pytest
+
+from processor.core.model import AnomalyType, Severity
+from processor.core.silence import (
+    HASH_KEY_MAX,
+    SilenceConfig,
+    SilenceEntry,
+    SilenceTracker,
+    fetch_progress,
+    partition_hash,
+)
+
+T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC).timestamp()
+
+
+def feed(tracker: SilenceTracker, device: str, seqs_and_times: list[tuple[int, float]]) -> None:
+    for seq, t in seqs_and_times:
+        tracker.observe(device, seq, t, t, "temperature")
+
+
+def regular(
+    n: int, step: float, *, start: float = T0, first_seq: int = 0
+) -> list[tuple[int, float]]:
+    return [(first_seq + i, start + i * step) for i in range(n)]
+
+
+def test_a_lagging_consumer_raises_no_silence() -> None:
+    """Twenty 1-Hz devices read 3 minutes late in batches of 100 (catch-up after a
+    PostgreSQL outage): the wall clock is 180 s ahead of every reading, the shard's
+    progress is not. The wall-clock detector called all twenty silent (issue 9)."""
+    tracker = SilenceTracker(SilenceConfig(min_silence_s=60.0))
+    records = [(f"d{i}", k, T0 + k + i * 0.01) for k in range(600) for i in range(20)]
+    got = []
+    for offset in range(0, len(records), 100):
+        batch = records[offset : offset + 100]
+        for device, seq, t in batch:
+            tracker.observe(device, seq, t, t, "temperature")
+        wall = batch[-1][2] + 180.0
+        # full replies while catching up: the wall clock proves nothing
+        tracker.advance(fetch_progress(wall, 180_000, full=True))
+        got += tracker.check()
+    assert got == []
+    # at the tip, an emulator saying "0 ms behind" with a short reply moves the clock
+    assert fetch_progress(T0 + 700, 0, full=False) == T0 + 700
+    assert fetch_progress(T0 + 700, 5_000, full=False) == T0 + 695
+    assert fetch_progress(None, 0, full=False) is None
+
+
+def test_silence_is_judged_on_shard_progress_once_per_episode() -> None:
+    tracker = SilenceTracker()
+    feed(tracker, "a", regular(120, 1.0))
+    feed(tracker, "b", regular(180, 1.0))  # "b" keeps the shard moving past "a"
+    last_a = T0 + 119
+    assert tracker.progress == last_a + 60
+    assert [a.device_id for a in tracker.check()] == []  # "more than" 60 s
+    feed(tracker, "b", regular(100, 1.0, start=T0 + 180, first_seq=180))
+    got = tracker.check()
+    assert [(a.device_id, a.seq, a.anomaly_type, a.severity) for a in got] == [
+        ("a", 119, AnomalyType.SILENT, Severity.WARNING)
+    ]
+    (a,) = got
+    assert a.ts.timestamp() == pytest.approx(last_a + 60)  # when it became definite
+    assert a.score == pytest.approx(T0 + 279 - last_a)
+    assert "expected every 1 s" in a.explanation and "limit 60 s" in a.explanation
+    tracker.advance(T0 + 5 * 3600)
+    assert [x.device_id for x in tracker.check()] == ["b"]  # "a" is not reported again
+    assert tracker.check() == []
+    # recovery ends the episode; the next silence is a new one with a new identity
+    feed(tracker, "a", regular(100, 1.0, start=T0 + 5 * 3600, first_seq=500))
+    tracker.advance(T0 + 5 * 3600 + 99 + 61)
+    assert [(x.device_id, x.seq) for x in tracker.check()] == [("a", 599)]
+
+
+def test_a_five_minute_cadence_is_learned() -> None:
+    rng = random.Random(3)
+    tracker = SilenceTracker()
+    got = []
+    t = T0
+    for seq in range(2000):  # about a week at one reading per 5 minutes, +-20 s jitter
+        t = T0 + seq * 300 + rng.uniform(-20, 20)
+        tracker.advance(t)  # offline: the next row's time is the shard's progress
+        got += tracker.check()
+        feed(tracker, "slow", [(seq, t)])
+    assert got == []
+    tracker.advance(t + 3 * 3600)
+    (a,) = tracker.check()
+    assert a.seq == 1999 and "expected every" in a.explanation
+    assert 24 * 60 < a.ts.timestamp() - t < 26 * 60  # five intervals of about 300 s
+
+
+def test_intermittent_dropouts_do_not_alarm_but_a_silence_does() -> None:
+    tracker = SilenceTracker()
+    times = regular(50, 300.0)
+    # one or two readings lost (their seqs skipped, or not: a CSV has no seq gaps)
+    kept = [x for x in times if x[0] not in (20, 30, 31)]
+    got = []
+    for seq, t in kept:
+        tracker.advance(t)
+        got += tracker.check()
+        feed(tracker, "d", [(seq, t)])
+    assert got == []
+    interval = tracker.entry("d").expected_interval(2)  # type: ignore[union-attr]
+    assert interval == pytest.approx(300.0)  # gaps are per seq step: dropouts don't skew it
+    last = kept[-1][1]
+    tracker.advance(last + 5 * 300)
+    assert tracker.check() == []
+    tracker.advance(last + 5 * 300 + 1)
+    assert len(tracker.check()) == 1
+
+
+def test_a_device_seen_once_waits_for_the_unknown_cadence_limit() -> None:
+    tracker = SilenceTracker()
+    feed(tracker, "new", [(0, T0)])
+    tracker.advance(T0 + 1800)
+    assert tracker.check() == []
+    tracker.advance(T0 + 3601)
+    (a,) = tracker.check()
+    assert "cadence unknown" in a.explanation
+
+
+def test_the_identity_is_deterministic_across_owners() -> None:
+    """The first owner saves its registry and dies before the silence is due; a second
+    owner loads it and reports the episode; a third replays from the same registry.
+    All report the same (device, seq, type, ts): the store keeps one row."""
+    first = SilenceTracker()
+    feed(first, "a", regular(30, 1.0))
+    feed(first, "b", regular(31, 1.0))
+    saved = first.dirty_entries()
+    first.clear_dirty()
+    assert first.dirty_entries() == {}
+
+    def owner() -> list[tuple[str, int, AnomalyType, float]]:
+        tracker = SilenceTracker()
+        assert tracker.load(saved) == []
+        assert tracker.devices() == ["a", "b"]
+        feed(tracker, "b", regular(200, 1.0, start=T0 + 31, first_seq=31))
+        return [(x.device_id, x.seq, x.anomaly_type, x.ts.timestamp()) for x in tracker.check()]
+
+    second, third = owner(), owner()
+    assert second == third == [("a", 29, AnomalyType.SILENT, T0 + 29 + 60)]
+
+    # A registry saved after the report keeps it reported: the next owner is quiet.
+    tracker = SilenceTracker()
+    tracker.load(saved)
+    tracker.advance(T0 + 1000)
+    assert len(tracker.check()) == 2
+    after = SilenceTracker()
+    after.load(tracker.dirty_entries())
+    after.advance(T0 + 2000)
+    assert after.check() == []
+
+
+def test_load_merges_by_seq_and_skips_corrupt_entries() -> None:
+    tracker = SilenceTracker()
+    feed(tracker, "a", regular(10, 1.0, first_seq=100))
+    older = SilenceTracker()
+    feed(older, "a", regular(10, 1.0))
+    feed(older, "b", regular(10, 1.0))
+    bad = tracker.load({**older.dirty_entries(), "c": "junk", "d": b'[99,"x",1,1.0,1.0]'})
+    assert bad == ["c", "d"]
+    assert tracker.entry("a").last_seq == 109  # type: ignore[union-attr]
+    assert tracker.entry("b").last_seq == 9  # type: ignore[union-attr]
+    with pytest.raises(ValueError):
+        SilenceEntry.from_text("[1]")
+
+
+def test_split_children_share_the_parents_devices() -> None:
+    parent = SilenceTracker()
+    for i in range(200):
+        feed(parent, f"dev-{i:04d}", regular(3, 1.0))
+    saved = parent.dirty_entries()
+    middle = HASH_KEY_MAX // 2
+    low, high = SilenceTracker(), SilenceTracker()
+    low.load(saved, hash_range=(0, middle), inherited=True)
+    high.load(saved, hash_range=(middle + 1, HASH_KEY_MAX), inherited=True)
+    assert sorted(low.devices() + high.devices()) == sorted(saved)
+    assert set(low.devices()).isdisjoint(high.devices()) and low.devices() and high.devices()
+    assert all(partition_hash(d) <= middle for d in low.devices())
+    assert set(low.dirty_entries()) == set(low.devices())  # saved under the child next
+
+
+def test_long_dead_devices_are_forgotten() -> None:
+    tracker = SilenceTracker()
+    feed(tracker, "dead", regular(5, 1.0))
+    feed(tracker, "alive", regular(5, 1.0))
+    tracker.clear_dirty()
+    tracker.advance(T0 + 100)
+    assert len(tracker.check()) == 2
+    feed(tracker, "alive", [(10, T0 + 8 * 86_400)])
+    tracker.check()
+    assert tracker.devices() == ["alive"] and tracker.forgotten() == ["dead"]
+    tracker.clear_dirty()
+    assert tracker.forgotten() == []
+
+
+def test_duplicates_change_nothing_and_config_is_checked() -> None:
+    tracker = SilenceTracker()
+    feed(tracker, "a", regular(5, 1.0))
+    before = tracker.entry("a").to_text()  # type: ignore[union-attr]
+    feed(tracker, "a", [(4, T0 + 50), (2, T0 + 60)])
+    assert tracker.entry("a").to_text() == before  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="min_silence_s"):
+        SilenceConfig(min_silence_s=0)
+    with pytest.raises(ValueError, match="min_gaps"):
+        SilenceConfig(gap_window=1, min_gaps=2)
