@@ -263,6 +263,15 @@ TASK_VARIABLES: Final[tuple[EnvVar, ...]] = (
         stack_provided=True,
     ),
     EnvVar("TAP_LOG_LEVEL", "log_level", "Log level.", _log_level, default="INFO"),
+    # -- processor hardening (issue 10: stalled shards, health) ------------------------
+    EnvVar(
+        "TAP_SHARD_STALL_S",
+        "shard_stall_s",
+        "/health/live fails when a shard has had records waiting this long without a "
+        "commit while PostgreSQL answers (a wedged runner; a restart frees the shard).",
+        _float_between(30, 86_400),
+        default="300",
+    ),
 )
 
 VARIABLES_BY_NAME: Final = {var.name: var for var in TASK_VARIABLES}
@@ -297,6 +306,7 @@ class ProcessorSettings:
     health_port: int
     metrics_namespace: str
     log_level: str
+    shard_stall_s: float = 300.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
