@@ -73,6 +73,7 @@ from processor.contract.storage import (
 )
 from processor.core.batch import anomaly_rows, dead_letter_rows, reading_rows
 from processor.core.model import AcceptedReading, LeaseToken, ProcessedBatch
+from processor.error_kinds import ErrorKind, classify
 from processor.secrets import DbCredentials, SecretsError, SecretsProvider, SecretsUnavailable
 
 if TYPE_CHECKING:
@@ -499,10 +500,18 @@ class PostgresStore:
         conn = self._pool.take()
         try:
             yield conn
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            # OperationalError covers lost connections, admin shutdown (restart),
-            # lock and statement timeouts, serialization failures and deadlocks:
-            # all transient, all rolled back.
+        except psycopg.Error as exc:
+            # One classification for every caller (processor/error_kinds.py): lost
+            # connections, restarts, failovers (read-only transaction), idle-session
+            # timeouts, lock and statement timeouts, serialization failures are
+            # transient and rolled back; a connection they leave in doubt is closed,
+            # never pooled again. Anything else (a missing privilege, a bug) is not
+            # ours to retry and propagates as is.
+            kind = classify(exc)
+            if kind is ErrorKind.CONNECTION_UNUSABLE:
+                conn.close()
+            if kind is ErrorKind.FATAL:
+                raise
             raise StoreUnavailable(
                 f"PostgreSQL operation failed: {type(exc).__name__}: {exc}"
             ) from exc

@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 import boto3
@@ -125,6 +125,15 @@ class DbCredentials:
 
 
 @dataclass(slots=True)
+class _Flight:
+    """One Secrets Manager call in progress; concurrent refreshers wait on it."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    values: dict[str, Secret] | None = None
+    error: Exception | None = None
+
+
+@dataclass(slots=True)
 class _CacheEntry:
     values: dict[str, Secret]
     fetched_at: float  # monotonic clock
@@ -134,8 +143,9 @@ class _CacheEntry:
 class SecretsProvider:
     """Fetches JSON secrets from Secrets Manager and caches them in memory.
 
-    Thread-safe: fetches of one provider are serialized, so concurrent callers
-    that all see a failed login cause a single refresh.
+    Thread-safe: concurrent refreshes of one secret cause a single fetch
+    (single-flight), so callers that all see a failed login cause one call; cached
+    reads never wait for a fetch in progress.
     """
 
     def __init__(
@@ -151,7 +161,9 @@ class SecretsProvider:
         self._client = client
         self._clock = clock
         self._cache: dict[str, _CacheEntry] = {}
+        #: Guards ``_cache`` and ``_in_flight`` only; never held during a network call.
         self._lock = threading.Lock()
+        self._in_flight: dict[str, _Flight] = {}
         #: Number of calls made to Secrets Manager (for tests and metrics).
         self.fetch_count = 0
 
@@ -188,24 +200,63 @@ class SecretsProvider:
         (callers then fail again and back off) rather than calling AWS again.
         Non-string JSON values (RDS puts ``port`` as a number) are kept as their
         JSON text.
+
+        The lock guards the cache only, never the network call (issue 10, item 8):
+        cached reads of any secret never queue behind a slow refresh. Concurrent
+        refreshes of one ARN are single-flight: the first caller fetches, the others
+        wait for its result (or its error) instead of calling AWS again.
         """
-        with self._lock:
-            entry = self._cache.get(arn)
-            now = self._clock()
-            if entry is not None and (
-                not refresh or now - entry.fetched_at < self._min_refresh_interval_s
-            ):
-                return dict(entry.values)
-            entry = self._fetch(arn, now)
-            if self._cache.get(arn) is not None and self._cache[arn].version_id != entry.version_id:
-                log.info("secret %s has a new version (rotation picked up)", _arn_name(arn))
-            self._cache[arn] = entry
-            return dict(entry.values)
+        while True:
+            with self._lock:
+                entry = self._cache.get(arn)
+                now = self._clock()
+                if entry is not None and (
+                    not refresh or now - entry.fetched_at < self._min_refresh_interval_s
+                ):
+                    return dict(entry.values)
+                flight = self._in_flight.get(arn)
+                if flight is None:
+                    flight = self._in_flight[arn] = _Flight()
+                    leader = True
+                else:
+                    leader = False
+            if not leader:
+                flight.done.wait()
+                if flight.error is not None:
+                    raise flight.error
+                if flight.values is not None:
+                    return dict(flight.values)
+                continue  # pragma: no cover - a flight ends with values or an error
+            try:
+                fetched = self._fetch(arn, now)
+            except BaseException as exc:
+                with self._lock:
+                    del self._in_flight[arn]
+                    if entry is not None:
+                        # Rate-limit the next attempt like a successful fetch would.
+                        entry.fetched_at = now
+                flight.error = exc if isinstance(exc, Exception) else None
+                flight.done.set()
+                raise
+            with self._lock:
+                previous = self._cache.get(arn)
+                if previous is not None and previous.version_id != fetched.version_id:
+                    log.info("secret %s has a new version (rotation picked up)", _arn_name(arn))
+                self._cache[arn] = fetched
+                del self._in_flight[arn]
+            flight.values = fetched.values
+            flight.done.set()
+            return dict(fetched.values)
 
     def db_credentials(self, arn: str, *, refresh: bool = False) -> DbCredentials:
         """``username`` and ``password`` of a DB secret."""
         values = self.get_json(arn, refresh=refresh)
         missing = [key for key in ("username", "password") if key not in values]
+        if missing and not refresh:
+            # A malformed document in the cache must not stick once the secret is
+            # repaired: fetch again (rate-limited like any refresh).
+            values = self.get_json(arn, refresh=True)
+            missing = [key for key in ("username", "password") if key not in values]
         if missing:
             raise SecretFormatError(
                 f"secret {_arn_name(arn)} lacks {', '.join(missing)} "
@@ -216,6 +267,8 @@ class SecretsProvider:
     def redis_auth_token(self, arn: str, *, refresh: bool = False) -> Secret:
         """``auth_token`` of the Redis secret."""
         values = self.get_json(arn, refresh=refresh)
+        if "auth_token" not in values and not refresh:
+            values = self.get_json(arn, refresh=True)  # see db_credentials
         if "auth_token" not in values:
             raise SecretFormatError(
                 f"secret {_arn_name(arn)} lacks auth_token "
@@ -229,7 +282,8 @@ class SecretsProvider:
         return None if entry is None else self._clock() - entry.fetched_at
 
     def _fetch(self, arn: str, now: float) -> _CacheEntry:
-        self.fetch_count += 1
+        with self._lock:
+            self.fetch_count += 1
         try:
             response = self._secretsmanager().get_secret_value(SecretId=arn)
         except botocore.exceptions.ClientError as exc:

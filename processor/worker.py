@@ -48,6 +48,7 @@ from processor.core.leases import LeaseRow as PlannerLease
 from processor.core.leases import ShardInfo as PlannerShard
 from processor.core.leases import plan_leases
 from processor.core.model import LeaseToken, ProcessedBatch
+from processor.error_kinds import ErrorKind, classify
 from processor.health import HealthServer
 from processor.kinesis_source import (
     FetchResult,
@@ -181,6 +182,8 @@ class ShardRunner(threading.Thread):
         self.finished = False
         self.crashed = False
         self.released = False
+        #: Set when the runner starts to exit: its lease is no longer renewed.
+        self.exiting = False
         self.batches = 0
         #: When the detector states were last saved (throttled, see STATE_SAVE_EVERY_S).
         self._states_saved_at = time.monotonic()
@@ -224,22 +227,35 @@ class ShardRunner(threading.Thread):
         w = self.worker
         try:
             self._run()
-        except Exception:
+        except Exception as exc:
             self.crashed = True
-            log.exception("shard runner crashed", extra={"shard_id": self.shard_id})
+            log.exception(
+                "shard runner crashed",
+                extra={
+                    "event": "runner_crashed",
+                    "shard_id": self.shard_id,
+                    "kind": classify(exc).value,
+                },
+            )
         finally:
+            # Whatever happens below, the runner is deregistered (issue 10, item 1): a
+            # runner that stayed registered after dying kept its lease renewed forever
+            # and the planner skipped its shard.
+            self.exiting = True
             self.stop_fetching.set()  # ends the prefetch thread
-            if not self.lost.is_set():
-                if self._bank_committed:
-                    try:
-                        self._save_states()  # the next owner starts from current baselines
-                    except Exception:
-                        log.exception("state save failed", extra={"shard_id": self.shard_id})
-                self._release()
-            # Baselines of a shard we no longer own must not linger (a later owner's
-            # state is newer); Redis holds what we saved.
-            self.bank = DetectorBank(config=self.bank.config)
-            w.runner_exited(self)
+            try:
+                if not self.lost.is_set():
+                    if self._bank_committed:
+                        try:
+                            self._save_states()  # the next owner starts from current baselines
+                        except Exception:
+                            log.exception("state save failed", extra={"shard_id": self.shard_id})
+                    self._release()
+            finally:
+                # Baselines of a shard we no longer own must not linger (a later
+                # owner's state is newer); Redis holds what we saved.
+                self.bank = DetectorBank(config=self.bank.config)
+                w.runner_exited(self)
 
     def _run(self) -> None:
         w = self.worker
@@ -262,6 +278,8 @@ class ShardRunner(threading.Thread):
             if item is None:
                 break
             result, self.timings["fetch_ms"] = item
+            if result.records:
+                w.note_pending(self.shard_id)
             if first:
                 first = False
                 log.info(
@@ -336,6 +354,7 @@ class ShardRunner(threading.Thread):
                 self.lost.wait(delay)
         commit_ms = (time.monotonic() - started) * 1000
         self.batches += 1
+        w.note_progress(self.shard_id)
         # Redis after PostgreSQL, and only what PostgreSQL stored: the cache never
         # shows what the record lacks (issue 10 item 5).
         redis_started = time.monotonic()
@@ -381,6 +400,9 @@ class ShardRunner(threading.Thread):
             self.bank.clear_dirty(states)
 
     def _release(self) -> None:
+        """Give the lease back; on any failure leave it to expire (nobody renews it
+        once this runner is exiting, so a peer or this worker's planner takes the
+        shard within one lease duration)."""
         w = self.worker
         for attempt in range(3):
             try:
@@ -394,13 +416,18 @@ class ShardRunner(threading.Thread):
                     },
                 )
                 return
-            except StoreError as exc:
-                # It expires by itself; a peer then takes it a little later.
+            except Exception as exc:
+                kind = classify(exc)
                 log.warning(
-                    "lease release failed",
-                    extra={"shard_id": self.shard_id, "attempt": attempt, "error": str(exc)[:200]},
+                    "lease release failed; it expires by itself",
+                    extra={
+                        "shard_id": self.shard_id,
+                        "attempt": attempt,
+                        "kind": kind.value,
+                        "error": f"{type(exc).__name__}: {exc}"[:200],
+                    },
                 )
-                if w.abandon.wait(backoff_delay(attempt)):
+                if kind is ErrorKind.FATAL or w.abandon.wait(backoff_delay(attempt)):
                     return
 
 
@@ -436,6 +463,9 @@ class Worker:
         self._runners: dict[str, ShardRunner] = {}
         self._runners_lock = threading.Lock()
         self._cooldown: dict[str, float] = {}
+        #: shard id -> when its oldest uncommitted records were fetched (monotonic);
+        #: kept across a runner crash so a crash loop shows as a stall (liveness).
+        self._pending_since: dict[str, float] = {}
         self._shards: list[ShardInfo] = []
         self._sync_now = threading.Event()
         self._renew_thread = threading.Thread(target=self._renew_loop, name="renew", daemon=True)
@@ -453,7 +483,32 @@ class Worker:
                 del self._runners[runner.shard_id]
             if runner.crashed:
                 self._cooldown[runner.shard_id] = time.monotonic() + CRASH_COOLDOWN_S
+            else:
+                self._pending_since.pop(runner.shard_id, None)
         self.metrics.leases_held(len(self._runners))
+
+    def note_pending(self, shard_id: str) -> None:
+        """A runner fetched records (they wait for their commit)."""
+        with self._runners_lock:
+            self._pending_since.setdefault(shard_id, time.monotonic())
+
+    def note_progress(self, shard_id: str) -> None:
+        """A runner committed a batch: the shard advanced."""
+        with self._runners_lock:
+            self._pending_since.pop(shard_id, None)
+
+    def _reap_dead_runners(self) -> None:
+        """Deregister runners whose thread ended without doing so itself (a bug or a
+        BaseException in their exit path): their leases must not be renewed."""
+        with self._runners_lock:
+            dead = [r for r in self._runners.values() if r.ident is not None and not r.is_alive()]
+        for runner in dead:
+            log.error(
+                "shard runner died without deregistering",
+                extra={"event": "runner_reaped", "shard_id": runner.shard_id},
+            )
+            runner.crashed = True
+            self.runner_exited(runner)
 
     def request_shard_sync(self) -> None:
         self._sync_now.set()
@@ -501,6 +556,7 @@ class Worker:
         while True:
             started = time.monotonic()
             self.status.lease_tick = started
+            self._reap_dead_runners()
             runners = self.runners()
             if self.stop.is_set() and (not runners or self.abandon.is_set()):
                 return
@@ -548,7 +604,13 @@ class Worker:
     def _renew(self, runners: dict[str, ShardRunner]) -> None:
         if not self.stop.is_set():
             self.store.heartbeat(self.me)
-        tokens = [r.token for r in runners.values() if not r.lost.is_set()]
+        # Only leases of runners that still read them: a dead or exiting runner's
+        # lease must expire so that its shard is taken again (issue 10, item 1).
+        tokens = [
+            r.token
+            for r in runners.values()
+            if not r.lost.is_set() and not r.exiting and r.is_alive()
+        ]
         if not tokens:
             return
         _, lost = self.store.renew(tokens, self.settings.lease_duration_s)
@@ -599,6 +661,10 @@ class Worker:
             )
             for row in rows
         ]
+        with self._runners_lock:
+            for lease in rows:
+                if lease.held and lease.owner != self.me:
+                    self._pending_since.pop(lease.shard_id, None)  # a peer reads it now
         plan = plan_leases(
             [PlannerShard(s.shard_id, s.parents) for s in self._shards],
             planner_rows,
@@ -688,16 +754,33 @@ class Worker:
     # -- health --------------------------------------------------------------------------
 
     def live(self) -> tuple[bool, dict[str, Any]]:
+        """Is the process making progress? Its loops tick, no runner thread died
+        registered, and no shard has had records waiting longer than
+        ``TAP_SHARD_STALL_S`` while PostgreSQL answers (a wedged runner: a restart
+        frees the shard; while PostgreSQL is down a restart would not help)."""
         now = time.monotonic()
         lease_age = now - self.status.lease_tick
         main_age = now - self.status.main_tick
         limit = max(15.0, 2 * self.settings.lease_duration_s)
-        ok = lease_age < limit and main_age < limit
+        store_answers = now - self.status.store_ok_at < max(5.0, self.settings.lease_duration_s)
+        with self._runners_lock:
+            dead = sorted(
+                s for s, r in self._runners.items() if r.ident is not None and not r.is_alive()
+            )
+            stalled = sorted(
+                s
+                for s, since in self._pending_since.items()
+                if now - since > self.settings.shard_stall_s
+            )
+        ok = lease_age < limit and main_age < limit and not dead
+        ok = ok and not (stalled and store_answers)
         return ok, {
             "worker": self.me,
             "renew_loop_age_s": round(lease_age, 2),
             "plan_loop_age_s": round(now - self.status.plan_tick, 2),
             "main_loop_age_s": round(main_age, 2),
+            "dead_runners": dead,
+            "stalled_shards": stalled,
             "stopping": self.status.stopping,
         }
 

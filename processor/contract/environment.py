@@ -273,6 +273,15 @@ TASK_VARIABLES: Final[tuple[EnvVar, ...]] = (
         _float_between(60, 7 * 86_400),
         default="900",
     ),
+    # -- processor hardening (issue 10: stalled shards, health) ------------------------
+    EnvVar(
+        "TAP_SHARD_STALL_S",
+        "shard_stall_s",
+        "/health/live fails when a shard has had records waiting this long without a "
+        "commit while PostgreSQL answers (a wedged runner; a restart frees the shard).",
+        _float_between(30, 86_400),
+        default="300",
+    ),
 )
 
 VARIABLES_BY_NAME: Final = {var.name: var for var in TASK_VARIABLES}
@@ -308,6 +317,7 @@ class ProcessorSettings:
     metrics_namespace: str
     log_level: str
     detector_idle_evict_s: float
+    shard_stall_s: float = 300.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
