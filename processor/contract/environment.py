@@ -77,6 +77,10 @@ def _secret_arn(raw: str) -> str:
     return raw
 
 
+def _optional_secret_arn(raw: str) -> str:
+    return raw if raw == "" else _secret_arn(raw)
+
+
 def _non_empty(raw: str) -> str:
     if not raw.strip():
         raise ValueError("must not be empty")
@@ -147,7 +151,7 @@ TASK_VARIABLES: Final[tuple[EnvVar, ...]] = (
         "TAP_DB_SECRET_ARN",
         "db_secret_arn",
         "Secrets Manager ARN of the DB credentials (JSON with username and password; "
-        "the RDS-managed master secret).",
+        "the application role's secret, never the master secret).",
         _secret_arn,
         stack_provided=True,
     ),
@@ -263,6 +267,16 @@ TASK_VARIABLES: Final[tuple[EnvVar, ...]] = (
         stack_provided=True,
     ),
     EnvVar("TAP_LOG_LEVEL", "log_level", "Log level.", _log_level, default="INFO"),
+    # --- issue 11 item 2, the application role: migrations with the owner's secret ---
+    EnvVar(
+        "TAP_DB_MIGRATION_SECRET_ARN",
+        "db_migration_secret_arn",
+        "Secrets Manager ARN of the database owner's credentials (the RDS master "
+        "secret), read only by `python -m processor migrate` (the migrate task); "
+        "empty in the service, whose role cannot read it.",
+        _optional_secret_arn,
+        default="",
+    ),
 )
 
 VARIABLES_BY_NAME: Final = {var.name: var for var in TASK_VARIABLES}
@@ -297,6 +311,7 @@ class ProcessorSettings:
     health_port: int
     metrics_namespace: str
     log_level: str
+    db_migration_secret_arn: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
