@@ -4,7 +4,7 @@ Usage (the worker loop)::
 
     secrets = SecretsProvider.from_settings(settings)
     store = PostgresStore.from_settings(settings, secrets)
-    store.migrate()                       # at start-up, under an advisory lock
+    store.require_schema()                # at start-up (the migrate command migrates)
     store.ensure_partitions()             # at start-up, then every hour or so
     store.sync_shards([(shard_id, parent_ids, adjacent_parent), ...])
     token = store.try_acquire(shard_id, worker_id, 10.0, expected_fencing=row.fencing)
@@ -14,7 +14,10 @@ Usage (the worker loop)::
 Public API (see each docstring):
 
 * :class:`PostgresStore`
-  - ``migrate() -> list[int]`` apply pending ``processor/migrations/NNNN_*.sql``
+  - ``migrate() -> list[int]`` apply pending ``processor/migrations/NNNN_*.sql`` (with
+    the owner's credentials: ``python -m processor migrate``)
+  - ``require_schema() -> list[int]`` the processor's start-up check (raises
+    :class:`SchemaBehind` until the migrations it ships are applied)
   - ``ensure_partitions(now=None, *, days_back=8, days_ahead=7) -> int``
   - ``commit_batch(batch, lease, processed_at=None) -> CommitResult`` (one transaction)
   - leases: ``sync_shards``, ``list_leases``, ``try_acquire``, ``renew``, ``release``,
@@ -29,7 +32,8 @@ Public API (see each docstring):
 * :func:`with_pg_retry`: call a store method, backing off while PostgreSQL is down.
 * Exceptions: :class:`StoreError` > :class:`StoreUnavailable` (transient: back off,
   do not advance anything) > :class:`AuthenticationFailed`; :class:`LeaseLost`
-  (fencing check failed, the batch was rolled back); :class:`MigrationError`.
+  (fencing check failed, the batch was rolled back); :class:`MigrationError`;
+  :class:`SchemaBehind` (a :class:`StoreUnavailable`: wait for the migrate task).
 
 Why (issue 3): each batch is one transaction that writes readings, anomalies and dead
 letters and advances the shard checkpoint only while this worker still holds the
@@ -132,6 +136,12 @@ class LeaseLost(StoreError):
 
 class MigrationError(StoreError):
     """A migration file is malformed or was changed after it was applied."""
+
+
+class SchemaBehind(StoreUnavailable):
+    """The database lacks migrations this processor ships (issue 11: the processor no
+    longer migrates; the migrate task does, with the owner's credentials). Transient
+    on purpose: the worker waits, not ready, until the migrate task has run."""
 
 
 # --- values ---------------------------------------------------------------------------
@@ -595,6 +605,46 @@ class PostgresStore:
         finally:
             conn.close()
         return applied_now
+
+    def require_schema(self) -> list[int]:
+        """Check that every migration this processor ships is applied, unchanged;
+        returns the applied versions. Raises :class:`SchemaBehind` (retryable) while
+        one is missing or the schema cannot be read yet, :class:`MigrationError` when
+        an applied file differs from ours. A schema *ahead* of ours is fine: a new
+        version's migrate task runs before its service replaces the old tasks, and
+        migrations only add."""
+        shipped = load_migrations()
+
+        def run(conn: psycopg.Connection[Any]) -> dict[int, str]:
+            try:
+                return {
+                    version: checksum
+                    for version, checksum in conn.execute(
+                        sql.SQL("SELECT version, checksum FROM {}").format(_table(MIGRATIONS_TABLE))
+                    )
+                }
+            except (psycopg.errors.UndefinedTable, psycopg.errors.InsufficientPrivilege) as exc:
+                # Nothing migrated yet (or not 0004, which grants us the read).
+                raise SchemaBehind(
+                    f"schema not migrated yet ({type(exc).__name__}); "
+                    "run `python -m processor migrate` with the owner's secret"
+                ) from exc
+
+        applied = self._call(run)
+        missing = [m for m in shipped if m.version not in applied]
+        if missing:
+            names = ", ".join(f"{m.version:04d}_{m.name}" for m in missing)
+            raise SchemaBehind(
+                f"schema behind this processor: {names} not applied; "
+                "run `python -m processor migrate` with the owner's secret"
+            )
+        for migration in shipped:
+            if applied[migration.version] != migration.checksum:
+                raise MigrationError(
+                    f"migration {migration.version:04d}_{migration.name} applied to the "
+                    "database differs from the one this processor ships"
+                )
+        return sorted(applied)
 
     def applied_migrations(self) -> list[int]:
         return self._call(

@@ -276,6 +276,20 @@ class SecretsProvider:
             )
         return values["auth_token"]
 
+    def put_json(self, arn: str, document: Mapping[str, str]) -> None:
+        """Write ``document`` as the secret's new current version (the migrate
+        command's first password of the application login). Clears the cache."""
+        with self._lock:
+            self._cache.pop(arn, None)
+            try:
+                self._secretsmanager().put_secret_value(
+                    SecretId=arn, SecretString=json.dumps(dict(document))
+                )
+            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+                raise SecretsUnavailable(
+                    f"PutSecretValue {_arn_name(arn)} failed: {type(exc).__name__}"
+                ) from exc
+
     def last_fetched_age(self, arn: str) -> float | None:
         """Seconds since the secret was last fetched from AWS (None: never)."""
         entry = self._cache.get(arn)

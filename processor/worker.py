@@ -516,7 +516,7 @@ class Worker:
     # -- start-up ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Migrate, prepare partitions, start the lease thread (no signal handlers)."""
+        """Check the schema, prepare partitions, start the lease thread (no signal handlers)."""
         log.info(
             "processor starting",
             extra={
@@ -533,9 +533,9 @@ class Worker:
                 extra={"attempt": attempt, "delay_s": round(delay, 2), "error": str(exc)[:300]},
             )
 
-        applied = with_pg_retry(self.store.migrate, stop=self.stop, on_retry=on_retry)
-        if applied:
-            log.info("migrations applied", extra={"versions": applied})
+        # Migrations run in the migrate task with the owner's secret (issue 11); wait
+        # (SchemaBehind is retryable, readiness stays false) until they are applied.
+        with_pg_retry(self.store.require_schema, stop=self.stop, on_retry=on_retry)
         with_pg_retry(self.store.ensure_partitions, stop=self.stop, on_retry=on_retry)
         self.status.store_ok_at = time.monotonic()
         self.cache.recover(self.store)

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from e2e.services.app_role import ApplicationLogins
 from e2e.services.aws_emulator import (
     DUMMY_ACCESS_KEY_ID,
     DUMMY_SECRET_ACCESS_KEY,
@@ -102,6 +103,8 @@ class LocalServices:
         self._kinesis: HttpEmulator | None = None
         self._started: list[str] = []
         self._spawned: list[PostgresServer | RedisServer] = []
+        #: Migrations with the owner's secret, processors with the application's.
+        self.app_logins = ApplicationLogins(self)
 
     # --- folders -----------------------------------------------------------------
 
@@ -402,6 +405,11 @@ class LocalServices:
         if db.ca_path is not None:
             values["db_ca_bundle"] = str(db.ca_path)
         values |= overrides
+        # The owner's secret migrates (once per database); processors get the
+        # application role's secret, as the service task does (issue 11).
+        values["db_secret_arn"] = self.app_logins.prepare(
+            str(values["db_secret_arn"]), db, str(values["db_name"])
+        )
         environment = self.client_environment()
         for attribute, value in values.items():
             if isinstance(value, bool):

@@ -12,8 +12,9 @@ Where the server comes from, first match wins (see docs/LOCAL-STACK.md):
 Every managed server gets TLS when its build supports it (certificate from the run's
 CA, ``hostssl`` only, so a client that forgets TLS is refused as RDS with
 ``rds.force_ssl`` would), a database ``tap`` owned by the login role ``tap_app``
-(the role the processor uses and whose password the rotation scenario changes), and
-a superuser for administration.
+(with CREATEROLE: it plays the RDS master user, whose secret runs the migrations;
+processors log in as the application role those create, see e2e/services/app_role.py),
+and a superuser for administration.
 """
 
 from __future__ import annotations
@@ -247,6 +248,9 @@ class PostgresServer(abc.ABC):
                         sql.Identifier(self.app_user), sql.Literal(self.app_password)
                     )
                 )
+            # The owner plays the RDS master user (who has CREATEROLE): its migrations
+            # create the processor's application role (issue 11).
+            conn.execute(sql.SQL("ALTER ROLE {} CREATEROLE").format(sql.Identifier(self.app_user)))
             has_db = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)
             ).fetchone()

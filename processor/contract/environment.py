@@ -77,6 +77,10 @@ def _secret_arn(raw: str) -> str:
     return raw
 
 
+def _optional_secret_arn(raw: str) -> str:
+    return raw if raw == "" else _secret_arn(raw)
+
+
 def _non_empty(raw: str) -> str:
     if not raw.strip():
         raise ValueError("must not be empty")
@@ -147,7 +151,7 @@ TASK_VARIABLES: Final[tuple[EnvVar, ...]] = (
         "TAP_DB_SECRET_ARN",
         "db_secret_arn",
         "Secrets Manager ARN of the DB credentials (JSON with username and password; "
-        "the RDS-managed master secret).",
+        "the application role's secret, never the master secret).",
         _secret_arn,
         stack_provided=True,
     ),
@@ -282,6 +286,16 @@ TASK_VARIABLES: Final[tuple[EnvVar, ...]] = (
         _float_between(30, 86_400),
         default="300",
     ),
+    # --- issue 11 item 2, the application role: migrations with the owner's secret ---
+    EnvVar(
+        "TAP_DB_MIGRATION_SECRET_ARN",
+        "db_migration_secret_arn",
+        "Secrets Manager ARN of the database owner's credentials (the RDS master "
+        "secret), read only by `python -m processor migrate` (the migrate task); "
+        "empty in the service, whose role cannot read it.",
+        _optional_secret_arn,
+        default="",
+    ),
 )
 
 VARIABLES_BY_NAME: Final = {var.name: var for var in TASK_VARIABLES}
@@ -318,6 +332,7 @@ class ProcessorSettings:
     log_level: str
     detector_idle_evict_s: float
     shard_stall_s: float = 300.0
+    db_migration_secret_arn: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod

@@ -91,3 +91,36 @@ DEAD_LETTERS_COPY_COLUMNS: Final[tuple[str, ...]] = (
     "arrival_ts",
     "received_at",
 )
+
+# --- the application role (issue 11, item 2) --------------------------------------------
+
+#: The PostgreSQL role whose privileges the processor runs with. Migrations (run by the
+#: database owner, the RDS master user) create it NOLOGIN and grant it exactly
+#: :data:`APP_ROLE_TABLE_PRIVILEGES`; the login in the application secret is this role
+#: or, after an alternating-users rotation, ``<role>_clone``, a member of it.
+APP_ROLE: Final = "tap_processor"
+
+#: The privilege decision for the application role on every table of schema ``tap``
+#: (partitions follow their parent). A migration that adds a table must add it here
+#: and grant exactly this; ``tests/integration/test_app_role.py`` fails otherwise.
+#: Compliance tables get SELECT and INSERT only: no UPDATE, DELETE, TRUNCATE, and, as
+#: the role owns nothing, no ALTER/DROP/DISABLE TRIGGER.
+APP_ROLE_TABLE_PRIVILEGES: Final[dict[str, frozenset[str]]] = {
+    READINGS_TABLE: frozenset({"SELECT", "INSERT"}),
+    f"{PG_SCHEMA}.reading_keys": frozenset({"SELECT", "INSERT"}),
+    ANOMALIES_TABLE: frozenset({"SELECT", "INSERT"}),
+    DEAD_LETTERS_TABLE: frozenset({"SELECT", "INSERT"}),
+    # Mutable by design: acquire/renew/release/checkpoint are UPDATEs, sync_shards upserts.
+    SHARD_LEASES_TABLE: frozenset({"SELECT", "INSERT", "UPDATE"}),
+    # Heartbeat upsert; a stopping worker deletes its own row.
+    f"{PG_SCHEMA}.workers": frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"}),
+    # The start-up schema check reads it; only the migrate command writes it.
+    MIGRATIONS_TABLE: frozenset({"SELECT"}),
+}
+
+#: Functions the application role may execute that run with their owner's rights
+#: (SECURITY DEFINER, search_path pinned): creating a partition needs ownership of
+#: ``tap.readings``, which the application role must not have.
+APP_ROLE_DEFINER_FUNCTIONS: Final[tuple[str, ...]] = (
+    f"{PG_SCHEMA}.ensure_partitions(date, integer)",
+)
