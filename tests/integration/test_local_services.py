@@ -5,6 +5,7 @@ round-trip through moto, and the processor environment satisfies the contract.""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import ssl
 import subprocess
@@ -432,11 +433,14 @@ def test_external_servers_are_used_as_given(
 def test_tap_local_up_status_down(traversable_tmp: Path) -> None:
     run_dir = traversable_tmp / "run"
     cli = [sys.executable, "-m", "e2e.local.cli"]
+    # `up` remembers its run folder in the user's state folder: keep the test's apart.
+    cli_env = os.environ | {"XDG_STATE_HOME": str(traversable_tmp / "state")}
     up = subprocess.run(
         [*cli, "up", "--detach", "--run-dir", str(run_dir), "--services", "redis,moto,kinesis"],
         capture_output=True,
         text=True,
         timeout=120,
+        env=cli_env,
     )
     assert up.returncode == 0, up.stdout + up.stderr
     try:
@@ -449,19 +453,28 @@ def test_tap_local_up_status_down(traversable_tmp: Path) -> None:
             capture_output=True,
             text=True,
             timeout=60,
+            env=cli_env,
         )
         assert status.returncode == 0, status.stdout + status.stderr
         report = json.loads(status.stdout)
         assert all(s["healthy"] for s in report["services"].values()), report
         env = subprocess.run(
-            [*cli, "env", "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=30
+            [*cli, "env", "--run-dir", str(run_dir)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=cli_env,
         )
         assert f"AWS_ENDPOINT_URL_KINESIS={state['services']['kinesis']['endpoint_url']}" in (
             env.stdout
         )
     finally:
         down = subprocess.run(
-            [*cli, "down", "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=90
+            [*cli, "down", "--run-dir", str(run_dir)],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            env=cli_env,
         )
     assert down.returncode == 0, down.stdout + down.stderr
     final = json.loads((run_dir / "state.json").read_text())
