@@ -80,6 +80,9 @@ class ShardInfo:
     adjacent_parent_shard_id: str | None
     starting_sequence_number: str
     ending_sequence_number: str | None
+    #: (StartingHashKey, EndingHashKey): the partition keys' MD5 hashes this shard
+    #: takes (a split child inherits the silence registry entries in its range).
+    hash_key_range: tuple[int, int] | None = None
 
     @property
     def closed(self) -> bool:
@@ -99,6 +102,9 @@ class FetchResult:
     millis_behind_latest: int
     #: The shard is closed and every record was returned: commit with shard_end.
     shard_end: bool
+    #: Wall-clock time (epoch s) the reply came: with ``millis_behind_latest``, how
+    #: far the shard was read at that moment (the silence detector's clock).
+    received_at: float | None = None
 
 
 class KinesisError(RuntimeError):
@@ -134,6 +140,10 @@ class KinesisSource:
             page = self.client.list_shards(**kwargs)
             for raw in page.get("Shards", []):
                 rng = raw.get("SequenceNumberRange", {})
+                hashes = raw.get("HashKeyRange", {})
+                hash_range = None
+                if "StartingHashKey" in hashes and "EndingHashKey" in hashes:
+                    hash_range = (int(hashes["StartingHashKey"]), int(hashes["EndingHashKey"]))
                 shards.append(
                     ShardInfo(
                         shard_id=raw["ShardId"],
@@ -141,6 +151,7 @@ class KinesisSource:
                         adjacent_parent_shard_id=raw.get("AdjacentParentShardId"),
                         starting_sequence_number=rng.get("StartingSequenceNumber", ""),
                         ending_sequence_number=rng.get("EndingSequenceNumber"),
+                        hash_key_range=hash_range,
                     )
                 )
             token = page.get("NextToken")
@@ -286,7 +297,7 @@ class ShardReader:
         shard_end = next_iterator is None
         if shard_end:
             self.finished = True
-        return FetchResult(records, self.millis_behind_latest, shard_end)
+        return FetchResult(records, self.millis_behind_latest, shard_end, time.time())
 
     def _convert(self, raw: dict[str, Any]) -> KinesisRecord:
         arrival = raw.get("ApproximateArrivalTimestamp")

@@ -23,13 +23,21 @@ the server, applying per device and per anomaly what follows:
   replay within the dedup TTL (1 day, far longer than any redelivery) adds nothing;
   the entry carries ``anomaly_id`` so readers can de-duplicate beyond that too.
 * **Last seen** (:data:`REDIS_LAST_SEEN`): ``ZADD GT`` of the event time in ms.
+* **Silence registry** (hash per shard at :func:`redis_silence_key`): device ->
+  :class:`processor.core.silence.SilenceEntry` as JSON, for the devices the batch
+  touched (and the episodes the silence check reported), in the same script call;
+  entries of devices forgotten by the tracker are deleted. Loaded (one pipelined
+  ``HGETALL`` of the shard and its parents) when a runner takes the shard, so a new
+  owner — after a handoff, a deploy, a ``kill -9`` or a split — knows every device,
+  not only those that appear again.
 * **Detector state** (:func:`redis_detector_key`): saved (one script call) for the
   devices whose state changed, after a commit (the worker throttles this, see
   ``processor.worker.STATE_SAVE_EVERY_S``); loaded (MGET) when a device first shows
   up on a shard this worker took over, so baselines survive a handoff.
 
 TTLs: every key but the anomaly stream and the last-seen set expires (latest 7
-days, window 1 day, detector state 7 days, anomaly de-dup keys 1 day); the stream
+days, window 1 day, detector state 7 days, silence registry 7 days after the
+shard's last write, anomaly de-dup keys 1 day); the stream
 is bounded by ``MAXLEN ~`` and the last-seen set is pruned of devices silent for 7
 days. Keys of one batch live in different hash slots, and the script builds them
 rather than declaring them in ``KEYS``: this assumes a non-clustered replication
@@ -71,6 +79,7 @@ from processor.contract.storage import (
     REDIS_PREFIX,
     redis_detector_key,
     redis_latest_key,
+    redis_silence_key,
     redis_window_key,
 )
 from processor.core.model import AcceptedReading, Anomaly, ProcessedBatch
@@ -100,6 +109,7 @@ class CacheLimits:
     anomaly_dedup_ttl_s: int = DAY_S
     anomaly_stream_maxlen: int = 10_000
     last_seen_horizon_s: int = 7 * DAY_S
+    silence_ttl_s: int = 7 * DAY_S
 
 
 #: Devices (and, separately, anomalies) per script call. A batch of the default
@@ -116,7 +126,9 @@ MAX_ITEMS_PER_CALL: Final = 1_000
 #
 # Document: {latest_ttl_ms, window_ttl_ms, window_size, dedup_ttl_s, stream_maxlen,
 #   prune_before_ms ('' = no pruning), latest_prefix, window_prefix, dedup_prefix,
-#   stream_key, last_seen_key, devices, anomalies, latest field names}
+#   stream_key, last_seen_key, devices, anomalies, latest field names,
+#   silence_key ('' = none), {device, entry JSON, ...}, {device to delete, ...},
+#   silence_ttl_ms}
 # devices: {device_id, ts_us, seq, last_seen_ms, {latest values, in the order of the
 #   field names}, {window seq, member, ...}} (an empty window list leaves the window
 #   untouched: reconciliation); anomalies: {anomaly_id, {stream field, value, ...}}.
@@ -192,6 +204,17 @@ for _, a in ipairs(p[13]) do
     redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(a[2]))
     streamed = streamed + 1
   end
+end
+local silence = p[15]
+if silence ~= '' then
+  local entries, gone = p[16], p[17]
+  for i = 1, #entries, 1000 do  -- field/value pairs: 1000 is even
+    redis.call('HSET', silence, unpack(entries, i, math.min(i + 999, #entries)))
+  end
+  for i = 1, #gone, 1000 do
+    redis.call('HDEL', silence, unpack(gone, i, math.min(i + 999, #gone)))
+  end
+  redis.call('PEXPIRE', silence, p[18])
 end
 return {replaced, added, streamed}
 """
@@ -333,8 +356,10 @@ def _anomaly_entry(anomaly: Anomaly) -> list[Any]:
     return [identity, _flatten(fields)]
 
 
-def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
-    return [items[i : i + MAX_ITEMS_PER_CALL] for i in range(0, len(items), MAX_ITEMS_PER_CALL)]
+def _chunks(items: Sequence[Any], per_item: int = 1) -> list[Sequence[Any]]:
+    """Slices of :data:`MAX_ITEMS_PER_CALL` items of ``per_item`` elements each."""
+    size = MAX_ITEMS_PER_CALL * per_item
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 class _SecretsCredentials(CredentialProvider):
@@ -460,33 +485,52 @@ class RedisCache:
 
     # -- writes after a commit ----------------------------------------------------------
 
-    def apply(self, batch: ProcessedBatch) -> bool:
-        """Apply a committed batch. False when skipped or failed (cache stale)."""
+    def apply(
+        self,
+        batch: ProcessedBatch,
+        silence: Mapping[str, str] | None = None,
+        forgotten: Sequence[str] = (),
+    ) -> bool:
+        """Apply a committed batch, and the shard's changed silence registry entries
+        (device -> JSON) and forgotten devices in the same call. False when skipped or
+        failed (cache stale): the caller keeps the entries to save them next time."""
         if self._stale:
             return False
-        if not batch.readings and not batch.anomalies:
+        if not batch.readings and not batch.anomalies and not silence and not forgotten:
             return True
         try:
-            self._call("apply", lambda: self._apply(batch))
+            self._call("apply", lambda: self._apply(batch, silence or {}, forgotten))
         except (RedisError, OSError, SecretsError) as exc:
             self._mark_stale(exc, "apply")
             return False
         return True
 
-    def _apply(self, batch: ProcessedBatch) -> None:
+    def _apply(
+        self, batch: ProcessedBatch, silence: Mapping[str, str], forgotten: Sequence[str]
+    ) -> None:
         window_size = self.limits.window_size
         by_device: dict[str, list[AcceptedReading]] = {}
         for accepted in batch.readings:
             by_device.setdefault(accepted.reading.device_id, []).append(accepted)
         devices = [_device_entry(items, window_size) for items in by_device.values()]
         anomalies = [_anomaly_entry(a) for a in batch.anomalies]
-        self._run_batch(devices, anomalies, prune=True)
+        registry: list[str] = []
+        for device_id, entry in silence.items():
+            registry += (device_id, entry)
+        key = redis_silence_key(batch.shard_id) if registry or forgotten else ""
+        self._run_batch(devices, anomalies, prune=True, silence=(key, registry, forgotten))
 
     def _run_batch(
-        self, devices: Sequence[list[Any]], anomalies: Sequence[list[Any]], *, prune: bool
+        self,
+        devices: Sequence[list[Any]],
+        anomalies: Sequence[list[Any]],
+        *,
+        prune: bool,
+        silence: tuple[str, Sequence[str], Sequence[str]] = ("", (), ()),
     ) -> list[int]:
-        """Run :data:`_APPLY_BATCH` over ``devices`` and ``anomalies`` (one call per
-        :data:`MAX_ITEMS_PER_CALL` of each); returns the summed counters."""
+        """Run :data:`_APPLY_BATCH` over ``devices``, ``anomalies`` and the silence
+        registry's ``(key, [device, entry, ...], [forgotten device, ...])`` (one call
+        per :data:`MAX_ITEMS_PER_CALL` of each); returns the summed counters."""
         limits = self.limits
         prune_before = ""
         now = time.monotonic()
@@ -495,8 +539,12 @@ class RedisCache:
             prune_before = str(int((time.time() - limits.last_seen_horizon_s) * 1000))
         device_chunks = _chunks(devices) or [[]]
         anomaly_chunks = _chunks(anomalies) or [[]]
+        silence_key, registry, forgotten = silence
+        registry_chunks = _chunks(registry, 2) or [[]]
+        forgotten_chunks = _chunks(forgotten) or [[]]
         totals = [0, 0, 0]
-        for i in range(max(len(device_chunks), len(anomaly_chunks))):
+        calls = max(len(device_chunks), len(anomaly_chunks), len(registry_chunks))
+        for i in range(max(calls, len(forgotten_chunks))):
             payload = _payload_encoder.encode(
                 [
                     limits.latest_ttl_s * 1000,
@@ -513,6 +561,10 @@ class RedisCache:
                     device_chunks[i] if i < len(device_chunks) else [],
                     anomaly_chunks[i] if i < len(anomaly_chunks) else [],
                     LATEST_FIELDS,
+                    silence_key,
+                    registry_chunks[i] if i < len(registry_chunks) else [],
+                    forgotten_chunks[i] if i < len(forgotten_chunks) else [],
+                    limits.silence_ttl_s * 1000,
                 ]
             )
             counts = self._apply_batch(keys=[], args=[payload])
@@ -567,6 +619,33 @@ class RedisCache:
             return {}
         return dict(zip(device_ids, values, strict=True))
 
+    # -- silence registry ---------------------------------------------------------------
+
+    def load_silence_registry(self, shard_ids: Sequence[str]) -> dict[str, dict[str, str]] | None:
+        """The silence registry of each shard (one pipelined ``HGETALL`` each); None
+        when Redis is stale or fails, so the caller tries again later (meanwhile it
+        knows only the devices it reads: a silence may be late, never false)."""
+        if self._stale:
+            return None
+        keys = [redis_silence_key(s) for s in shard_ids]
+
+        def run() -> list[Any]:
+            with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hgetall(key)
+                result: list[Any] = pipe.execute()
+                return result
+
+        try:
+            hashes = self._call("load_silence_registry", run)
+        except (RedisError, OSError, SecretsError) as exc:
+            self._mark_stale(exc, "load_silence_registry")
+            return None
+        return {
+            shard: {_text(k): _text(v) for k, v in saved.items()}
+            for shard, saved in zip(shard_ids, hashes, strict=True)
+        }
+
     # -- reconciliation ---------------------------------------------------------------
 
     def set_latest(self, readings: Iterable[AcceptedReading]) -> int:
@@ -617,6 +696,10 @@ class RedisCache:
     def close(self) -> None:
         with contextlib.suppress(RedisError):
             self.client.close()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _as_accepted(rows: Any) -> Iterable[AcceptedReading]:

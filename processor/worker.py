@@ -48,6 +48,7 @@ from processor.core.leases import LeaseRow as PlannerLease
 from processor.core.leases import ShardInfo as PlannerShard
 from processor.core.leases import plan_leases
 from processor.core.model import LeaseToken, ProcessedBatch
+from processor.core.silence import SilenceConfig, SilenceTracker, fetch_progress
 from processor.error_kinds import ErrorKind, classify
 from processor.health import HealthServer
 from processor.kinesis_source import (
@@ -76,7 +77,8 @@ LEASE_POLL_S: Final = 0.25
 SHARD_SYNC_S: Final = 10.0
 #: How often partitions are ensured after start-up.
 PARTITIONS_EVERY_S: Final = 3600.0
-#: How often the silence detector runs on each shard's devices.
+#: How often the silence detector runs on each shard's devices (it judges them on
+#: the shard's progress, not on this timer; see processor.core.silence).
 SILENCE_CHECK_S: Final = 5.0
 #: Pause before re-acquiring a shard whose runner crashed (no hot loop on a bug).
 CRASH_COOLDOWN_S: Final = 5.0
@@ -192,9 +194,12 @@ class ShardRunner(threading.Thread):
         self._bank_committed = True
         #: Durations of the current batch's steps (DEBUG logs).
         self.timings: dict[str, float] = {}
-        self.bank = DetectorBank(
-            config=DetectorConfig(silence_after_seconds=worker.settings.silence_after_s)
-        )
+        self.bank = DetectorBank(config=DetectorConfig())
+        #: The shard's silence registry: loaded from Redis when the runner starts (own
+        #: and parents' entries), saved with every batch's Redis call.
+        self.silence = SilenceTracker(SilenceConfig(min_silence_s=worker.settings.silence_after_s))
+        self._silence_loaded = False
+        self._silence_reconciliations = worker.cache.reconciliations
 
     # -- control from other threads ----------------------------------------------------
 
@@ -302,9 +307,15 @@ class ShardRunner(threading.Thread):
                 state_loader=w.cache.load_detector_states,
             )
             self.timings["process_ms"] = (time.monotonic() - process_started) * 1000
+            self.silence.observe_batch(batch.readings)
+            full = len(result.records) >= w.settings.get_records_limit
+            self.silence.advance(
+                fetch_progress(result.received_at, result.millis_behind_latest, full=full)
+            )
             if time.monotonic() >= next_silence:
                 next_silence = time.monotonic() + SILENCE_CHECK_S
-                batch.anomalies.extend(self.bank.check_silence(datetime.now(UTC)))
+                self._load_silence_registry()
+                batch.anomalies.extend(self.silence.check())
             if not (batch.readings or batch.dead_letters or batch.anomalies or batch.shard_end):
                 self._bank_committed = True  # nothing new for the detectors either
                 continue
@@ -358,8 +369,14 @@ class ShardRunner(threading.Thread):
         # Redis after PostgreSQL, and only what PostgreSQL stored: the cache never
         # shows what the record lacks (issue 10 item 5).
         redis_started = time.monotonic()
+        if w.cache.reconciliations != self._silence_reconciliations:
+            # Redis came back (possibly empty): save the whole registry again.
+            self._silence_reconciliations = w.cache.reconciliations
+            self.silence.mark_all_dirty()
+        entries, forgotten = self.silence.dirty_entries(), self.silence.forgotten()
         committed = committed_part(batch, result.inserted_keys, result.inserted_sequence_numbers)
-        w.cache.apply(committed)
+        if w.cache.apply(committed, entries, forgotten):
+            self.silence.clear_dirty([*entries, *forgotten])
         if time.monotonic() - self._states_saved_at >= STATE_SAVE_EVERY_S:
             self._save_states()
             # Right after a save: only saved states can go (issue 10 item 9).
@@ -391,6 +408,39 @@ class ShardRunner(threading.Thread):
         if result.duplicates:
             w.metrics.count("Duplicates", result.duplicates)
         return True
+
+    def _load_silence_registry(self) -> None:
+        """Learn every device of the shard from Redis: its own registry, and for a
+        child of a split or merge its parents' entries in its hash key range. Until
+        Redis answers this is retried at each check; meanwhile only the devices read
+        are judged (a silence may be late, never false)."""
+        if self._silence_loaded:
+            return
+        info = next((s for s in self.worker._shards if s.shard_id == self.shard_id), None)
+        parents = info.parents if info is not None else ()
+        saved = self.worker.cache.load_silence_registry([self.shard_id, *parents])
+        if saved is None:
+            return
+        bad = self.silence.load(saved.get(self.shard_id, {}))
+        for parent in parents:
+            if info is None or (info.hash_key_range is None and len(parents) == 1):
+                # A split child without its range would take its sibling's devices too.
+                log.warning("no hash key range: parent's silence registry not inherited")
+                break
+            bad += self.silence.load(
+                saved.get(parent, {}), hash_range=info.hash_key_range, inherited=True
+            )
+        self._silence_loaded = True
+        log.info(
+            "silence registry loaded",
+            extra={
+                "event": "silence_registry_loaded",
+                "shard_id": self.shard_id,
+                "devices": len(self.silence),
+                "parents": list(parents),
+                "corrupt": len(bad),
+            },
+        )
 
     def _save_states(self) -> None:
         """Save the states changed since the last save (kept dirty if Redis fails)."""

@@ -239,7 +239,8 @@ TASK_VARIABLES: Final[tuple[EnvVar, ...]] = (
     EnvVar(
         "TAP_SILENCE_AFTER_S",
         "silence_after_s",
-        "A device with no reading for this long raises a 'silent' anomaly.",
+        "Minimum silence: a device is 'silent' after max(this, 5 x its learned reporting "
+        "interval) without a reading, measured on the shard's progress (not the wall clock).",
         _float_between(5, 86_400),
         default="60",
     ),

@@ -38,6 +38,13 @@ def redis_detector_key(device_id: str) -> str:
     return f"{REDIS_PREFIX}:detector:{device_id}"
 
 
+def redis_silence_key(shard_id: str) -> str:
+    """Hash: the silence registry of a shard, device id -> JSON entry (last seq, last
+    arrival and event time, recent gaps, reported episode; see
+    ``processor.core.silence.SilenceEntry``), so a new owner knows every device."""
+    return f"{REDIS_PREFIX}:silence:{shard_id}"
+
+
 #: Stream: recent anomalies, entry ids derived from the reading so a replay is idempotent.
 REDIS_ANOMALY_STREAM: Final = f"{REDIS_PREFIX}:anomalies"
 #: Sorted set: device id -> last event time (epoch ms).

@@ -21,6 +21,7 @@ from processor.contract.storage import (
     REDIS_LAST_SEEN,
     redis_detector_key,
     redis_latest_key,
+    redis_silence_key,
     redis_window_key,
 )
 from processor.core.model import AcceptedReading, Anomaly, AnomalyType, ProcessedBatch, Severity
@@ -232,6 +233,23 @@ def test_detector_states_round_trip_with_a_ttl(cache: RedisCache, raw: Any) -> N
     assert 0 < raw.ttl(redis_detector_key("d1")) <= 7 * 86_400
 
 
+def test_the_silence_registry_rides_in_the_batch_call(cache: RedisCache, raw: Any) -> None:
+    shard = "shardId-000000000007"
+    entries = {f"d{i}": f'[1,"temperature",{i},1.0,1.0,[],-1]' for i in range(2_500)}
+    # More entries than one script call carries: every one is written, in one batch.
+    assert cache.apply(ProcessedBatch(shard, readings=[_reading("d1", 1)]), entries)
+    key = redis_silence_key(shard)
+    assert raw.hlen(key) == 2_500
+    assert 0 < raw.pttl(key) <= 7 * 86_400 * 1000
+    # A batch with no reading still saves the registry (a silence check's verdict).
+    assert cache.apply(ProcessedBatch(shard), {"d1": "changed"}, forgotten=["d2", "d3"])
+    loaded = cache.load_silence_registry([shard, "shardId-parent"])
+    assert loaded is not None
+    assert loaded["shardId-parent"] == {}
+    assert len(loaded[shard]) == 2_498 and loaded[shard]["d1"] == "changed"
+    assert loaded[shard]["d4"] == entries["d4"]
+
+
 def test_outage_marks_stale_and_recovery_reconciles_latest(
     cache: RedisCache, restartable_redis_server: RedisServer
 ) -> None:
@@ -241,6 +259,8 @@ def test_outage_marks_stale_and_recovery_reconciles_latest(
         assert not cache.apply(ProcessedBatch("s", readings=[_reading("d1", 2)]))
         assert cache.stale
         assert cache.load_detector_states(["d1"]) == {}  # stale: no state, no stall
+        assert cache.load_silence_registry(["s"]) is None  # unknown, not empty
+        assert not cache.apply(ProcessedBatch("s"), {"d1": "entry"})
 
         class Store:
             def latest_per_device(self) -> dict[str, AcceptedReading]:

@@ -1,0 +1,74 @@
+"""Silence across a handoff, with real processes: a device dies, then the owner of
+its shard dies (kill -9) or hands over (SIGTERM) before the silence was due. The
+next owner learns every device of the shard from the silence registry in Redis and
+reports the silence exactly once; no device that kept sending is called silent."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from e2e.steady_fleet import SteadyFleet
+from e2e.verify import ProcessorCluster, wait_until, wait_until_stored
+from processor import postgres_queries
+from processor.postgres_queries import StoredAnomaly
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+#: TAP_SILENCE_AFTER_S for these runs: long enough to kill the owner first.
+SILENCE_S = 12.0
+
+
+def silent_anomalies(cluster: ProcessorCluster) -> list[StoredAnomaly]:
+    found = cluster.view._run(postgres_queries.anomalies)
+    return [a for a in found if a.anomaly_type == "silent"]
+
+
+@pytest.fixture
+def fleet_cluster(
+    make_cluster: Callable[..., ProcessorCluster],
+) -> Iterator[tuple[ProcessorCluster, SteadyFleet]]:
+    cluster = make_cluster(1, lease_duration_s=3, silence_after_s=SILENCE_S)
+    fleet = SteadyFleet(cluster.kinesis, cluster.stream, 12, interval=0.5)
+    yield cluster, fleet
+    if fleet.is_alive():
+        fleet.finish()
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("how", ["kill -9", "SIGTERM"])
+def test_a_silence_that_began_before_the_owner_died_is_reported_once(
+    fleet_cluster: tuple[ProcessorCluster, SteadyFleet], how: str
+) -> None:
+    cluster, fleet = fleet_cluster
+    w1 = cluster.start("w1")
+    w1.wait_for_event("shard_first_fetch", timeout=60)
+    w2 = cluster.start("w2")  # stand-by: one shard, w1 holds it
+    w2.wait_ready(timeout=60)
+    fleet.start()
+    fleet.wait_rounds(12)  # 6 s: the cadence (0.5 s) is learned
+    dead = "live-0003"
+    last = fleet.silence(dead)
+    died_at = time.monotonic()
+    wait_until_stored(cluster.view, {(dead, last)}, timeout=10)
+    assert time.monotonic() - died_at < SILENCE_S / 2, "too slow to kill before the silence"
+    assert silent_anomalies(cluster) == []
+    if how == "kill -9":
+        w1.kill()
+    else:
+        w1.signal(signal.SIGTERM)
+        assert w1.wait(timeout=15) == 0, w1.tail()
+    assert silent_anomalies(cluster) == [], "the first owner reported it: nothing to prove"
+
+    assert wait_until(lambda: silent_anomalies(cluster) != [], timeout=45), cluster.logs()
+    fleet.wait_rounds(2 * int(SILENCE_S / 0.5))  # long enough for any false or second one
+    sent = fleet.finish()
+    wait_until_stored(cluster.view, sent.keys, timeout=30)
+
+    found = silent_anomalies(cluster)
+    assert [(a.device_id, a.seq) for a in found] == [(dead, last)], found
+    loaded = w2.events("silence_registry_loaded")
+    assert loaded and loaded[0]["devices"] >= len(fleet.devices), loaded
