@@ -25,7 +25,10 @@ Check = Callable[[], tuple[bool, dict[str, Any]]]
 class HealthServer:
     """``http.server`` in a daemon thread; checks are called per request."""
 
-    def __init__(self, port: int, live: Check, ready: Check, host: str = "0.0.0.0") -> None:  # noqa: S104 - the ECS/ALB health check reaches the task on its own IP
+    def __init__(self, port: int, live: Check, ready: Check, host: str = "127.0.0.1") -> None:
+        # Loopback by default (TAP_HEALTH_HOST): the container health check runs inside
+        # the task, and no load balancer probes the processor.
+        self.host = host
         checks = {"/health/live": live, "/health/ready": ready}
 
         class Handler(BaseHTTPRequestHandler):
@@ -65,7 +68,7 @@ class HealthServer:
 
     def start(self) -> HealthServer:
         self._thread.start()
-        log.info("health endpoint listening", extra={"port": self.port})
+        log.info("health endpoint listening", extra={"host": self.host, "port": self.port})
         return self
 
     def stop(self) -> None:

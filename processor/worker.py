@@ -873,7 +873,9 @@ def run(settings: ProcessorSettings, *, on_started: Callable[[Worker], None] | N
     """Run a worker until SIGTERM/SIGINT; returns the process exit code."""
     worker = Worker(settings)
     install_signal_handlers(worker)
-    health = HealthServer(settings.health_port, worker.live, worker.ready).start()
+    health = HealthServer(
+        settings.health_port, worker.live, worker.ready, host=settings.health_host
+    ).start()
     try:
         worker.start()
         if on_started is not None:

@@ -12,6 +12,7 @@ names every offending variable and what is wrong with it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -85,6 +86,13 @@ def _non_empty(raw: str) -> str:
     if not raw.strip():
         raise ValueError("must not be empty")
     return raw.strip()
+
+
+def _ip_address(raw: str) -> str:
+    try:
+        return str(ipaddress.ip_address(raw.strip()))
+    except ValueError:
+        raise ValueError("must be an IP address (e.g. 127.0.0.1)") from None
 
 
 def _log_level(raw: str) -> str:
@@ -297,6 +305,14 @@ TASK_VARIABLES: Final[tuple[EnvVar, ...]] = (
         _optional_secret_arn,
         default="",
     ),
+    EnvVar(
+        "TAP_HEALTH_HOST",
+        "health_host",
+        "Address the health endpoint binds. Loopback: the ECS container health check "
+        "runs inside the task; set 0.0.0.0 only for a probe from outside (none today).",
+        _ip_address,
+        default="127.0.0.1",
+    ),
 )
 
 VARIABLES_BY_NAME: Final = {var.name: var for var in TASK_VARIABLES}
@@ -334,6 +350,7 @@ class ProcessorSettings:
     detector_idle_evict_s: float
     shard_stall_s: float = 300.0
     db_migration_secret_arn: str = ""
+    health_host: str = "127.0.0.1"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
