@@ -49,6 +49,7 @@ from processor.contract.storage import (
 from processor.core.batch import committed_part, process_records, reading_rows
 from processor.core.detection import DetectorBank
 from processor.core.model import Anomaly, DeadLetter, KinesisRecord, ProcessedBatch
+from processor.core.silence import SilenceTracker
 from processor.redis_cache import RedisCache
 from simulator.bench import measure_generation
 from simulator.fleet import Fleet
@@ -117,6 +118,8 @@ def _pipeline(
         if lease is None:
             raise RuntimeError("could not take the benchmark shard's lease")
         bank = DetectorBank()
+        silence = SilenceTracker()
+        next_check = [time.monotonic()]
 
         def one(records: list[KinesisRecord]) -> ProcessedBatch:
             # What ShardRunner._run and ._commit do per batch, minus Kinesis and metrics.
@@ -127,10 +130,15 @@ def _pipeline(
                 shard_id=SHARD_ID,
                 state_loader=cache.load_detector_states,
             )
+            silence.observe_batch(batch.readings)  # the silence registry, as the runner
+            if time.monotonic() >= next_check[0]:
+                next_check[0] = time.monotonic() + 5.0
+                batch.anomalies.extend(silence.check())
             result = store.commit_batch(batch, lease, datetime.now(UTC))
-            cache.apply(
-                committed_part(batch, result.inserted_keys, result.inserted_sequence_numbers)
-            )
+            entries = silence.dirty_entries()
+            committed = committed_part(batch, result.inserted_keys, result.inserted_sequence_numbers)
+            if cache.apply(committed, entries):
+                silence.clear_dirty(entries)
             states = bank.dirty_states()
             if states and cache.save_detector_states(states):
                 bank.clear_dirty(states)
