@@ -136,7 +136,9 @@ def _pipeline(
                 batch.anomalies.extend(silence.check())
             result = store.commit_batch(batch, lease, datetime.now(UTC))
             entries = silence.dirty_entries()
-            committed = committed_part(batch, result.inserted_keys, result.inserted_sequence_numbers)
+            committed = committed_part(
+                batch, result.inserted_keys, result.inserted_sequence_numbers
+            )
             if cache.apply(committed, entries):
                 silence.clear_dirty(entries)
             states = bank.dirty_states()

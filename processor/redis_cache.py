@@ -51,7 +51,8 @@ Window and stream entries of the outage are not rebuilt: they are recent views.
 
 Auth: the token comes from Secrets Manager through a redis-py credential provider,
 asked on every new connection; when Redis refuses it (rotation), the secret is
-fetched again and the pool reconnects.
+fetched again and the idle pooled connections reconnect (connections in use by other
+threads are left alone: their writes must not be cut).
 """
 
 from __future__ import annotations
@@ -441,19 +442,25 @@ class RedisCache:
                 )
 
     def _call(self, action: str, fn: Any) -> Any:
-        """Run ``fn()``; on an AUTH failure refresh the token and retry once."""
+        """Run ``fn()``; on an AUTH failure refresh the token and retry once.
+
+        Only *idle* pooled connections are dropped (the one that was refused is back
+        in the pool by now): connections other runners are using stay untouched, so
+        their in-flight writes complete (issue 10, item 8). A connection authenticated
+        before the change keeps working; if Redis ever refuses one, its own call
+        comes through here and it is dropped then."""
         try:
             return fn()
         except AuthenticationError:
             log.info("Redis refused the AUTH token; fetching the secret again")
             self._credentials.refresh_next = True
-            self.client.connection_pool.disconnect()
+            self.client.connection_pool.disconnect(inuse_connections=False)
             return fn()
         except ResponseError as exc:
             # A connection authenticated before a rotation may get NOAUTH/WRONGPASS later.
             if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
                 self._credentials.refresh_next = True
-                self.client.connection_pool.disconnect()
+                self.client.connection_pool.disconnect(inuse_connections=False)
                 return fn()
             raise
 

@@ -29,6 +29,7 @@ peers take the shards on their next round. A second signal abandons retries.
 
 from __future__ import annotations
 
+import enum
 import logging
 import queue
 import signal
@@ -91,10 +92,24 @@ LATENCY_SAMPLES_PER_BATCH: Final = 20
 STATE_SAVE_EVERY_S: Final = 5.0
 
 
+class Phase(enum.StrEnum):
+    """Where the process is: liveness and readiness mean different things in each."""
+
+    #: Waiting for PostgreSQL (schema, partitions): live while it keeps retrying,
+    #: never ready.
+    STARTING = "starting"
+    #: Lease loops running: ready when PostgreSQL and Redis answer.
+    RUNNING = "running"
+    STOPPING = "stopping"
+
+
 @dataclass
 class WorkerStatus:
     """What the health endpoint reports; written by the threads, read by HTTP."""
 
+    phase: Phase = Phase.STARTING
+    #: Last sign of life of the start-up loop (each attempt and each retry).
+    startup_tick: float = field(default_factory=time.monotonic)
     started_at: float = field(default_factory=time.monotonic)
     lease_tick: float = field(default_factory=time.monotonic)
     plan_tick: float = field(default_factory=time.monotonic)
@@ -566,7 +581,15 @@ class Worker:
     # -- start-up ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Check the schema, prepare partitions, start the lease thread (no signal handlers)."""
+        """Check the schema, prepare partitions, start the lease thread (no signal handlers).
+
+        Blocks while PostgreSQL is unreachable (an outage, a failover, the master
+        password's first rotation), retrying with back-off. Meanwhile the process is
+        live (each attempt ticks ``startup_tick``; an attempt is bounded by the
+        client timeouts) but not ready, so the ECS health check (``/health/live``)
+        does not kill it in a loop (issue 10, item 2)."""
+        self.status.phase = Phase.STARTING
+        self.status.startup_tick = time.monotonic()
         log.info(
             "processor starting",
             extra={
@@ -578,6 +601,7 @@ class Worker:
         )
 
         def on_retry(attempt: int, exc: StoreUnavailable, delay: float) -> None:
+            self.status.startup_tick = time.monotonic()
             log.warning(
                 "PostgreSQL unavailable at start-up",
                 extra={"attempt": attempt, "delay_s": round(delay, 2), "error": str(exc)[:300]},
@@ -586,11 +610,17 @@ class Worker:
         # Migrations run in the migrate task with the owner's secret (issue 11); wait
         # (SchemaBehind is retryable, readiness stays false) until they are applied.
         with_pg_retry(self.store.require_schema, stop=self.stop, on_retry=on_retry)
+        self.status.startup_tick = time.monotonic()
         with_pg_retry(self.store.ensure_partitions, stop=self.stop, on_retry=on_retry)
         self.status.store_ok_at = time.monotonic()
         self.cache.recover(self.store)
+        now = time.monotonic()
+        # The loops' clocks start now, not when the object was built minutes ago.
+        self.status.lease_tick = self.status.plan_tick = self.status.main_tick = now
+        self.status.phase = Phase.RUNNING
         self._renew_thread.start()
         self._plan_thread.start()
+        log.info("processor running", extra={"event": "running"})
 
     # -- the lease thread ----------------------------------------------------------------
 
@@ -776,6 +806,7 @@ class Worker:
     def shutdown(self, timeout_s: float | None = None) -> None:
         """Stop fetching, let each runner commit and release, then stop the threads."""
         self.status.stopping = True
+        self.status.phase = Phase.STOPPING
         self.stop.set()
         started = time.monotonic()
         # Leave the live set first: peers then count their fair share without us and
@@ -822,10 +853,19 @@ class Worker:
                 for s, since in self._pending_since.items()
                 if now - since > self.settings.shard_stall_s
             )
+        if self.status.phase is Phase.STARTING:
+            startup_age = now - self.status.startup_tick
+            return startup_age < limit, {
+                "worker": self.me,
+                "phase": self.status.phase.value,
+                "startup_loop_age_s": round(startup_age, 2),
+                "stopping": self.status.stopping,
+            }
         ok = lease_age < limit and main_age < limit and not dead
         ok = ok and not (stalled and store_answers)
         return ok, {
             "worker": self.me,
+            "phase": self.status.phase.value,
             "renew_loop_age_s": round(lease_age, 2),
             "plan_loop_age_s": round(now - self.status.plan_tick, 2),
             "main_loop_age_s": round(main_age, 2),
@@ -835,13 +875,21 @@ class Worker:
         }
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
+        """Ready to process: start-up done (schema and partitions), the lease loop
+        ticking, PostgreSQL answering, Redis not stale, not stopping."""
         now = time.monotonic()
         pg_ok = now - self.status.store_ok_at < max(5.0, self.settings.lease_duration_s)
         redis_ok = not self.cache.stale
+        running = self.status.phase is Phase.RUNNING
+        leases_loop = running and now - self.status.plan_tick < max(
+            15.0, 2 * self.settings.lease_duration_s
+        )
         runners = self.runners()
-        ok = pg_ok and redis_ok and not self.status.stopping
+        ok = running and leases_loop and pg_ok and redis_ok and not self.status.stopping
         return ok, {
             "worker": self.me,
+            "phase": self.status.phase.value,
+            "leases_loop": leases_loop,
             "postgres": pg_ok,
             "redis": redis_ok,
             "leases": sorted(runners),
