@@ -3,6 +3,8 @@
 
 The configuration is read and validated before the provider bindings are imported,
 so a bad variable stops synth in well under a second with a message naming it.
+Where the Terraform state will live is printed on every synth; a risky choice the
+user explicitly accepted (local state for a shared deployment) is printed loudly.
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ def main() -> int:
     except ConfigError as exc:
         print(f"cdktf synth stopped: {exc}", file=sys.stderr)
         return 2
+    for warning in config.warnings():
+        banner = "!" * 78
+        print(f"{banner}\nWARNING: {warning}\n{banner}", file=sys.stderr)
+    if config.state_bucket:
+        print(f"state: s3://{config.state_bucket}/{config.effective_state_key}", file=sys.stderr)
+    else:
+        print(f"state: local file {config.local_state_path}", file=sys.stderr)
     from lib.tap_stack import TapStack  # the slow import (provider bindings)
 
     TapStack(app, config)

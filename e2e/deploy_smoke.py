@@ -11,8 +11,17 @@ Steps (each logged in one run folder):
    pointed at moto, plus dummy keys and skipped account/credential checks. Terraform
    merges ``*_override.tf.json`` files into the configuration, so the synthesized
    JSON is never edited and the stack's code knows nothing about emulators;
-3. ``terraform init`` (offline provider mirror when present), ``apply``,
-   ``output -json``, ``destroy``, each with a timeout.
+   The override also points a local backend at the run folder: the stack's own
+   local state path is the project root (issue #11, item 1), which a smoke must
+   never write to;
+3. ``terraform init`` (offline provider mirror when present), ``plan -out`` and
+   ``show -json`` of that plan, ``apply`` of it, ``output -json``, ``destroy``, each
+   with a timeout;
+4. after apply: the Redis AUTH token is read from the emulated Secrets Manager and
+   searched for in the first plan's JSON, in the text of a new ``terraform plan`` and
+   of ``terraform show``, and in a post-apply plan's JSON, where Terraform keeps
+   sensitive values in clear by design (every occurrence there must be marked
+   sensitive); the alarm topic's subscriptions are read back from the emulator.
 
 Run it as ``python -m e2e.deploy_smoke`` (``--help`` for options); it prints a JSON
 summary and exits non-zero when a step fails.
@@ -197,13 +206,74 @@ def stack_suffix(document: Mapping[str, Any]) -> str | None:
     return None
 
 
+def backend_override(document: Mapping[str, Any], state_path: Path) -> dict[str, Any]:
+    """A local backend writing to ``state_path`` (replaces the stack's, whose state
+    file lives at the project root); nothing for a remote backend, which a smoke
+    must not be given (synthesize drops ``TAP_STATE_BUCKET``)."""
+    backend = document.get("terraform", {}).get("backend", {})
+    if set(backend) != {"local"}:
+        raise ValueError(f"the smoke needs a local backend, the stack has {sorted(backend)}")
+    return {"terraform": {"backend": {"local": {"path": str(state_path)}}}}
+
+
 def write_override(stack_dir: Path, endpoint_url: str) -> Path:
     document = json.loads((stack_dir / "cdk.tf.json").read_text(encoding="utf-8"))
     path = stack_dir / OVERRIDE_FILE
-    path.write_text(
-        json.dumps(provider_override(document, endpoint_url), indent=2) + "\n", encoding="utf-8"
-    )
+    override = provider_override(document, endpoint_url)
+    override.update(backend_override(document, stack_dir / "terraform.tfstate"))
+    path.write_text(json.dumps(override, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+#: Where plan JSON keeps the sensitivity marks of each kind of value.
+_SENSITIVE_SIBLING: Final = {
+    "values": "sensitive_values",
+    "before": "before_sensitive",
+    "after": "after_sensitive",
+}
+
+
+def occurrences(value: Any, needle: str, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Paths (keys and indexes) of every string in a JSON value containing ``needle``."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in occurrences(v, needle, (*path, k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in occurrences(v, needle, (*path, i))]
+    return [path] if isinstance(value, str) and needle in value else []
+
+
+def marked_sensitive(document: Any, path: tuple[Any, ...]) -> bool:
+    """Whether Terraform's plan/state JSON marks the value at ``path`` as sensitive:
+    the nearest ``values``/``before``/``after`` on the path has a sibling
+    ``sensitive_values``/``before_sensitive``/``after_sensitive`` whose tree holds
+    ``true`` at (a prefix of) the rest of the path."""
+    for cut in range(len(path) - 1, -1, -1):
+        sibling = _SENSITIVE_SIBLING.get(path[cut]) if isinstance(path[cut], str) else None
+        if sibling is None:
+            continue
+        parent: Any = document
+        for step in path[:cut]:
+            parent = parent[step]
+        marks: Any = parent.get(sibling) if isinstance(parent, dict) else None
+        for step in path[cut + 1 :]:
+            if marks is True:
+                return True
+            in_dict = isinstance(marks, dict) and step in marks
+            in_list = isinstance(marks, list) and isinstance(step, int) and step < len(marks)
+            if not (in_dict or in_list):
+                return False
+            marks = marks[step]
+        return marks is True
+    return False
+
+
+def unmarked_occurrences(document: Any, needle: str) -> list[str]:
+    """Where ``needle`` appears in plan/state JSON without a sensitivity mark."""
+    return [
+        "/".join(map(str, p))
+        for p in occurrences(document, needle)
+        if not marked_sensitive(document, p)
+    ]
 
 
 def synthesize(
@@ -269,6 +339,11 @@ class SmokeResult:
     seconds: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     scalable_targets: list[dict[str, Any]] = field(default_factory=list)
+    #: ``protocol:endpoint`` of every subscription of the alarm topic, read from moto.
+    alarm_subscriptions: list[str] = field(default_factory=list)
+    #: Where the Redis AUTH token was found (see :func:`scan_for_token`); the key
+    #: ``token_read`` says whether the token was read at all.
+    token_findings: dict[str, Any] = field(default_factory=dict)
     leftovers: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
 
@@ -289,6 +364,8 @@ class SmokeResult:
             "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
             "outputs": sorted(self.outputs),
             "scalable_targets": [t["ResourceId"] for t in self.scalable_targets],
+            "alarm_subscriptions": self.alarm_subscriptions,
+            "token_findings": self.token_findings,
             "leftovers": self.leftovers,
         }
 
@@ -300,6 +377,49 @@ def scalable_targets(endpoint_url: str) -> list[dict[str, Any]]:
         "ScalableTargets"
     ]
     return targets
+
+
+def alarm_subscriptions(endpoint_url: str, topic_arn: str) -> list[str]:
+    """``protocol:endpoint`` of every subscription of the alarm topic in the emulator."""
+    client = emulator_client("sns", endpoint_url)
+    found = client.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
+    return sorted(f"{s['Protocol']}:{s['Endpoint']}" for s in found)
+
+
+def scan_for_token(
+    terraform: Terraform, endpoint_url: str, outputs: Mapping[str, Any], *,
+    first_plan: Path, timeout: float,
+) -> dict[str, Any]:  # fmt: skip
+    """Search the Redis AUTH token (read from the emulated secret) in every plan and
+    show output the smoke can produce. Returns where it was found; empty lists mean
+    nowhere (``token_read`` says the search had a token to look for)."""
+    secret_arn = outputs["redis_auth_secret_arn"]["value"]
+    secret = emulator_client("secretsmanager", endpoint_url).get_secret_value(SecretId=secret_arn)
+    token = str(json.loads(secret["SecretString"])["auth_token"])
+    findings: dict[str, Any] = {"token_read": len(token) >= 16}
+    # 1. The plan the stack was applied from (what a CI job would publish).
+    findings["first_plan_json"] = [
+        "/".join(map(str, p))
+        for p in occurrences(json.loads(first_plan.read_text(encoding="utf-8")), token)
+    ]
+    # 2. What a person sees: plan and show in the terminal.
+    after = terraform.run(
+        "plan-after", "plan", "-input=false", "-no-color", "-out=tfplan-after",
+        timeout=timeout, separate_stdout=True,
+    )  # fmt: skip
+    show = terraform.run("show", "show", "-no-color", timeout=timeout, separate_stdout=True)
+    findings["plan_text"] = after.stdout.read_text(encoding="utf-8").count(token)
+    findings["show_text"] = show.stdout.read_text(encoding="utf-8").count(token)
+    # 3. Post-apply plan JSON holds state values in clear (Terraform's design): each
+    # occurrence must carry the sensitive mark that makes tools redact it.
+    after_json = terraform.run(
+        "show-plan-after", "show", "-json", "tfplan-after", timeout=timeout,
+        separate_stdout=True,
+    )  # fmt: skip
+    document = json.loads(after_json.stdout.read_text(encoding="utf-8"))
+    findings["post_apply_plan_json_unmarked"] = unmarked_occurrences(document, token)
+    findings["post_apply_plan_json_marked"] = len(occurrences(document, token))
+    return findings
 
 
 def leftovers(endpoint_url: str, names: Iterable[str]) -> dict[str, list[str]]:
@@ -346,6 +466,7 @@ def run_smoke(
     budget_seconds: float = BUDGET_SECONDS,
     destroy: bool = True,
     moto: MotoServer | None = None,
+    synth_env: Mapping[str, str] | None = None,
 ) -> SmokeResult:
     """Synthesize (or stage), start moto (unless given), apply, read outputs, destroy.
 
@@ -371,7 +492,9 @@ def run_smoke(
     try:
         clock = time.perf_counter()
         if stack_source is None:
-            synth_dir = synthesize(run_dir / "cdktf.out", run_dir / "synth.log", suffix=suffix)
+            synth_dir = synthesize(
+                run_dir / "cdktf.out", run_dir / "synth.log", suffix=suffix, extra_env=synth_env
+            )
             result.stack_dir = stage_stack(synth_dir, run_dir)
         else:
             result.stack_dir = stage_stack(stack_source, run_dir)
@@ -410,13 +533,35 @@ def run_smoke(
         terraform.init(timeout=min(180.0, remaining()))
         result.seconds["init"] = terraform.steps[-1].seconds
         applied = True  # from here on, something may exist to destroy
-        terraform.apply(parallelism=parallelism, timeout=remaining())
+        # Plan to a file, keep its JSON, apply exactly that plan.
+        terraform.run(
+            "plan", "plan", "-input=false", "-no-color", f"-parallelism={parallelism}",
+            "-out=tfplan", timeout=remaining(),
+        )  # fmt: skip
+        result.seconds["plan"] = terraform.steps[-1].seconds
+        first_plan = terraform.run(
+            "show-plan", "show", "-json", "tfplan", timeout=min(120.0, remaining()),
+            separate_stdout=True,
+        ).stdout  # fmt: skip
+        terraform.run(
+            "apply", "apply", "-input=false", "-no-color", f"-parallelism={parallelism}",
+            "tfplan", timeout=remaining(),
+        )  # fmt: skip
         result.seconds["apply"] = terraform.steps[-1].seconds
         result.outputs = terraform.output_json(timeout=min(60.0, remaining()))
         (run_dir / "outputs.json").write_text(
             json.dumps(result.outputs, indent=2) + "\n", encoding="utf-8"
         )
         result.scalable_targets = scalable_targets(server.endpoint_url)
+        result.alarm_subscriptions = alarm_subscriptions(
+            server.endpoint_url, result.outputs["alarm_topic_arn"]["value"]
+        )
+        clock = time.perf_counter()
+        result.token_findings = scan_for_token(
+            terraform, server.endpoint_url, result.outputs,
+            first_plan=first_plan, timeout=min(180.0, remaining()),
+        )  # fmt: skip
+        result.seconds["token_scan"] = time.perf_counter() - clock
     except Exception as exc:
         # Any failure (terraform, synth, moto, an unmapped resource type, a boto3
         # error) becomes the result's error: the caller still gets timings, logs

@@ -13,7 +13,9 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from processor.contract.environment import VARIABLES_BY_NAME
 
@@ -32,6 +34,7 @@ NAME_LIMITS: Final[dict[str, int]] = {
     "aws_elasticache_replication_group.replication_group_id": 40,
     "aws_elasticache_subnet_group.name": 255,
     "aws_iam_role.name": 64,
+    "aws_iam_policy.name": 128,
     "aws_kinesis_stream.name": 128,
     "aws_ecs_cluster.name": 255,
     "aws_ecs_service.name": 255,
@@ -50,6 +53,31 @@ NAME_LIMITS: Final[dict[str, int]] = {
 _SUFFIX_PATTERN: Final = re.compile(r"[a-z0-9]{1,8}")
 _ENVIRONMENT_PATTERN: Final = re.compile(r"[a-z][a-z0-9]{0,7}")
 _MAX_AVAILABILITY_ZONES: Final = 3  # eu-west-2 has three (a, b, c)
+
+#: Where local Terraform state lives by default: the project root (as cdktf's own
+#: default), never under ``cdktf.out`` (which ``make clean`` and cdktf treat as
+#: throwaway). Issue #11, item 1.
+PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
+#: Environments a single person deploys from one machine: local state is acceptable
+#: there. Any other ``TAP_ENV`` (or ``TAP_PRODUCTION=true``) is a shared deployment
+#: and is refused with local state unless ``TAP_ALLOW_LOCAL_STATE=true``.
+LOCAL_STATE_ENVIRONMENTS: Final = frozenset({"dev", "local", "test", "ci"})
+
+#: An e-mail address SNS can deliver to (deliberately simple: one ``@``, a dotted
+#: domain, no spaces or commas, which would split the list).
+_EMAIL_PATTERN: Final = re.compile(
+    r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$"
+)
+#: A principal that may assume the producer role: an account id, or the ARN of an
+#: account root, an IAM role or an IAM user (never a wildcard).
+_PRINCIPAL_PATTERN: Final = re.compile(
+    r"^(\d{12}|arn:aws(-[a-z]+)*:iam::\d{12}:(root|role/[A-Za-z0-9+=,.@_/-]{1,512}"
+    r"|user/[A-Za-z0-9+=,.@_/-]{1,512}))$"
+)
+#: A KMS key ARN (or alias ARN) for the S3 backend; the backend needs the full ARN.
+_KMS_KEY_ARN_PATTERN: Final = re.compile(
+    r"^arn:aws(-[a-z]+)*:kms:[a-z0-9-]+:\d{12}:(key/[A-Za-z0-9-]+|alias/[A-Za-z0-9/_-]+)$"
+)
 
 
 class ConfigError(ValueError):
@@ -131,9 +159,11 @@ class StackConfig:
     # Autoscaling bounds [TAP_MIN_TASKS, TAP_MAX_TASKS]; max defaults to the shard count.
     min_tasks: int = 1
     max_tasks: int | None = None
-    cpu_target_percent: float = 60.0
     #: Iterator age (ms) above which the service scales out and the alarm fires.
     iterator_age_alarm_ms: int = 60_000
+    #: Iterator age (ms) below which, for 15 minutes, the service scales in by one.
+    #: Both directions read the same metric, so they cannot fight (docs/STACK.md).
+    iterator_age_scale_in_ms: int = 5_000
     # Data stores [TAP_DB_INSTANCE_CLASS, TAP_REDIS_NODE_TYPE].
     db_instance_class: str = "db.t4g.medium"
     db_engine_version: str = "16"
@@ -148,6 +178,8 @@ class StackConfig:
     redis_port: int = 6379
     redis_snapshot_retention_days: int = 7
     secret_rotation_days: int = 30
+    #: Bump to generate and apply a new Redis AUTH token [TAP_REDIS_AUTH_TOKEN_VERSION].
+    redis_auth_token_version: int = 1
     #: Production safety: deletion protection, final snapshot, keep backups [TAP_PRODUCTION].
     production: bool = False
     #: CloudWatch Logs retention for every log group [TAP_LOG_RETENTION_DAYS].
@@ -157,9 +189,24 @@ class StackConfig:
     metrics_namespace: str = field(
         default_factory=lambda: contract_default("TAP_METRICS_NAMESPACE")
     )
-    # Remote state [TAP_STATE_BUCKET, TAP_STATE_KEY]; local state when no bucket.
+    # Remote state [TAP_STATE_BUCKET, TAP_STATE_KEY, TAP_STATE_KMS_KEY_ARN]; local
+    # state when no bucket.
     state_bucket: str | None = None
     state_key: str | None = None
+    state_kms_key_arn: str | None = None
+    #: Folder of the local state file [TAP_STATE_DIR]; the project root by default.
+    state_dir: Path = PROJECT_ROOT
+    #: Accept local state for a shared deployment [TAP_ALLOW_LOCAL_STATE] (loud warning).
+    allow_local_state: bool = False
+    # Alarm subscriptions [TAP_ALARM_EMAILS, TAP_ALARM_HTTPS_ENDPOINTS], comma-separated.
+    alarm_emails: tuple[str, ...] = ()
+    alarm_https_endpoints: tuple[str, ...] = ()
+    #: Who may assume the producer role [TAP_PRODUCER_PRINCIPAL]: an account id or an
+    #: IAM ARN; the deploying account's root (its IAM policies decide) when unset.
+    producer_principal: str | None = None
+    #: Pre-create the account-wide ``RDSOSMetrics`` log group with our key
+    #: [TAP_RDS_OS_METRICS_LOG_GROUP]: on exactly one deployment per account and region.
+    rds_os_metrics_log_group: bool = False
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -189,6 +236,27 @@ class StackConfig:
     @property
     def effective_state_key(self) -> str:
         return self.state_key or f"tap/{self.environment}-{self.suffix}/terraform.tfstate"
+
+    @property
+    def local_state_path(self) -> Path:
+        """The local state file (used when no ``TAP_STATE_BUCKET`` is set)."""
+        return Path(self.state_dir) / f"terraform.{self.environment}-{self.suffix}.tfstate"
+
+    @property
+    def shared_deployment(self) -> bool:
+        """Production, or an environment other than a personal dev/local/test/ci one."""
+        return self.production or self.environment not in LOCAL_STATE_ENVIRONMENTS
+
+    def warnings(self) -> list[str]:
+        """Accepted but risky choices, printed loudly by ``main.py``."""
+        if self.state_bucket is None and self.shared_deployment and self.allow_local_state:
+            return [
+                f"LOCAL STATE FOR A SHARED DEPLOYMENT (TAP_ENV={self.environment}, "
+                f"TAP_PRODUCTION={str(self.production).lower()}): the state lives only in "
+                f"{self.local_state_path}; nobody else can plan or destroy this stack and "
+                "losing the file orphans every resource. Use TAP_STATE_BUCKET."
+            ]
+        return []
 
     @property
     def naming(self) -> Naming:
@@ -270,6 +338,51 @@ class StackConfig:
             r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.state_bucket
         ):
             p.append(f"TAP_STATE_BUCKET={self.state_bucket!r} is not a valid S3 bucket name")
+        if self.state_bucket is not None and self.state_kms_key_arn is None:
+            p.append(
+                "TAP_STATE_KMS_KEY_ARN is required with TAP_STATE_BUCKET: without it the S3 "
+                "backend writes the state (which holds the Redis AUTH token) with SSE-S3, "
+                "not a key you control"
+            )
+        if self.state_kms_key_arn is not None and not _KMS_KEY_ARN_PATTERN.match(
+            self.state_kms_key_arn
+        ):
+            p.append(
+                f"TAP_STATE_KMS_KEY_ARN={self.state_kms_key_arn!r} is not a KMS key or alias "
+                "ARN (arn:aws:kms:<region>:<account>:key/<id>)"
+            )
+        if self.state_bucket is None and self.shared_deployment and not self.allow_local_state:
+            p.append(
+                f"TAP_STATE_BUCKET is not set for a shared deployment (TAP_ENV="
+                f"{self.environment}, TAP_PRODUCTION={str(self.production).lower()}): "
+                "local state would live on one machine only. Set TAP_STATE_BUCKET (and "
+                "TAP_STATE_KMS_KEY_ARN), or TAP_ALLOW_LOCAL_STATE=true to accept the risk"
+            )
+        for email in self.alarm_emails:
+            if not _EMAIL_PATTERN.match(email):
+                p.append(f"TAP_ALARM_EMAILS: {email!r} is not an e-mail address")
+        for url in self.alarm_https_endpoints:
+            problem = _https_endpoint_problem(url)
+            if problem:
+                p.append(f"TAP_ALARM_HTTPS_ENDPOINTS: {url!r} {problem}")
+        if self.producer_principal is not None and not _PRINCIPAL_PATTERN.match(
+            self.producer_principal
+        ):
+            p.append(
+                f"TAP_PRODUCER_PRINCIPAL={self.producer_principal!r} is not an account id or "
+                "the ARN of an account root, IAM role or IAM user (no wildcards)"
+            )
+        if not 0 < self.iterator_age_scale_in_ms < self.iterator_age_alarm_ms:
+            p.append(
+                f"iterator_age_scale_in_ms={self.iterator_age_scale_in_ms} must be positive "
+                f"and below iterator_age_alarm_ms={self.iterator_age_alarm_ms}, or the "
+                "scale-in and scale-out alarms could both fire"
+            )
+        if self.redis_auth_token_version < 1:
+            p.append(
+                f"TAP_REDIS_AUTH_TOKEN_VERSION={self.redis_auth_token_version} is invalid: "
+                "must be >= 1"
+            )
         if not p:
             p.extend(self._name_length_problems())
         return p
@@ -280,6 +393,7 @@ class StackConfig:
             "aws_db_instance.identifier": self.name("postgres"),
             "aws_elasticache_replication_group.replication_group_id": self.name("redis"),
             "aws_iam_role.name": self.name("role-processor-execution"),
+            "aws_iam_policy.name": self.name("policy-producer-put-records"),
         }
         return [
             f"ENVIRONMENT_SUFFIX/TAP_ENV make {key} {value!r} longer than {NAME_LIMITS[key]}"
@@ -340,6 +454,14 @@ class StackConfig:
         read("TAP_LOG_RETENTION_DAYS", "log_retention_days", int)
         read("TAP_STATE_BUCKET", "state_bucket", str)
         read("TAP_STATE_KEY", "state_key", str)
+        read("TAP_STATE_KMS_KEY_ARN", "state_kms_key_arn", str)
+        read("TAP_STATE_DIR", "state_dir", Path)
+        read("TAP_ALLOW_LOCAL_STATE", "allow_local_state", _parse_bool)
+        read("TAP_ALARM_EMAILS", "alarm_emails", _parse_list)
+        read("TAP_ALARM_HTTPS_ENDPOINTS", "alarm_https_endpoints", _parse_list)
+        read("TAP_PRODUCER_PRINCIPAL", "producer_principal", str)
+        read("TAP_REDIS_AUTH_TOKEN_VERSION", "redis_auth_token_version", int)
+        read("TAP_RDS_OS_METRICS_LOG_GROUP", "rds_os_metrics_log_group", _parse_bool)
         if problems:
             raise ConfigError(problems)
         return cls(**values)
@@ -361,3 +483,28 @@ def _parse_bool(raw: str) -> bool:
     if lowered in {"0", "false", "no", "off"}:
         return False
     raise ValueError("expected true or false")
+
+
+def _parse_list(raw: str) -> tuple[str, ...]:
+    """Comma-separated values, blanks around them ignored."""
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _https_endpoint_problem(url: str) -> str | None:
+    """Why SNS could not (or should not) deliver alarms to ``url``; None when fine."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return "has an invalid port" if "Port" in str(exc) else f"is not a URL ({exc})"
+    if parts.scheme != "https":
+        return "must use https:// (alarm contents must not travel in clear)"
+    if not parts.hostname or "." not in parts.hostname:
+        return "has no host name"
+    if parts.username or parts.password:
+        return "must not carry credentials (they would be stored in clear in the subscription)"
+    if any(c.isspace() for c in url):
+        return "contains white space"
+    if port is not None and not 1 <= port <= 65535:
+        return "has an invalid port"
+    return None

@@ -19,6 +19,7 @@ from lib.components.log_group import LogSettings
 from lib.components.monitoring import Monitoring, MonitoringConfig
 from lib.components.network import Network, NetworkConfig
 from lib.components.processing import Processing, ProcessingConfig
+from lib.components.producer_access import ProducerAccess, ProducerAccessConfig
 from lib.config import StackConfig, contract_default
 
 
@@ -44,9 +45,17 @@ class TapStack(TerraformStack):
             default_tags=[AwsProviderDefaultTags(tags=default_tags(config))],
         )
         self._backend(config)
+        # Ephemeral resources need Terraform >= 1.10, write-only arguments >= 1.11
+        # (the Redis AUTH token, lib.components.cache).
+        self.add_override("terraform.required_version", ">= 1.11")
 
         account = AccountContext(self, "account", region=config.region)
-        keys = EncryptionKeys(self, "keys", config=KeysConfig(naming=naming), account=account)
+        keys = EncryptionKeys(
+            self,
+            "keys",
+            config=KeysConfig(naming=naming, fargate_cluster_name=naming.name("ecs")),
+            account=account,
+        )
         logs = LogSettings(kms_key_arn=keys.logs.arn, retention_days=config.log_retention_days)
 
         network = Network(
@@ -87,6 +96,7 @@ class TapStack(TerraformStack):
                 nodes=config.redis_nodes,
                 port=config.redis_port,
                 snapshot_retention_days=config.redis_snapshot_retention_days,
+                token_version=config.redis_auth_token_version,
             ),
             logs=logs,
         )
@@ -109,6 +119,7 @@ class TapStack(TerraformStack):
                 backup_retention_days=config.db_backup_retention_days,
                 secret_rotation_days=config.secret_rotation_days,
                 production=config.production,
+                rds_os_metrics_log_group=config.rds_os_metrics_log_group,
             ),
             account=account,
             logs=logs,
@@ -125,6 +136,7 @@ class TapStack(TerraformStack):
                 stream_kms_key_arn=keys.stream.arn,
                 ecr_kms_key_arn=keys.data.arn,
                 secrets_kms_key_arn=keys.secrets.arn,
+                ephemeral_storage_kms_key_arn=keys.data.arn,
                 readable_secret_arns=[database.master_secret_arn, cache.auth_secret_arn],
                 # Keys are the contract's stack-provided variables (processor.contract).
                 environment={
@@ -145,7 +157,6 @@ class TapStack(TerraformStack):
                     "TAP_HEALTH_PORT": str(config.health_port),
                     "TAP_METRICS_NAMESPACE": config.metrics_namespace,
                 },
-                metrics_namespace=config.metrics_namespace,
                 health_port=config.health_port,
                 image_tag=config.image_tag,
                 cpu=config.task_cpu,
@@ -153,7 +164,6 @@ class TapStack(TerraformStack):
                 stop_timeout_s=config.stop_timeout_s,
                 min_tasks=config.min_tasks,
                 max_tasks=config.max_task_count,
-                cpu_target_percent=config.cpu_target_percent,
             ),
             account=account,
             logs=logs,
@@ -172,10 +182,26 @@ class TapStack(TerraformStack):
                 db_identifier=database.identifier,
                 redis_member_ids=cache.member_cluster_ids,
                 lag_scaling_policy_arn=processing.lag_scaling_policy_arn,
+                idle_scaling_policy_arn=processing.idle_scaling_policy_arn,
                 metrics_namespace=config.metrics_namespace,
                 iterator_age_threshold_ms=config.iterator_age_alarm_ms,
+                iterator_age_scale_in_ms=config.iterator_age_scale_in_ms,
+                alarm_emails=config.alarm_emails,
+                alarm_https_endpoints=config.alarm_https_endpoints,
                 db_free_storage_bytes=config.db_allocated_storage_gb * 1024**3 // 10,
             ),
+        )
+
+        producers = ProducerAccess(
+            self,
+            "producers",
+            config=ProducerAccessConfig(
+                naming=naming,
+                stream_arn=ingestion.stream_arn,
+                stream_kms_key_arn=keys.stream.arn,
+                trusted_principal=config.producer_principal,
+            ),
+            account=account,
         )
 
         outputs: dict[str, tuple[object, str]] = {
@@ -208,6 +234,18 @@ class TapStack(TerraformStack):
                 "The processor task's environment (name -> value), as in the task definition",
             ),
             "alarm_topic_arn": (monitoring.topic_arn, "SNS topic of every alarm"),
+            "alarm_subscriptions": (
+                monitoring.subscription_endpoints,
+                "protocol:endpoint of every alarm subscription (e-mail ones await confirmation)",
+            ),
+            "producer_role_arn": (
+                producers.role_arn,
+                "Gateways assume this role to put readings (TAP_PRODUCER_PRINCIPAL may)",
+            ),
+            "producer_policy_arn": (
+                producers.policy_arn,
+                "Managed policy: PutRecord(s) on the stream, GenerateDataKey on its key",
+            ),
             "dashboard_name": (monitoring.dashboard_name, "CloudWatch dashboard"),
         }
         for name, (value, description) in outputs.items():
@@ -221,8 +259,12 @@ class TapStack(TerraformStack):
                 key=config.effective_state_key,
                 region=config.region,
                 encrypt=True,
+                # The state holds the Redis AUTH token (sensitive): our key, not SSE-S3.
+                kms_key_id=config.state_kms_key_arn,
             )
             # S3-native locking (Terraform >= 1.10); not in cdktf 0.21's S3BackendConfig.
             self.add_override("terraform.backend.s3.use_lockfile", True)
         else:
-            LocalBackend(self, path=f"terraform.{config.environment}-{config.suffix}.tfstate")
+            # An absolute path outside cdktf.out (which `make clean` deletes): a path
+            # relative to the stack folder put the state inside it (issue #11, item 1).
+            LocalBackend(self, path=str(config.local_state_path))

@@ -241,7 +241,16 @@ class DeployedTarget(Target):
         )
 
     def kinesis_client(self) -> Any:
-        return _aws_client("kinesis")
+        """The producer's client: through the stack's producer role when it has one, so
+        every scenario proves that role's policy is enough to write."""
+        role_arn = self.outputs.get("producer_role_arn")
+        if not role_arn:
+            return _aws_client("kinesis")
+        from simulator.load.producer_role import assumed_role_session
+
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        session = assumed_role_session(str(role_arn), region=region or "eu-west-2")
+        return session.client("kinesis")
 
     def redis_client(self) -> Any:
         import redis
@@ -311,7 +320,7 @@ class DeployedTarget(Target):
             cluster=self.outputs["ecs_cluster_name"], services=[self.outputs["ecs_service_name"]]
         )["services"][0]
         desired = int(service.get("desiredCount", 1))
-        kinesis = self.kinesis_client()
+        kinesis = _aws_client("kinesis")  # ListShards: not a producer's permission
 
         def steady() -> bool:
             shards = kinesis.list_shards(StreamName=self.stream_name)["Shards"]

@@ -24,11 +24,15 @@ from e2e.deploy_smoke import (
     ENDPOINT_KEYS,
     SmokeResult,
     UnmappedResourceType,
+    backend_override,
     endpoint_key,
     endpoint_keys,
+    marked_sensitive,
+    occurrences,
     provider_override,
     run_smoke,
     stack_suffix,
+    unmarked_occurrences,
 )
 from e2e.terraform import find_provider_mirror, terraform_binary
 
@@ -36,6 +40,10 @@ pytestmark = [pytest.mark.e2e]
 
 SUFFIX = "smoke"
 ENVIRONMENT = "dev"
+#: Alarm subscriptions the smoke configures (issue #11, item 4).
+ALARM_EMAIL = "oncall@example.com"
+ALARM_URL = "https://hooks.example.com/tap-alarms"
+SYNTH_ENV = {"TAP_ALARM_EMAILS": ALARM_EMAIL, "TAP_ALARM_HTTPS_ENDPOINTS": ALARM_URL}
 
 # ----------------------------------------------------------- override generation
 
@@ -84,6 +92,38 @@ def test_families_are_aws_types_and_sts_is_always_overridden() -> None:
     assert endpoint_keys({}) == {"sts"}
 
 
+def test_backend_override_keeps_the_state_in_the_run_folder(tmp_path: Path) -> None:
+    document = {"terraform": {"backend": {"local": {"path": "/repo/terraform.dev-x.tfstate"}}}}
+    override = backend_override(document, tmp_path / "terraform.tfstate")
+    assert override == {
+        "terraform": {"backend": {"local": {"path": str(tmp_path / "terraform.tfstate")}}}
+    }
+    with pytest.raises(ValueError, match="local backend"):
+        backend_override({"terraform": {"backend": {"s3": {}}}}, tmp_path / "x")
+
+
+def test_token_scan_tells_marked_from_unmarked_values() -> None:
+    """The scan itself is tested: Terraform's plan JSON keeps sensitive values in
+    clear and marks them in a sibling tree; an unmarked copy is reported."""
+    plan = {
+        "prior_state": {"values": {"root_module": {"resources": [
+            {"values": {"auth_token": "TOKEN", "id": "rg"},
+             "sensitive_values": {"auth_token": True}},
+            {"values": {"result": ["x", "TOKEN"]}, "sensitive_values": {"result": [False]}},
+        ]}}},
+        "resource_changes": [
+            {"change": {"before": {"tags": {"a": "TOKEN"}}, "before_sensitive": {"tags": True}}}
+        ],
+    }  # fmt: skip
+    assert len(occurrences(plan, "TOKEN")) == 3
+    resources = ("prior_state", "values", "root_module", "resources")
+    assert marked_sensitive(plan, (*resources, 0, "values", "auth_token"))
+    assert not marked_sensitive(plan, (*resources, 1, "values", "result", 1))
+    assert unmarked_occurrences(plan, "TOKEN") == [
+        "prior_state/values/root_module/resources/1/values/result/1"
+    ]
+
+
 def test_suffix_is_read_from_the_default_tags() -> None:
     document = {"provider": {"aws": [{"default_tags": [{"tags": {"Suffix": "pr7"}}]}]}}
     assert stack_suffix(document) == "pr7"
@@ -111,7 +151,7 @@ def smoke() -> Iterator[SmokeResult]:
         print(f"deploy smoke skipped: {reason}")
         pytest.skip(reason)
     run_dir = Path(tempfile.mkdtemp(prefix="tap-deploy-smoke-"))
-    result = run_smoke(run_dir, suffix=SUFFIX)
+    result = run_smoke(run_dir, suffix=SUFFIX, synth_env=SYNTH_ENV)
     print(f"deploy smoke: {json.dumps(result.to_json()['seconds'])} (run folder {run_dir})")
     yield result
     if os.environ.get("TAP_KEEP_RUN_DIR") is None and result.ok:
@@ -169,6 +209,37 @@ def test_autoscaling_target_registered_in_the_emulator(smoke: SmokeResult) -> No
     target = targets[expected]
     assert target["ScalableDimension"] == "ecs:service:DesiredCount"
     assert 1 <= target["MinCapacity"] <= target["MaxCapacity"]
+
+
+@pytest.mark.slow
+def test_alarm_subscriptions_exist_when_configured(smoke: SmokeResult) -> None:
+    expected = [f"email:{ALARM_EMAIL}", f"https:{ALARM_URL}"]
+    assert smoke.alarm_subscriptions == expected  # read back from the emulated SNS
+    assert smoke.output_values["alarm_subscriptions"] == expected
+
+
+@pytest.mark.slow
+def test_producer_role_and_policy_are_outputs(smoke: SmokeResult) -> None:
+    values = smoke.output_values
+    assert values["producer_role_arn"].startswith("arn:aws:iam::")
+    assert values["producer_role_arn"].endswith(f":role/role-producer-{ENVIRONMENT}-{SUFFIX}")
+    assert values["producer_policy_arn"].endswith(
+        f":policy/policy-producer-put-records-{ENVIRONMENT}-{SUFFIX}"
+    )
+
+
+@pytest.mark.slow
+def test_auth_token_never_in_plan_or_show_output(smoke: SmokeResult) -> None:
+    """Issue #11, item 3: the token (read from the emulated secret after apply) is in
+    neither the JSON of the plan that was applied nor the text of ``terraform plan``
+    and ``terraform show`` afterwards; in post-apply plan JSON, where Terraform keeps
+    state values in clear by design, every copy is marked sensitive."""
+    findings = smoke.token_findings
+    assert findings.get("token_read") is True, findings
+    assert findings["first_plan_json"] == []
+    assert findings["plan_text"] == 0
+    assert findings["show_text"] == 0
+    assert findings["post_apply_plan_json_unmarked"] == []
 
 
 @pytest.mark.slow

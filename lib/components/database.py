@@ -61,6 +61,10 @@ class DatabaseConfig:
     #: False (default): destroyable (no deletion protection, no final snapshot, automated
     #: backups deleted). True: all three flip for production.
     production: bool = False
+    #: Pre-create ``RDSOSMetrics`` (Enhanced Monitoring's log group) with our key and
+    #: retention. AWS names it once per account and region, shared by every instance:
+    #: only one deployment there may own it (TAP_RDS_OS_METRICS_LOG_GROUP).
+    rds_os_metrics_log_group: bool = False
 
 
 class Database(Construct):
@@ -110,6 +114,10 @@ class Database(Construct):
             )
             for kind in LOG_EXPORTS
         ]
+        if config.rds_os_metrics_log_group:
+            log_groups.append(
+                EncryptedLogGroup(self, "log-os-metrics", name="RDSOSMetrics", settings=logs)
+            )
         monitoring_role = IamRole(
             self,
             "monitoring-role",

@@ -33,6 +33,9 @@ _USE_ACTIONS = (
 @dataclass(frozen=True, slots=True)
 class KeysConfig:
     naming: Naming
+    #: The ECS cluster whose Fargate ephemeral storage the ``data`` key encrypts (the
+    #: key policy names it in its encryption-context condition).
+    fargate_cluster_name: str
     deletion_window_days: int = 7
     rotation: bool = True
 
@@ -77,8 +80,35 @@ class EncryptionKeys(Construct):
             "logs", "CloudWatch Logs", [*account_statements, logs_statement]
         )
         self.stream: KmsKey = self._key("stream", "Kinesis stream", account_statements)
+        # AWS's documented key policy for Fargate ephemeral storage: the service may
+        # generate data keys and create Decrypt-only grants for this account's cluster.
+        fargate_context = {
+            "kms:EncryptionContext:aws:ecs:clusterAccount": account.account_id,
+            "kms:EncryptionContext:aws:ecs:clusterName": config.fargate_cluster_name,
+        }
+        fargate_statements = [
+            iam_policy.statement(
+                "FargateEncryptsThisClustersEphemeralStorage",
+                ["kms:GenerateDataKeyWithoutPlaintext"],
+                ["*"],
+                principal={"Service": "fargate.amazonaws.com"},
+                conditions={"StringEquals": fargate_context},
+            ),
+            iam_policy.statement(
+                "FargateGrantsItselfDecryptForThisCluster",
+                ["kms:CreateGrant"],
+                ["*"],
+                principal={"Service": "fargate.amazonaws.com"},
+                conditions={
+                    "StringEquals": fargate_context,
+                    "ForAllValues:StringEquals": {"kms:GrantOperations": ["Decrypt"]},
+                },
+            ),
+        ]
         self.data: KmsKey = self._key(
-            "data", "RDS, ElastiCache, ECR and Performance Insights", account_statements
+            "data",
+            "RDS, ElastiCache, ECR, Performance Insights and Fargate ephemeral storage",
+            [*account_statements, *fargate_statements],
         )
         self.secrets: KmsKey = self._key("secrets", "Secrets Manager secrets", account_statements)
         self.notifications: KmsKey = self._key(

@@ -23,6 +23,7 @@ from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import (
     CloudwatchMetricAlarmMetricQueryMetric,
 )
 from cdktf_cdktf_provider_aws.sns_topic import SnsTopic
+from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
 from constructs import Construct
 
 from lib.config import Naming
@@ -47,8 +48,17 @@ class MonitoringConfig:
     db_identifier: str
     redis_member_ids: list[str]
     lag_scaling_policy_arn: str
+    #: Triggered when the stream is nearly drained for 15 minutes (scale in by one).
+    idle_scaling_policy_arn: str
     metrics_namespace: str = "TapPipeline"
     iterator_age_threshold_ms: int = 60_000
+    #: Below the scale-out threshold by design: the two alarms cannot both be in ALARM.
+    iterator_age_scale_in_ms: int = 5_000
+    #: Who is told about alarms (validated in lib.config: TAP_ALARM_EMAILS,
+    #: TAP_ALARM_HTTPS_ENDPOINTS). E-mail subscriptions wait for the recipient's
+    #: confirmation; HTTPS endpoints must answer SNS's SubscriptionConfirmation.
+    alarm_emails: tuple[str, ...] = ()
+    alarm_https_endpoints: tuple[str, ...] = ()
     db_cpu_percent: float = 80.0
     db_free_storage_bytes: int = 5 * 1024**3
     redis_memory_percent: float = 80.0
@@ -68,6 +78,20 @@ class Monitoring(Construct):
         )
         self._actions = [topic.arn]
         self.alarm_names: list[str] = []
+        self.subscription_endpoints: list[str] = []
+        for protocol, endpoints in (
+            ("email", config.alarm_emails),
+            ("https", config.alarm_https_endpoints),
+        ):
+            for index, endpoint in enumerate(endpoints):
+                SnsTopicSubscription(
+                    self,
+                    f"alarm-{protocol}-{index}",
+                    topic_arn=topic.arn,
+                    protocol=protocol,
+                    endpoint=endpoint,
+                )
+                self.subscription_endpoints.append(f"{protocol}:{endpoint}")
 
         CloudwatchLogMetricFilter(
             self,
@@ -95,6 +119,25 @@ class Monitoring(Construct):
             evaluation_periods=3,
             extra_actions=[config.lag_scaling_policy_arn],
         )
+        # Scale-in only: not a problem worth a notification, so no SNS action.
+        idle = CloudwatchMetricAlarm(
+            self,
+            "alarm-processor-idle",
+            alarm_name=naming.name("alarm-processor-idle"),
+            alarm_description="Stream nearly drained for 15 min: one processor fewer",
+            namespace="AWS/Kinesis",
+            metric_name="GetRecords.IteratorAgeMilliseconds",
+            dimensions=stream,
+            statistic="Maximum",
+            period=60,
+            evaluation_periods=15,
+            threshold=config.iterator_age_scale_in_ms,
+            comparison_operator="LessThanThreshold",
+            treat_missing_data="missing",
+            actions_enabled=True,
+            alarm_actions=[config.idle_scaling_policy_arn],
+        )
+        self.alarm_names.append(idle.alarm_name)
         self._alarm(
             "processor-errors",
             "Processor logged errors",

@@ -40,6 +40,26 @@ INTERFACE_ENDPOINTS: tuple[str, ...] = (
 )  # fmt: skip
 
 
+#: Fixed /20 slot of each (AZ letter, tier) inside the VPC CIDR. A subnet's address
+#: depends only on its own AZ and tier, never on how many AZs there are, so going
+#: from 2 to 3 AZs adds subnets without re-addressing (and so replacing) the private
+#: ones that hold RDS and Redis (issue #11, item 6). a and b keep the slots the
+#: 2-AZ layout always had (0-3); c and d take the next ones.
+SUBNET_SLOTS: dict[str, dict[str, int]] = {
+    "a": {"public": 0, "private": 2},
+    "b": {"public": 1, "private": 3},
+    "c": {"public": 4, "private": 5},
+    "d": {"public": 6, "private": 7},
+}
+
+
+def subnet_cidr(vpc_cidr: str, prefix: int, availability_zone: str, tier: str) -> str:
+    """The CIDR of one subnet: the fixed slot of its AZ letter and tier."""
+    slot = SUBNET_SLOTS[availability_zone[-1]][tier]
+    blocks = ipaddress.ip_network(vpc_cidr).subnets(new_prefix=prefix)
+    return str(next(block for index, block in enumerate(blocks) if index == slot))
+
+
 @dataclass(frozen=True, slots=True)
 class NetworkConfig:
     naming: Naming
@@ -75,18 +95,17 @@ class Network(Construct):
             self, "default-sg", vpc_id=vpc.id, tags={"Name": naming.name("securitygroup-default")}
         )
 
-        blocks = list(ipaddress.ip_network(config.cidr).subnets(new_prefix=config.subnet_prefix))
         azs = config.availability_zones
         public: list[Subnet] = []
         private: list[Subnet] = []
-        for index, az in enumerate(azs):
+        for az in azs:
             public.append(
                 Subnet(
                     self,
                     f"public-{az}",
                     vpc_id=vpc.id,
                     availability_zone=az,
-                    cidr_block=str(blocks[index]),
+                    cidr_block=subnet_cidr(config.cidr, config.subnet_prefix, az, "public"),
                     map_public_ip_on_launch=False,
                     tags={"Name": naming.name(f"subnet-public-{az}"), "Tier": "public"},
                 )
@@ -97,7 +116,7 @@ class Network(Construct):
                     f"private-{az}",
                     vpc_id=vpc.id,
                     availability_zone=az,
-                    cidr_block=str(blocks[len(azs) + index]),
+                    cidr_block=subnet_cidr(config.cidr, config.subnet_prefix, az, "private"),
                     map_public_ip_on_launch=False,
                     tags={"Name": naming.name(f"subnet-private-{az}"), "Tier": "private"},
                 )

@@ -18,8 +18,6 @@ from cdktf_cdktf_provider_aws.appautoscaling_policy import (
     AppautoscalingPolicy,
     AppautoscalingPolicyStepScalingPolicyConfiguration,
     AppautoscalingPolicyStepScalingPolicyConfigurationStepAdjustment,
-    AppautoscalingPolicyTargetTrackingScalingPolicyConfiguration,
-    AppautoscalingPolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecification,
 )
 from cdktf_cdktf_provider_aws.appautoscaling_target import AppautoscalingTarget
 from cdktf_cdktf_provider_aws.ecr_lifecycle_policy import EcrLifecyclePolicy
@@ -28,7 +26,12 @@ from cdktf_cdktf_provider_aws.ecr_repository import (
     EcrRepositoryEncryptionConfiguration,
     EcrRepositoryImageScanningConfiguration,
 )
-from cdktf_cdktf_provider_aws.ecs_cluster import EcsCluster, EcsClusterSetting
+from cdktf_cdktf_provider_aws.ecs_cluster import (
+    EcsCluster,
+    EcsClusterConfiguration,
+    EcsClusterConfigurationManagedStorageConfiguration,
+    EcsClusterSetting,
+)
 from cdktf_cdktf_provider_aws.ecs_service import (
     EcsService,
     EcsServiceDeploymentCircuitBreaker,
@@ -54,10 +57,10 @@ CONTAINER_NAME = "processor"
 CONTAINER_USER = "10001:10001"
 HEALTH_PATH = "/health/live"
 
-#: Kinesis actions a polling consumer needs; nothing that writes or administers.
+#: Exactly the Kinesis calls the processor makes (processor/kinesis_source.py; a stack
+#: test derives them from the code): nothing that writes, describes or administers.
 KINESIS_READ_ACTIONS: tuple[str, ...] = (
-    "kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords",
-    "kinesis:GetShardIterator", "kinesis:ListShards",
+    "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards",
 )  # fmt: skip
 
 
@@ -104,11 +107,13 @@ class ProcessingConfig:
     stream_kms_key_arn: str
     ecr_kms_key_arn: str
     secrets_kms_key_arn: str
+    #: Encrypts the tasks' Fargate ephemeral storage (image layers, /tmp); its key
+    #: policy must admit fargate.amazonaws.com for this cluster (lib.components.keys).
+    ephemeral_storage_kms_key_arn: str
     #: Exactly the DB and Redis secrets the task may read.
     readable_secret_arns: list[str]
     #: Values of the contract's stack-provided variables (see :func:`task_environment`).
     environment: Mapping[str, str]
-    metrics_namespace: str = "TapPipeline"
     health_port: int = 8080
     image_tag: str = "0.1.0"
     cpu: int = 512
@@ -116,7 +121,6 @@ class ProcessingConfig:
     stop_timeout_s: int = 120
     min_tasks: int = 1
     max_tasks: int = 1
-    cpu_target_percent: float = 60.0
 
 
 class Processing(Construct):
@@ -180,6 +184,13 @@ class Processing(Construct):
             "cluster",
             name=cluster_name,
             setting=[EcsClusterSetting(name="containerInsights", value="enabled")],
+            # ECS Exec stays off (the service does not enable it); were it enabled, its
+            # sessions would need execute_command_configuration with our key here.
+            configuration=EcsClusterConfiguration(
+                managed_storage_configuration=EcsClusterConfigurationManagedStorageConfiguration(
+                    fargate_ephemeral_storage_kms_key_id=config.ephemeral_storage_kms_key_arn
+                )
+            ),
             depends_on=[insights_log.resource],
         )
         app_log = EncryptedLogGroup(
@@ -224,7 +235,7 @@ class Processing(Construct):
             self,
             "task-role",
             name=naming.name("role-processor-task"),
-            description="Processor: read the stream, read its two secrets, put its metrics",
+            description="Processor: read the stream, read its secrets",
             assume_role_policy=iam_policy.service_trust(
                 "ecs-tasks.amazonaws.com", account.account_id
             ),
@@ -236,7 +247,19 @@ class Processing(Construct):
             role=task_role.id,
             policy=iam_policy.document(
                 iam_policy.statement("ReadStream", KINESIS_READ_ACTIONS, [config.stream_arn]),
-                iam_policy.statement("DecryptStream", ["kms:Decrypt"], [config.stream_kms_key_arn]),
+                # Only through Kinesis, and only for this stream's records (Kinesis
+                # passes the stream ARN as encryption context).
+                iam_policy.statement(
+                    "DecryptStream",
+                    ["kms:Decrypt"],
+                    [config.stream_kms_key_arn],
+                    conditions={
+                        "StringEquals": {
+                            "kms:ViaService": f"kinesis.{account.region}.amazonaws.com",
+                            "kms:EncryptionContext:aws:kinesis:arn": config.stream_arn,
+                        }
+                    },
+                ),
                 iam_policy.statement(
                     "ReadCredentials",
                     ["secretsmanager:GetSecretValue"],
@@ -252,14 +275,8 @@ class Processing(Construct):
                         }
                     },
                 ),
-                # PutMetricData has no resource-level permission (AWS IAM reference); the
-                # namespace condition is what limits it.
-                iam_policy.statement(
-                    "PutPipelineMetrics",
-                    ["cloudwatch:PutMetricData"],
-                    ["*"],
-                    conditions={"StringEquals": {"cloudwatch:namespace": config.metrics_namespace}},
-                ),
+                # No cloudwatch:PutMetricData: the processor's metrics are embedded
+                # metric format lines in its log stream (processor/observability.py).
             ),
         )
 
@@ -353,25 +370,13 @@ class Processing(Construct):
             min_capacity=config.min_tasks,
             max_capacity=config.max_tasks,
         )
-        AppautoscalingPolicy(
-            self,
-            "cpu-tracking",
-            name=naming.name("scale-processor-cpu"),
-            policy_type="TargetTrackingScaling",
-            service_namespace=scaling_target.service_namespace,
-            scalable_dimension=scaling_target.scalable_dimension,
-            resource_id=scaling_target.resource_id,
-            target_tracking_scaling_policy_configuration=AppautoscalingPolicyTargetTrackingScalingPolicyConfiguration(
-                target_value=config.cpu_target_percent,
-                predefined_metric_specification=AppautoscalingPolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecification(
-                    predefined_metric_type="ECSServiceAverageCPUUtilization"
-                ),
-                scale_in_cooldown=300,
-                scale_out_cooldown=60,
-            ),
-        )
-        # Lag is the signal CPU misses (a consumer blocked on a slow database idles):
-        # the iterator-age alarm (lib.components.monitoring) triggers this policy.
+        # One signal for both directions: the stream's iterator age (work waiting).
+        # CPU target tracking was dropped (issue #11, item 7): it scaled in on low CPU
+        # while the lag alarm scaled out (a consumer blocked on a slow database idles
+        # with records waiting), so the two fought. The scale-out alarm (iterator age
+        # above TAP's alarm threshold) and the scale-in alarm (below a much lower
+        # threshold for 15 minutes) read the same metric, so at most one is in ALARM
+        # at a time (lib.components.monitoring).
         lag_policy = AppautoscalingPolicy(
             self,
             "lag-step",
@@ -397,6 +402,27 @@ class Processing(Construct):
             ),
         )
 
+        idle_policy = AppautoscalingPolicy(
+            self,
+            "idle-step",
+            name=naming.name("scale-processor-idle"),
+            policy_type="StepScaling",
+            service_namespace=scaling_target.service_namespace,
+            scalable_dimension=scaling_target.scalable_dimension,
+            resource_id=scaling_target.resource_id,
+            step_scaling_policy_configuration=AppautoscalingPolicyStepScalingPolicyConfiguration(
+                adjustment_type="ChangeInCapacity",
+                metric_aggregation_type="Maximum",
+                # Slower than scale-out: a released shard's lease moves once per step.
+                cooldown=300,
+                step_adjustment=[
+                    AppautoscalingPolicyStepScalingPolicyConfigurationStepAdjustment(
+                        metric_interval_upper_bound="0", scaling_adjustment=-1
+                    ),
+                ],
+            ),
+        )
+
         self.cluster_name: str = cluster.name
         self.service_name: str = service.name
         self.repository_url: str = repository.repository_url
@@ -404,6 +430,7 @@ class Processing(Construct):
         self.log_group_name: str = app_log.name
         self.insights_log_group_name: str = insights_log.name
         self.lag_scaling_policy_arn: str = lag_policy.arn
+        self.idle_scaling_policy_arn: str = idle_policy.arn
         self.task_role_arn: str = task_role.arn
         #: name -> value of the container environment (values may be Terraform tokens).
         self.environment: dict[str, str] = {e["name"]: e["value"] for e in environment}

@@ -40,6 +40,7 @@ from locust import User, task
 from locust.exception import StopUser
 
 from simulator.fleet import Fleet, SimRecord
+from simulator.load.producer_role import PRODUCER_ROLE_ENV, assumed_role_session
 from simulator.load.slices import SliceAllocator, skip_backlog
 from simulator.load.summary import FAILED_RECORD, PUT_RECORDS
 from simulator.sinks import DEFAULT_REGION, MAX_RECORDS_PER_CALL, KinesisSink, SinkError
@@ -69,6 +70,9 @@ def boto3_kinesis_client() -> Any:
         read_timeout=30,
         max_pool_connections=2,
     )
+    role_arn = os.environ.get(PRODUCER_ROLE_ENV)
+    if role_arn:  # a deployed stack: write as its producer role, like a gateway
+        return assumed_role_session(role_arn, region=region).client("kinesis", config=config)
     return boto3.session.Session().client("kinesis", config=config)
 
 

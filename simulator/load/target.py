@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
+from simulator.load.producer_role import PRODUCER_ROLE_ENV
+
 TARGET_ENV: Final = "TAP_LOAD_TARGET"
 OUTPUTS_ENV: Final = "TAP_STACK_OUTPUTS"
 DEFAULT_OUTPUTS: Final = "stack-outputs.json"
@@ -54,6 +56,9 @@ class Target:
     redis_url: str | None = None
     redis_ca: str | None = None
     source: str = ""
+    #: A deployed stack's producer role (output ``producer_role_arn``): Locust users
+    #: put records through it, as a gateway would (simulator/load/producer_role.py).
+    producer_role_arn: str | None = None
 
     @property
     def kinesis_endpoint(self) -> str:
@@ -93,6 +98,8 @@ class Target:
         env.setdefault("AWS_REGION", self.region)
         env.setdefault("AWS_DEFAULT_REGION", self.region)
         env[TARGET_ENV] = self.to_json()
+        if self.producer_role_arn:
+            env[PRODUCER_ROLE_ENV] = self.producer_role_arn
         return env
 
 
@@ -264,7 +271,15 @@ def _from_outputs(
         # ElastiCache's certificates chain to Amazon's public roots: the system store.
         redis_ca=env.get("TAP_REDIS_CA_BUNDLE") or None,
         source=source,
+        producer_role_arn=_optional_output(outputs, "producer_role_arn"),
     )
+
+
+def _optional_output(outputs: dict[str, Any], name: str) -> str | None:
+    """An output older stacks may lack (None then)."""
+    entry = outputs.get(name)
+    value = entry.get("value") if isinstance(entry, dict) else entry
+    return str(value) if value else None
 
 
 def _secret(client: Any, arn: str) -> dict[str, Any]:

@@ -33,6 +33,11 @@ REPO = Path(__file__).resolve().parents[2]
         ({"db_engine_version": "15.4"}, "db_engine_version", "16.x"),
         ({"redis_nodes": 1}, "redis_nodes", "at least 2"),
         ({"state_bucket": "Bad_Bucket"}, "TAP_STATE_BUCKET", "bucket name"),
+        ({"environment": "stage"}, "TAP_STATE_BUCKET", "shared deployment"),
+        ({"alarm_emails": ("ops",)}, "TAP_ALARM_EMAILS", "e-mail"),
+        ({"alarm_https_endpoints": ("ftp://x.example",)}, "TAP_ALARM_HTTPS_ENDPOINTS", "https"),
+        ({"producer_principal": "*"}, "TAP_PRODUCER_PRINCIPAL", "no wildcards"),
+        ({"redis_auth_token_version": 0}, "TAP_REDIS_AUTH_TOKEN_VERSION", ">= 1"),
         ({"task_cpu": 300}, "TAP_TASK_CPU", "Fargate CPU size"),
         ({"task_cpu": 256, "task_memory": 4096}, "TAP_TASK_MEMORY", "512..2048"),
     ],
@@ -80,13 +85,13 @@ def test_max_tasks_defaults_to_the_shard_count() -> None:
 
 
 def test_names_follow_the_convention() -> None:
-    config = StackConfig(environment="prod", suffix="pr42")
+    config = StackConfig(environment="prod", suffix="pr42", allow_local_state=True)
     assert config.name("redis") == "redis-prod-pr42"
     assert config.availability_zones == ("eu-west-2a", "eu-west-2b")
 
 
 def test_longest_environment_and_suffix_fit_every_limit() -> None:
-    config = StackConfig(environment="abcdefgh", suffix="12345678")
+    config = StackConfig(environment="abcdefgh", suffix="12345678", allow_local_state=True)
     assert (
         len(config.name("redis"))
         <= NAME_LIMITS["aws_elasticache_replication_group.replication_group_id"]
@@ -96,9 +101,13 @@ def test_longest_environment_and_suffix_fit_every_limit() -> None:
 
 def test_from_environ_reads_variables_then_context() -> None:
     context = {"environmentSuffix": "ctx1", "environment": "stage"}
-    config = StackConfig.from_environ({"TAP_AZ_COUNT": "3"}, context.get)
+    config = StackConfig.from_environ(
+        {"TAP_AZ_COUNT": "3", "TAP_ALLOW_LOCAL_STATE": "true"}, context.get
+    )
     assert (config.suffix, config.environment, config.az_count) == ("ctx1", "stage", 3)
-    config = StackConfig.from_environ({"ENVIRONMENT_SUFFIX": "env1"}, context.get)
+    config = StackConfig.from_environ(
+        {"ENVIRONMENT_SUFFIX": "env1", "TAP_ALLOW_LOCAL_STATE": "true"}, context.get
+    )
     assert config.suffix == "env1"
 
 
@@ -116,6 +125,8 @@ def test_from_environ_reports_unparsable_values_by_name() -> None:
         ({"ENVIRONMENT_SUFFIX": "waytoolong"}, "ENVIRONMENT_SUFFIX"),
         ({"ENVIRONMENT_SUFFIX": "ok", "TAP_AZ_COUNT": "1"}, "TAP_AZ_COUNT"),
         ({"ENVIRONMENT_SUFFIX": "ok", "TAP_MIN_TASKS": "4", "TAP_MAX_TASKS": "2"}, "TAP_MIN_TASKS"),
+        ({"ENVIRONMENT_SUFFIX": "ok", "TAP_ENV": "prod"}, "TAP_STATE_BUCKET"),
+        ({"ENVIRONMENT_SUFFIX": "ok", "TAP_ALARM_EMAILS": "not-an-address"}, "TAP_ALARM_EMAILS"),
     ],
 )
 def test_bad_configuration_stops_synth(env: dict[str, str], variable: str, tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ from processor.contract.environment import FORBIDDEN_SECRET_NAMES
 
 #: Attributes whose value would be a secret if it were a literal.
 SENSITIVE_ATTRIBUTES = frozenset(
-    {"password", "master_password", "auth_token", "secret_string", "secret_binary", "token",
-     "secret_key", "access_key"}
+    {"password", "master_password", "auth_token", "secret_string", "secret_string_wo",
+     "secret_binary", "token", "secret_key", "access_key"}
 )  # fmt: skip
 #: Reference fragments that evaluate to a secret value (as opposed to a secret's ARN).
 SECRET_VALUE_REFERENCES = ("random_password", "secret_string", "auth_token", ".password")
@@ -61,7 +61,8 @@ def test_the_generated_token_flows_only_into_its_secret_version(stack: Synthesiz
         for path, value in walk(body)
         if isinstance(value, str) and "aws_secretsmanager_random_password" in value
     ]
-    assert users == ["aws_secretsmanager_secret_version.secret_string"]
+    # Write-only: sent to Secrets Manager, never stored in a plan or in state.
+    assert users == ["aws_secretsmanager_secret_version.secret_string_wo"]
     for name, output in stack.outputs.items():
         text = json.dumps(output)
         assert not any(marker in text for marker in SECRET_VALUE_REFERENCES), name
@@ -97,7 +98,6 @@ def test_task_environment_carries_no_secret(stack: SynthesizedStack) -> None:
 #: permission for them). Key policies are separate: there "*" means the key itself.
 STAR_RESOURCE_ALLOWED = {
     "ecr:GetAuthorizationToken": "registry login has no resource-level permission",
-    "cloudwatch:PutMetricData": "no resource-level permission; limited by namespace condition",
     "logs:DescribeLogGroups": "no resource-level permission (flow-log delivery role)",
 }
 
@@ -108,6 +108,8 @@ def policies(stack: SynthesizedStack) -> Iterator[tuple[str, str, dict[str, Any]
         yield "trust", f"aws_iam_role.{logical_id}", json.loads(role["assume_role_policy"])
     for logical_id, policy in stack.resources("aws_iam_role_policy").items():
         yield "identity", f"aws_iam_role_policy.{logical_id}", json.loads(policy["policy"])
+    for logical_id, policy in stack.resources("aws_iam_policy").items():
+        yield "identity", f"aws_iam_policy.{logical_id}", json.loads(policy["policy"])
     for logical_id, key in stack.resources("aws_kms_key").items():
         yield "key", f"aws_kms_key.{logical_id}", json.loads(key["policy"])
 
@@ -120,7 +122,7 @@ def as_list(value: str | list[str] | None) -> list[str]:
 
 def test_policies_are_found(stack: SynthesizedStack) -> None:
     kinds = [kind for kind, _, _ in policies(stack)]
-    assert kinds.count("trust") == 4 and kinds.count("identity") == 3 and kinds.count("key") == 5
+    assert kinds.count("trust") == 5 and kinds.count("identity") == 4 and kinds.count("key") == 5
 
 
 def test_no_wildcard_action_anywhere(stack: SynthesizedStack) -> None:
@@ -156,10 +158,16 @@ def test_key_policies_name_no_wildcard_principal(stack: SynthesizedStack) -> Non
 
 
 def test_trust_policies_guard_against_confused_deputy(stack: SynthesizedStack) -> None:
+    """A service may act only for this account; a role for people or gateways (the
+    producer role) names one IAM principal, never a wildcard."""
     for kind, where, document in policies(stack):
         if kind == "trust":
             (statement,) = document["Statement"]
-            assert statement["Condition"]["StringEquals"]["aws:SourceAccount"], where
+            if "Service" in statement["Principal"]:
+                assert statement["Condition"]["StringEquals"]["aws:SourceAccount"], where
+            else:
+                (principal,) = as_list(statement["Principal"]["AWS"])
+                assert "*" not in principal and principal.startswith("arn:"), where
 
 
 def task_policy(stack: SynthesizedStack) -> dict[str, dict[str, Any]]:
@@ -174,17 +182,19 @@ def test_task_role_is_least_privilege(stack: SynthesizedStack) -> None:
     statements = task_policy(stack)
     assert set(statements) == {
         "ReadStream", "DecryptStream", "ReadCredentials",
-        "DecryptCredentialsThroughSecretsManager", "PutPipelineMetrics",
+        "DecryptCredentialsThroughSecretsManager",
     }  # fmt: skip
     read = statements["ReadStream"]
-    assert all(
-        a.startswith(("kinesis:Get", "kinesis:Describe", "kinesis:List")) for a in read["Action"]
-    )
+    assert all(a.startswith(("kinesis:Get", "kinesis:List")) for a in read["Action"])
     (stream_arn,) = as_list(read["Resource"])
     assert stream_arn.startswith("${aws_kinesis_stream.") and stream_arn.endswith(".arn}")
     decrypt = statements["DecryptStream"]
     assert decrypt["Action"] == ["kms:Decrypt"]
     assert as_list(decrypt["Resource"])[0].startswith("${aws_kms_key.")
+    assert decrypt["Condition"]["StringEquals"] == {
+        "kms:ViaService": "kinesis.eu-west-2.amazonaws.com",
+        "kms:EncryptionContext:aws:kinesis:arn": stream_arn,
+    }
     secrets = as_list(statements["ReadCredentials"]["Resource"])
     assert statements["ReadCredentials"]["Action"] == ["secretsmanager:GetSecretValue"]
     assert sorted(secrets) == sorted(
@@ -195,13 +205,19 @@ def test_task_role_is_least_privilege(stack: SynthesizedStack) -> None:
     )
     via = statements["DecryptCredentialsThroughSecretsManager"]["Condition"]["StringEquals"]
     assert via == {"kms:ViaService": "secretsmanager.eu-west-2.amazonaws.com"}
-    metrics = statements["PutPipelineMetrics"]
-    assert metrics["Condition"]["StringEquals"]["cloudwatch:namespace"] == "TapPipeline"
 
 
-def test_only_the_enhanced_monitoring_managed_policy_is_attached(stack: SynthesizedStack) -> None:
-    arns = [a["policy_arn"] for a in stack.resources("aws_iam_role_policy_attachment").values()]
-    assert [arn.rsplit("/", 1)[-1] for arn in arns] == ["AmazonRDSEnhancedMonitoringRole"]
+def test_only_known_managed_policies_are_attached(stack: SynthesizedStack) -> None:
+    """The AWS policy Enhanced Monitoring needs, and our own producer policy."""
+    arns = sorted(
+        a["policy_arn"] for a in stack.resources("aws_iam_role_policy_attachment").values()
+    )
+    (producer_policy,) = stack.resources("aws_iam_policy")
+    aws_managed = [a.rsplit("/", 1)[-1] for a in arns if ":iam::aws:policy/" in a]
+    ours = [a for a in arns if a.startswith("${aws_iam_policy.")]
+    assert aws_managed == ["AmazonRDSEnhancedMonitoringRole"]
+    assert ours == [f"${{aws_iam_policy.{producer_policy}.arn}}"]
+    assert len(arns) == 2
     for role in stack.resources("aws_iam_role").values():
         assert "managed_policy_arns" not in role
 

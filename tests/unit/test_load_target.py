@@ -72,6 +72,28 @@ def test_terraform_outputs_and_secrets(tmp_path: Path) -> None:
     assert target.pg_dsn is not None and "master:p%40ss@db.example:5432/tap" in target.pg_dsn
     assert "sslmode=verify-full" in target.pg_dsn
     assert target.redis_url == "rediss://:t0k@redis.example:6379/0"
+    # An older stack without a producer role: Locust produces with the caller's keys.
+    assert target.producer_role_arn is None
+    assert "TAP_PRODUCER_ROLE_ARN" not in target.process_environment()
+
+
+def test_deployed_target_produces_through_the_producer_role(tmp_path: Path) -> None:
+    role = "arn:aws:iam::123456789012:role/role-producer-dev-pr1"
+    outputs = {
+        "stream_name": {"value": "kinesis-readings-dev-pr1"},
+        "db_endpoint": {"value": "db.example"},
+        "db_port": {"value": 5432},
+        "db_secret_arn": {"value": "arn:aws:secretsmanager:eu-west-2:1:secret:db"},
+        "redis_primary_endpoint": {"value": "redis.example"},
+        "redis_port": {"value": 6379},
+        "redis_auth_secret_arn": {"value": "arn:aws:secretsmanager:eu-west-2:1:secret:r"},
+        "processor_task_environment": {"value": {"AWS_REGION": "eu-west-2"}},
+        "producer_role_arn": {"value": role},
+    }
+    target = resolve_target(write(tmp_path, outputs), environ={}, secrets_client=Secrets())
+    assert target.producer_role_arn == role
+    assert target.process_environment()["TAP_PRODUCER_ROLE_ARN"] == role
+    assert Target.from_json(target.to_json()).producer_role_arn == role
 
 
 def test_environment_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
