@@ -611,6 +611,16 @@ class ProcessorCluster:
         self.view = StoreView(lambda: self.services.postgres.admin_connection(self.database))
         self.kinesis = self.services.kinesis_client()
 
+    @property
+    def app_secret_arn(self) -> str:
+        """The application role's secret the processors use (``db_secret_arn`` is the
+        owner's, used only to migrate; see e2e/services/app_role.py)."""
+        return str(
+            self.services.app_logins.prepare(
+                self.db_secret_arn, self.services.postgres, self.database
+            )
+        )
+
     def env(self, name: str, **overrides: Any) -> dict[str, str]:
         values = {"db_name": self.database, "worker_id": name, **self.defaults, **overrides}
         return dict(

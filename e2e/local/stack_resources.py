@@ -66,7 +66,8 @@ STACK_OUT_ENV: Final = "TAP_STACK_OUT"
 LOCAL_OVERRIDES: Final[Mapping[str, str]] = {
     "TAP_DB_HOST": "the RDS endpoint -> the local PostgreSQL's loopback address",
     "TAP_DB_PORT": "the local PostgreSQL listens on a free port, not 5432",
-    "TAP_DB_SECRET_ARN": "the RDS-managed secret -> the same-named secret in moto",
+    "TAP_DB_SECRET_ARN": "the application role's secret -> its local counterpart in moto "
+    "(made by e2e/services/app_role.py after migrating with the owner's secret)",
     "TAP_DB_CA_BUNDLE": "the RDS CA bundle in the image -> the run's generated CA",
     "TAP_REDIS_HOST": "the ElastiCache endpoint -> the local Redis's loopback address",
     "TAP_REDIS_PORT": "the local Redis listens on a free port, not 6379",
@@ -452,7 +453,8 @@ class LocalStackResources:
             db_name=db.database,
             db_tls=db.tls,
             db_ca_path=str(db.ca_path) if db.ca_path else None,
-            db_secret_arn=self.db_secret_arn,
+            # Migrated with the owner's secret; the processor gets the application's.
+            db_secret_arn=self.services.app_logins.prepare(self.db_secret_arn, db, db.database),
             redis_host=cache.host,
             redis_port=cache.port,
             redis_tls=cache.tls,

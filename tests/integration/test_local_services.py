@@ -299,7 +299,10 @@ def test_processor_environment_satisfies_the_contract(
     )
     settings = ProcessorSettings.from_environ(env)
     pg, cache = local_services.postgres, local_services.redis
-    assert (settings.stream_name, settings.db_secret_arn) == (stream, db_secret_arn)
+    assert settings.stream_name == stream
+    # The processor gets the application role's secret, never the owner's (issue 11).
+    assert settings.db_secret_arn != db_secret_arn
+    assert settings.db_secret_arn == local_services.app_logins.prepare(db_secret_arn, pg, "tap")
     assert (settings.db_host, settings.db_port, settings.db_name) == (pg.host, pg.port, "tap")
     assert (settings.redis_host, settings.redis_port) == (cache.host, cache.port)
     assert settings.redis_tls is cache.tls

@@ -1,6 +1,6 @@
-"""A processor process rides out its dependencies failing: the DB password rotated
-mid-stream, PostgreSQL restarted, Redis down and back empty (reconciled from
-PostgreSQL). Each ends with zero lost and zero duplicated readings."""
+"""A processor process rides out its dependencies failing: the application secret
+rotated (alternating users) mid-stream, PostgreSQL restarted, Redis down and back
+empty (reconciled from PostgreSQL). Each ends with zero lost and zero duplicated readings."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from e2e.verify import (
     wait_until,
     wait_until_stored,
 )
+from processor.contract.storage import APP_ROLE
+from processor.migrate_command import CLONE_SUFFIX
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -53,22 +55,34 @@ def _assert_exact(cluster: ProcessorCluster, sent: SendResult, timeout: float = 
     assert report.ok, report.summary() + "\n" + cluster.logs()
 
 
-@pytest.mark.timeout(120)
+def _end_sessions_of(server: PostgresServer, database: str, logins: tuple[str, ...]) -> None:
+    # Open sessions survive a password change; end them so every new login needs it.
+    with server.admin_connection(database) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE usename = ANY(%s) AND pid <> pg_backend_pid()",
+            (list(logins),),
+        )
+
+
+@pytest.mark.timeout(150)
 def test_db_password_rotated_mid_stream(
     cluster: ProcessorCluster, restartable_pg_server: PostgresServer
 ) -> None:
+    """The application secret rotated twice by alternating users (as the AWS
+    multi-user rotation function does every 30 days) while records flow: the first
+    rotation leaves the cached login valid, the second changes its password, so the
+    worker must log in again with the refreshed secret. Nothing lost or doubled."""
     w1 = cluster.start("w1")
     w1.wait_for_event("shard_first_fetch", timeout=20)
-    thread, sent = _send_in_background(cluster, make_readings(40, 60), seconds=6)
-    time.sleep(5.5)  # past the secret's refresh rate limit (5 s after the first fetch)
-    cluster.services.rotate_db_password(cluster.db_secret_arn)  # ALTER ROLE, then the secret
-    # Open sessions survive a password change; end them so every new login needs it.
-    with restartable_pg_server.admin_connection(cluster.database) as admin:
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE usename = %s AND pid <> pg_backend_pid()",
-            (restartable_pg_server.app_user,),
-        )
+    thread, sent = _send_in_background(cluster, make_readings(40, 90), seconds=9)
+    logins = (APP_ROLE, APP_ROLE + CLONE_SUFFIX)
+    time.sleep(3)
+    cluster.services.app_logins.rotate(cluster.app_secret_arn, restartable_pg_server)
+    _end_sessions_of(restartable_pg_server, cluster.database, logins)
+    time.sleep(3)  # past the secret's refresh rate limit (5 s after the first fetch)
+    cluster.services.app_logins.rotate(cluster.app_secret_arn, restartable_pg_server)
+    _end_sessions_of(restartable_pg_server, cluster.database, logins)
     thread.join(timeout=60)
     _assert_exact(cluster, sent)
     relogins = [e for e in w1.events() if "refreshed secret" in e.get("msg", "")]
