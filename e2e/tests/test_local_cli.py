@@ -178,6 +178,10 @@ def test_up_with_processors_status_env_rotate_down() -> None:
         assert json.loads(after.stdout)["services"]["postgres"]["healthy"], after.stdout
     finally:
         down = _tap_local("down", env=env, timeout=90)
+        left = read_state(run_dir)
+        if down.returncode != 0 or (left and pid_alive(left.get("supervisor_pid"))):
+            # Never leave a stack running, even when `down` without --run-dir failed.
+            _tap_local("down", "--run-dir", str(run_dir), env=env, timeout=90)
     assert down.returncode == 0, down.stdout + down.stderr
     assert pid is None or not pid_alive(pid)
     shutil.rmtree(home, ignore_errors=True)
