@@ -32,6 +32,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from processor import client_timeouts
 from processor.contract.environment import ProcessorSettings
 from processor.core.model import KinesisRecord
 
@@ -62,9 +63,9 @@ def make_kinesis_client(region: str) -> Any:
     """A boto3 Kinesis client; endpoint from the environment only (see module doc)."""
     config = Config(
         region_name=region,
-        retries={"mode": "standard", "max_attempts": 3},
-        connect_timeout=5,
-        read_timeout=10,
+        retries={"mode": "standard", "total_max_attempts": client_timeouts.AWS_MAX_ATTEMPTS},
+        connect_timeout=client_timeouts.AWS_CONNECT_TIMEOUT_S,
+        read_timeout=client_timeouts.KINESIS_READ_TIMEOUT_S,
         # One connection per reader thread plus the lease thread's ListShards.
         max_pool_connections=64,
     )

@@ -48,8 +48,10 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import logging
+import os
 import random
 import re
+import socket
 import threading
 import time
 import weakref
@@ -63,7 +65,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from processor import postgres_queries
+from processor import client_timeouts, postgres_queries
 from processor.contract.storage import (
     ANOMALIES_COPY_COLUMNS,
     ANOMALIES_TABLE,
@@ -164,9 +166,9 @@ class DbTarget:
     #: CA bundle for verify-ca/verify-full (the RDS bundle in the image).
     sslrootcert: str | None = None
     application_name: str = "tap-processor"
-    connect_timeout_s: int = 5
+    connect_timeout_s: int = client_timeouts.PG_CONNECT_TIMEOUT_S
     #: Server-side statement timeout of pooled connections (not of migrations).
-    statement_timeout_ms: int = 60_000
+    statement_timeout_ms: int = client_timeouts.PG_STATEMENT_TIMEOUT_MS
     #: A session frozen inside a transaction (SIGSTOP, a paused VM) keeps its lease
     #: row locked, so no peer can take the shard until PostgreSQL ends the session.
     #: Our transactions never wait on the client, so twice the lease is generous.
@@ -358,11 +360,13 @@ class PgConnector:
             "application_name": t.application_name,
             "connect_timeout": t.connect_timeout_s,
             # Detect a dead peer (failover, black-holed network) in ~25 s instead of
-            # the kernel's two hours; the worker then backs off and reconnects.
+            # the kernel's two hours, and unacknowledged sends in 10 s instead of ~15
+            # minutes; the worker then backs off and reconnects (client_timeouts.py).
             "keepalives": 1,
-            "keepalives_idle": 10,
-            "keepalives_interval": 5,
-            "keepalives_count": 3,
+            "keepalives_idle": client_timeouts.PG_KEEPALIVES_IDLE_S,
+            "keepalives_interval": client_timeouts.PG_KEEPALIVES_INTERVAL_S,
+            "keepalives_count": client_timeouts.PG_KEEPALIVES_COUNT,
+            "tcp_user_timeout": client_timeouts.PG_TCP_USER_TIMEOUT_MS,
             "options": (
                 f"-c statement_timeout={timeout}"
                 f" -c idle_in_transaction_session_timeout={t.idle_in_transaction_timeout_ms}"
@@ -386,6 +390,68 @@ class PgConnector:
         )
 
 
+class _Watchdog:
+    """Ends calls that overran their deadline by shutting their socket down.
+
+    psycopg has no client-side timeout for a query, and on a connection whose peer
+    keeps acknowledging but never answers (a middlebox that drops, a frozen server)
+    neither TCP keepalives nor ``tcp_user_timeout`` fire. ``shutdown(SHUT_RDWR)`` on
+    the socket wakes the blocked call, which fails as a lost connection
+    (connection-unusable: closed, never pooled again). One daemon thread per store.
+    """
+
+    def __init__(self, tick_s: float = client_timeouts.PG_WATCHDOG_TICK_S) -> None:
+        self._tick_s = tick_s
+        self._lock = threading.Lock()
+        self._armed: dict[int, tuple[float, psycopg.Connection[Any]]] = {}
+        self._next = 0
+        self._thread: threading.Thread | None = None
+        #: Calls ended by the watchdog (for tests and logs).
+        self.fired = 0
+
+    @contextmanager
+    def guard(self, conn: psycopg.Connection[Any], timeout_s: float) -> Iterator[None]:
+        """Run the body with ``conn`` under a deadline ``timeout_s`` from now."""
+        with self._lock:
+            self._next += 1
+            token = self._next
+            self._armed[token] = (time.monotonic() + timeout_s, conn)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="pg-watchdog", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._armed.pop(token, None)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self._tick_s)
+            now = time.monotonic()
+            with self._lock:
+                overdue = [t for t, (deadline, _) in self._armed.items() if deadline <= now]
+                conns = [self._armed.pop(t)[1] for t in overdue]
+                self.fired += len(conns)
+            for conn in conns:
+                log.warning(
+                    "PostgreSQL call overran its deadline; dropping its connection",
+                    extra={"event": "pg_call_deadline"},
+                )
+                _shutdown_socket(conn)
+
+
+def _shutdown_socket(conn: psycopg.Connection[Any]) -> None:
+    try:
+        fd = conn.pgconn.socket
+        # A duplicate descriptor of the same socket: shutting it down wakes the
+        # thread blocked on the original; closing the duplicate leaves it to psycopg.
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, psycopg.Error):
+        pass  # already closed: nothing is blocked on it
+
+
 class _Pool:
     """A few idle connections reused across calls, one borrower each at a time.
 
@@ -395,8 +461,11 @@ class _Pool:
     keeps the image's dependency list short.
     """
 
-    def __init__(self, connector: PgConnector, max_idle: int) -> None:
+    def __init__(
+        self, connector: PgConnector, max_idle: int, watchdog: _Watchdog | None = None
+    ) -> None:
         self._connector = connector
+        self._watchdog = watchdog or _Watchdog()
         self._max_idle = max_idle
         self._idle: list[tuple[psycopg.Connection[Any], float]] = []
         self._lock = threading.Lock()
@@ -415,7 +484,8 @@ class _Pool:
             # An idle connection may have been cut (server restart, failover,
             # pg_terminate_backend); find out now rather than in the middle of a batch.
             try:
-                conn.execute("SELECT 1")
+                with self._watchdog.guard(conn, client_timeouts.PG_PING_TIMEOUT_S):
+                    conn.execute("SELECT 1")
                 return conn
             except psycopg.Error:
                 conn.close()
@@ -471,7 +541,10 @@ class PostgresStore:
 
     def __init__(self, connector: PgConnector, *, max_idle_connections: int = 4) -> None:
         self._connector = connector
-        self._pool = _Pool(connector, max_idle_connections)
+        self._watchdog = _Watchdog()
+        self._pool = _Pool(connector, max_idle_connections, self._watchdog)
+        #: Per-thread override of the call deadline (see :meth:`call_deadline`).
+        self._deadline = threading.local()
         # Connections whose session already has the temporary staging tables.
         self._staged: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
 
@@ -509,7 +582,8 @@ class PostgresStore:
         :class:`StoreUnavailable`. Use ``with conn.transaction():`` inside."""
         conn = self._pool.take()
         try:
-            yield conn
+            with self._watchdog.guard(conn, self._call_timeout_s()):
+                yield conn
         except psycopg.Error as exc:
             # One classification for every caller (processor/error_kinds.py): lost
             # connections, restarts, failovers (read-only transaction), idle-session
@@ -527,6 +601,30 @@ class PostgresStore:
             ) from exc
         finally:
             self._pool.give_back(conn)
+
+    def _call_timeout_s(self) -> float:
+        override: float | None = getattr(self._deadline, "seconds", None)
+        if override is not None:
+            return override
+        t = self._connector.target
+        return t.statement_timeout_ms / 1000 + client_timeouts.PG_CALL_MARGIN_S
+
+    @contextmanager
+    def call_deadline(self, seconds: float) -> Iterator[None]:
+        """Calls made by this thread inside the block get ``seconds`` as their
+        client-side deadline (the lease threads' calls are tiny and must not block
+        longer than a renewal period; the default suits a batch commit)."""
+        previous = getattr(self._deadline, "seconds", None)
+        self._deadline.seconds = seconds
+        try:
+            yield
+        finally:
+            self._deadline.seconds = previous
+
+    @property
+    def deadline_hits(self) -> int:
+        """Calls ended by the client-side deadline so far."""
+        return self._watchdog.fired
 
     def _call(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         with self._connection() as conn:

@@ -73,6 +73,7 @@ from redis.credentials import CredentialProvider
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.retry import Retry
 
+from processor import client_timeouts
 from processor.contract.environment import ProcessorSettings
 from processor.contract.storage import (
     REDIS_ANOMALY_STREAM,
@@ -385,7 +386,7 @@ class RedisCache:
         secrets: SecretsProvider,
         *,
         limits: CacheLimits | None = None,
-        socket_timeout_s: float = 2.0,
+        socket_timeout_s: float = client_timeouts.REDIS_SOCKET_TIMEOUT_S,
     ) -> None:
         self.settings = settings
         self.limits = limits or CacheLimits()
@@ -404,8 +405,8 @@ class RedisCache:
             port=settings.redis_port,
             credential_provider=self._credentials,
             socket_timeout=socket_timeout_s,
-            socket_connect_timeout=socket_timeout_s,
-            health_check_interval=30,
+            socket_connect_timeout=min(socket_timeout_s, client_timeouts.REDIS_CONNECT_TIMEOUT_S),
+            health_check_interval=client_timeouts.REDIS_HEALTH_CHECK_INTERVAL_S,
             # Our own stale/recover logic replaces redis-py's retries: a dead Redis must
             # cost one failed call per batch at most, not seconds of back-off.
             retry=Retry(NoBackoff(), 0),

@@ -38,6 +38,8 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from processor import client_timeouts
+
 if TYPE_CHECKING:
     from processor.contract.environment import ProcessorSettings
 
@@ -185,9 +187,12 @@ class SecretsProvider:
             # black-holed endpoint turns into SecretsUnavailable, not a hang.
             config = botocore.config.Config(
                 region_name=self._region,
-                retries={"max_attempts": 4, "mode": "standard"},
-                connect_timeout=5,
-                read_timeout=10,
+                retries={
+                    "total_max_attempts": client_timeouts.AWS_MAX_ATTEMPTS,
+                    "mode": "standard",
+                },
+                connect_timeout=client_timeouts.AWS_CONNECT_TIMEOUT_S,
+                read_timeout=client_timeouts.SECRETS_READ_TIMEOUT_S,
             )
             self._client = boto3.session.Session().client("secretsmanager", config=config)
         return self._client

@@ -81,6 +81,8 @@ PARTITIONS_EVERY_S: Final = 3600.0
 #: How often the silence detector runs on each shard's devices (it judges them on
 #: the shard's progress, not on this timer; see processor.core.silence).
 SILENCE_CHECK_S: Final = 5.0
+#: Floor of the client-side deadline of a lease-table call (see _lease_call_timeout_s).
+LEASE_CALL_MIN_TIMEOUT_S: Final = 2.0
 #: Pause before re-acquiring a shard whose runner crashed (no hot loop on a bug).
 CRASH_COOLDOWN_S: Final = 5.0
 #: Readings per batch whose event-to-commit latency is sampled for metrics.
@@ -641,7 +643,10 @@ class Worker:
             if self.stop.is_set() and (not runners or self.abandon.is_set()):
                 return
             try:
-                self._renew(runners)
+                # A renewal blocked on a black-holed connection must give up before
+                # the next one is due, or every lease of this worker expires with it.
+                with self.store.call_deadline(self._lease_call_timeout_s()):
+                    self._renew(runners)
                 self.status.store_ok_at = time.monotonic()
             except StoreUnavailable as exc:
                 log.warning(
@@ -661,11 +666,12 @@ class Worker:
             now = time.monotonic()
             self.status.plan_tick = now
             try:
-                if now >= next_sync or self._sync_now.is_set():
-                    self._sync_now.clear()
-                    self._sync_shards()
-                    next_sync = now + SHARD_SYNC_S
-                self._plan_round()
+                with self.store.call_deadline(self._lease_call_timeout_s()):
+                    if now >= next_sync or self._sync_now.is_set():
+                        self._sync_now.clear()
+                        self._sync_shards()
+                        next_sync = now + SHARD_SYNC_S
+                    self._plan_round()
                 self.status.store_ok_at = time.monotonic()
             except StoreUnavailable as exc:
                 log.warning(
@@ -674,6 +680,11 @@ class Worker:
             except Exception:
                 log.exception("lease round failed")
             self.stop.wait(self.lease_poll_s)
+
+    def _lease_call_timeout_s(self) -> float:
+        """Client-side deadline of one lease-table call: a renewal period (the
+        statements are single-row or single-statement updates taking milliseconds)."""
+        return max(LEASE_CALL_MIN_TIMEOUT_S, self.settings.lease_duration_s / 3)
 
     def _leave_live_set(self) -> None:
         try:
