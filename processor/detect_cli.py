@@ -248,7 +248,7 @@ def run(
             t = reading.ts.timestamp()
             silence.advance(t)
             found = silence.check()
-            silence.observe(reading.device_id, reading.seq, t, t, sensor_type.value)
+            silence.observe(reading.device_id, reading.seq, t, sensor_type.value)
             for anomaly in [*found, *bank.observe(reading)]:
                 out.write(_line(anomaly) + "\n")
                 count += 1

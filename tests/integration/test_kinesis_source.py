@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 
 from e2e.verify import make_readings, put_records
 from processor.contract.environment import ProcessorSettings
+from processor.core.silence import HASH_KEY_MAX, partition_hash
 from processor.kinesis_source import KinesisSource, ShardReader
 
 pytestmark = pytest.mark.integration
@@ -66,8 +67,16 @@ def test_lists_shards_and_reads_from_trim_horizon(source_for: Callable[..., Kine
     sent = put_records(source.client, source.stream_name, make_readings(10, 10))
     got = []
     for shard in shards:
-        got += _drain(source.reader(shard.shard_id, None), sent.shards.get(shard.shard_id, 0))
+        records = _drain(source.reader(shard.shard_id, None), sent.shards.get(shard.shard_id, 0))
+        # The silence registry's split inheritance routes devices as Kinesis does.
+        assert shard.hash_key_range is not None
+        low, high = shard.hash_key_range
+        assert all(low <= partition_hash(r.partition_key) <= high for r in records)
+        got += records
     assert len(got) == 100
+    ranges = sorted(s.hash_key_range for s in shards if s.hash_key_range)
+    assert ranges[0][0] == 0 and ranges[-1][1] == HASH_KEY_MAX
+    assert ranges[0][1] + 1 == ranges[1][0]
     assert all(
         r.arrival.tzinfo is not None and r.arrival.utcoffset() == UTC.utcoffset(None) for r in got
     )
@@ -112,8 +121,10 @@ def test_limit_and_latest_position(source_for: Callable[..., KinesisSource]) -> 
     put_records(source.client, source.stream_name, make_readings(5, 4))  # before: skipped
     shard = source.list_shards()[0].shard_id
     reader = source.reader(shard, None)
+    before = time.time()
     first = reader.fetch()
     assert first is not None and first.records == []
+    assert first.received_at is not None and before <= first.received_at <= time.time()
     put_records(source.client, source.stream_name, make_readings(5, 4, first_seq=4))
     result = reader.fetch()
     assert result is not None and len(result.records) == 7  # the limit

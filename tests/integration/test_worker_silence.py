@@ -1,13 +1,15 @@
-"""Silence across a handoff, with real processes: a device dies, then the owner of
-its shard dies (kill -9) or hands over (SIGTERM) before the silence was due. The
-next owner learns every device of the shard from the silence registry in Redis and
-reports the silence exactly once; no device that kept sending is called silent."""
+"""Silence across a handoff and a split, with real processes: a device dies, then the
+owner of its shard dies (kill -9), hands over (SIGTERM), or the shard is split,
+before the silence was due. The next owner (the child shard's) learns every device
+of the shard from the silence registry in Redis and reports the silence exactly
+once; no device that kept sending is called silent."""
 
 from __future__ import annotations
 
 import signal
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -72,3 +74,47 @@ def test_a_silence_that_began_before_the_owner_died_is_reported_once(
     assert [(a.device_id, a.seq) for a in found] == [(dead, last)], found
     loaded = w2.events("silence_registry_loaded")
     assert loaded and loaded[0]["devices"] >= len(fleet.devices), loaded
+
+
+@pytest.mark.timeout(180)
+def test_a_split_child_inherits_the_parents_silent_device(
+    fleet_cluster: tuple[ProcessorCluster, SteadyFleet],
+) -> None:
+    """The device dies, then its shard is split before the silence is due: the parent
+    is read to its end (its progress stops at the split), so only the child whose
+    hash key range holds the device can report it, from the parent's registry."""
+    cluster, fleet = fleet_cluster
+    w1 = cluster.start("w1")
+    w1.wait_for_event("shard_first_fetch", timeout=60)
+    fleet.start()
+    fleet.wait_rounds(12)
+    dead = "live-0003"
+    last = fleet.silence(dead)
+    wait_until_stored(cluster.view, {(dead, last)}, timeout=10)
+
+    kinesis = cluster.kinesis
+    parent = kinesis.describe_stream(StreamName=cluster.stream)["StreamDescription"]["Shards"][0]
+    low = int(parent["HashKeyRange"]["StartingHashKey"])
+    high = int(parent["HashKeyRange"]["EndingHashKey"])
+    kinesis.split_shard(
+        StreamName=cluster.stream,
+        ShardToSplit=parent["ShardId"],
+        NewStartingHashKey=str((low + high) // 2),
+    )
+    cluster.services.wait_stream_active(cluster.stream)
+    split_at = datetime.now(UTC)
+    assert silent_anomalies(cluster) == []
+
+    assert wait_until(lambda: silent_anomalies(cluster) != [], timeout=60), cluster.logs()
+    fleet.wait_rounds(2 * int(SILENCE_S / 0.5))
+    sent = fleet.finish()
+    wait_until_stored(cluster.view, sent.keys, timeout=30)
+
+    found = silent_anomalies(cluster)
+    assert [(a.device_id, a.seq) for a in found] == [(dead, last)], found
+    # Judged at a progress past the split: the parent never read that far.
+    assert found[0].event_ts > split_at
+    children = [e for e in w1.events("silence_registry_loaded") if e["parents"]]
+    assert len(children) == 2, children
+    # Each device went to exactly one child (the range filter), the dead one included.
+    assert sum(e["devices"] for e in children) == len(fleet.devices), children

@@ -23,7 +23,7 @@ T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC).timestamp()
 
 def feed(tracker: SilenceTracker, device: str, seqs_and_times: list[tuple[int, float]]) -> None:
     for seq, t in seqs_and_times:
-        tracker.observe(device, seq, t, t, "temperature")
+        tracker.observe(device, seq, t, "temperature")
 
 
 def regular(
@@ -42,7 +42,7 @@ def test_a_lagging_consumer_raises_no_silence() -> None:
     for offset in range(0, len(records), 100):
         batch = records[offset : offset + 100]
         for device, seq, t in batch:
-            tracker.observe(device, seq, t, t, "temperature")
+            tracker.observe(device, seq, t, "temperature")
         wall = batch[-1][2] + 180.0
         # full replies while catching up: the wall clock proves nothing
         tracker.advance(fetch_progress(wall, 180_000, full=True))
@@ -108,7 +108,7 @@ def test_intermittent_dropouts_do_not_alarm_but_a_silence_does() -> None:
         feed(tracker, "d", [(seq, t)])
     assert got == []
     interval = tracker.entry("d").expected_interval(2)  # type: ignore[union-attr]
-    assert interval == pytest.approx(300.0)  # gaps are per seq step: dropouts don't skew it
+    assert interval == pytest.approx(300.0)  # the median: dropouts don't skew it
     last = kept[-1][1]
     tracker.advance(last + 5 * 300)
     assert tracker.check() == []
@@ -164,7 +164,7 @@ def test_load_merges_by_seq_and_skips_corrupt_entries() -> None:
     older = SilenceTracker()
     feed(older, "a", regular(10, 1.0))
     feed(older, "b", regular(10, 1.0))
-    bad = tracker.load({**older.dirty_entries(), "c": "junk", "d": b'[99,"x",1,1.0,1.0]'})
+    bad = tracker.load({**older.dirty_entries(), "c": "junk", "d": b'[99,"x",1,1000]'})
     assert bad == ["c", "d"]
     assert tracker.entry("a").last_seq == 109  # type: ignore[union-attr]
     assert tracker.entry("b").last_seq == 9  # type: ignore[union-attr]
@@ -211,3 +211,54 @@ def test_duplicates_change_nothing_and_config_is_checked() -> None:
         SilenceConfig(min_silence_s=0)
     with pytest.raises(ValueError, match="min_gaps"):
         SilenceConfig(gap_window=1, min_gaps=2)
+
+
+def test_a_producer_that_buffers_is_judged_on_its_sending_cadence() -> None:
+    """A gateway samples at 1 Hz but sends 300 readings in one PutRecords every 5
+    minutes: they arrive together (gaps of zero are skipped), so the cadence is the
+    5-minute one and the pauses between sends are not silences."""
+    tracker = SilenceTracker()
+    got = []
+    seq = 0
+    for burst in range(48):
+        arrival = T0 + burst * 300.0
+        tracker.advance(arrival)
+        got += tracker.check()
+        for _ in range(300):
+            tracker.observe("gw", seq, arrival, "pressure")
+            seq += 1
+    assert got == []
+    assert tracker.entry("gw").expected_interval(2) == pytest.approx(300.0)  # type: ignore[union-attr]
+
+
+def test_the_batch_path_matches_one_reading_at_a_time() -> None:
+    from processor.contract.record import Reading, SensorType
+    from processor.core.model import AcceptedReading
+
+    def accepted(device: str, seq: int, at: float) -> AcceptedReading:
+        ts = datetime.fromtimestamp(at, UTC)
+        reading = Reading(
+            device_id=device,
+            facility="f",
+            line="l",
+            sensor_type=SensorType.TEMPERATURE,
+            unit="C",
+            ts=ts,
+            seq=seq,
+            schema_version=1,
+            value=70.0,
+        )
+        return AcceptedReading(reading, "s", str(seq), ts)
+
+    rng = random.Random(5)
+    readings = [
+        accepted(f"d{rng.randrange(5)}", rng.randrange(60), T0 + i * 0.5 + rng.random())
+        for i in range(300)
+    ]
+    one, batch = SilenceTracker(), SilenceTracker()
+    for a in readings:
+        one.observe(a.reading.device_id, a.reading.seq, a.arrival.timestamp(), "temperature")
+    for offset in range(0, len(readings), 37):
+        batch.observe_batch(readings[offset : offset + 37])
+    assert one.dirty_entries() == batch.dirty_entries()
+    assert one.progress == batch.progress

@@ -34,9 +34,7 @@ def _detect(anomaly_rate: float) -> tuple[list[Any], list[Any], int]:
         reading = decode_reading(record.data, arrival=arrival)
         assert isinstance(reading, Reading)
         bank.observe_into(reading, detections, arrival=arrival)
-        silence.observe(
-            reading.device_id, reading.seq, arrival.timestamp(), arrival.timestamp(), "t"
-        )
+        silence.observe(reading.device_id, reading.seq, arrival.timestamp(), "t")
         if record.ts_ms >= next_silence_check:  # the processor's timer, every 10 s
             detections += silence.check()
             next_silence_check = record.ts_ms + 10_000
