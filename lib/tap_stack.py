@@ -45,9 +45,11 @@ class TapStack(TerraformStack):
             default_tags=[AwsProviderDefaultTags(tags=default_tags(config))],
         )
         self._backend(config)
-        # Ephemeral resources need Terraform >= 1.10, write-only arguments >= 1.11
-        # (the Redis AUTH token, lib.components.cache).
-        self.add_override("terraform.required_version", ">= 1.11")
+        # The Redis AUTH token needs Terraform >= 1.11 (ephemeral resource, write-only
+        # argument: lib.components.cache). No `required_version` here: Checkov's
+        # terraform_json parser fails on it (0 checks run), and older versions fail
+        # safely anyway (< 1.10 rejects the ephemeral block, 1.10 rejects an ephemeral
+        # value outside a write-only argument), never storing the token.
 
         account = AccountContext(self, "account", region=config.region)
         keys = EncryptionKeys(

@@ -117,7 +117,8 @@ def test_auth_token_is_ephemeral_and_written_write_only(stack: SynthesizedStack)
     assert expression in version["secret_string_wo"]
     assert "secret_string" not in version
     assert version["secret_string_wo_version"] == DEFAULT_CONFIG.redis_auth_token_version
-    assert document["terraform"]["required_version"] == ">= 1.11"  # write-only arguments
+    # No required_version: Checkov's terraform_json parser fails on it (see tap_stack).
+    assert "required_version" not in document["terraform"]
     # The replication group reads the token back from the secret (a sensitive attribute).
     auth_token = stack.single("aws_elasticache_replication_group")["auth_token"]
     assert "data.aws_secretsmanager_secret_version." in auth_token
