@@ -136,17 +136,25 @@ class LocalTarget(Target):
         self.pipeline.services.redis.restart()
 
     def rotate_db_secret(self) -> None:
+        from processor.contract.storage import APP_ROLE
+        from processor.migrate_command import CLONE_SUFFIX
+
         services = self.pipeline.services
         assert self.pipeline.resources is not None
-        services.rotate_db_password(self.pipeline.resources.db_secret_arn)
-        # Open sessions outlive a password change (as on RDS); end them so every
-        # processor must log in again with the rotated secret.
         server = services.postgres
+        # The processors' secret is the application role's, rotated by alternating
+        # users as AWS's multi-user function does (issue 11).
+        app_arn = services.app_logins.prepare(
+            self.pipeline.resources.db_secret_arn, server, server.database
+        )
+        services.app_logins.rotate(app_arn, server)
+        # Open sessions outlive a password change (as on RDS); end them so every
+        # processor must log in again.
         with server.admin_connection(server.database) as admin:
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE usename = %s AND pid <> pg_backend_pid()",
-                (server.app_user,),
+                " WHERE usename = ANY(%s) AND pid <> pg_backend_pid()",
+                ([APP_ROLE, APP_ROLE + CLONE_SUFFIX],),
             )
 
     def lease_duration_s(self) -> float:
@@ -306,8 +314,8 @@ class DeployedTarget(Target):
         return at
 
     def rotate_db_secret(self) -> None:
-        # The RDS-managed secret rotates through RDS itself (no Lambda of ours).
-        self._secrets.rotate_secret(SecretId=str(self.outputs["db_secret_arn"]))
+        # The processors' secret: AWS's alternating-users function rotates it.
+        self._secrets.rotate_secret(SecretId=str(self.outputs["db_app_secret_arn"]))
 
     def lease_duration_s(self) -> float:
         env = self.outputs.get("processor_task_environment") or {}

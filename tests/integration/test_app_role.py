@@ -432,3 +432,36 @@ def test_alternating_users_rotation_keeps_the_old_login_working(app_db: AppDatab
     assert token is not None
     store.reset_connections()
     assert store.commit_batch(_batch(1), token).inserted == 1
+
+
+@pytest.mark.timeout(150)
+def test_processor_waits_not_ready_until_the_schema_is_migrated(
+    make_cluster: Any, fresh_database: FreshDatabase
+) -> None:
+    """The worker's start-up no longer migrates: with a migration missing it logs
+    the schema behind, is not ready and reads nothing, then starts once it is there."""
+    from e2e.verify import wait_until
+
+    cluster = make_cluster(1)
+    cluster.env("probe")  # migrates the database with the owner's secret (once)
+    last = load_migrations()[-1]
+    with fresh_database.admin_connection() as admin:
+        admin.execute("DELETE FROM tap.schema_migrations WHERE version = %s", (last.version,))
+    w1 = cluster.start("w1")
+    assert wait_until(
+        lambda: any("schema behind" in str(e.get("error", "")) for e in w1.events()),
+        timeout=60,
+    ), w1.tail()
+    try:
+        status = w1.health()[0]
+    except OSError:  # the health server may not listen yet: not ready either
+        status = None
+    assert status != 200
+    assert not w1.events("shard_first_fetch")
+    with fresh_database.admin_connection() as admin:
+        admin.execute(
+            "INSERT INTO tap.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+            (last.version, last.name, last.checksum),
+        )
+    w1.wait_ready(timeout=60)
+    assert w1.wait_for_event("shard_first_fetch", timeout=30), w1.tail()
