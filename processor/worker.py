@@ -46,7 +46,7 @@ from processor.core.batch import committed_part, process_records
 from processor.core.detection import DetectorBank, DetectorConfig
 from processor.core.leases import LeaseRow as PlannerLease
 from processor.core.leases import ShardInfo as PlannerShard
-from processor.core.leases import plan_leases
+from processor.core.leases import plan_leases, start_position
 from processor.core.model import LeaseToken, ProcessedBatch
 from processor.health import HealthServer
 from processor.kinesis_source import (
@@ -168,12 +168,20 @@ class _Prefetcher(threading.Thread):
 class ShardRunner(threading.Thread):
     """Reads, processes and commits one shard while the lease is ours."""
 
-    def __init__(self, worker: Worker, token: LeaseToken, checkpoint: str | None) -> None:
+    def __init__(
+        self,
+        worker: Worker,
+        token: LeaseToken,
+        checkpoint: str | None,
+        initial_position: str = "TRIM_HORIZON",
+    ) -> None:
         super().__init__(name=f"shard-{token.shard_id}", daemon=True)
         self.worker = worker
         self.token = token
         self.shard_id = token.shard_id
         self.checkpoint = checkpoint
+        #: Where to start without a checkpoint (see start_position).
+        self.initial_position = initial_position
         #: Set to stop fetching (shutdown, give-up, lease lost); the batch in hand is
         #: still committed unless the lease is lost.
         self.stop_fetching = threading.Event()
@@ -243,7 +251,12 @@ class ShardRunner(threading.Thread):
 
     def _run(self) -> None:
         w = self.worker
-        reader = w.source.reader(self.shard_id, self.checkpoint, stop=self.stop_fetching)
+        reader = w.source.reader(
+            self.shard_id,
+            self.checkpoint,
+            stop=self.stop_fetching,
+            initial_position=self.initial_position,
+        )
         log.info(
             "shard acquired",
             extra={
@@ -251,6 +264,7 @@ class ShardRunner(threading.Thread):
                 "shard_id": self.shard_id,
                 "fencing": self.token.fencing,
                 "checkpoint": self.checkpoint,
+                "initial_position": self.initial_position,
             },
         )
         first = True
@@ -630,7 +644,15 @@ class Worker:
             if token is None:
                 continue
             checkpoint = self.store.checkpoint_of(acquire.shard_id)
-            runner = ShardRunner(self, token, checkpoint)
+            # LATEST only for a parentless shard never read before (issue 10 item 6).
+            info = next((s for s in self._shards if s.shard_id == acquire.shard_id), None)
+            position = start_position(
+                self.settings.initial_position,
+                parents=info.parents if info is not None else ("unknown",),
+                fencing=token.fencing,
+                checkpoint=checkpoint,
+            )
+            runner = ShardRunner(self, token, checkpoint, position)
             with self._runners_lock:
                 self._runners[acquire.shard_id] = runner
             if self.stop.is_set():
