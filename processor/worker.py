@@ -378,13 +378,15 @@ class ShardRunner(threading.Thread):
         w.metrics.batch_committed(
             records=records,
             readings=result.inserted,
-            dead_letters=len(batch.dead_letters),
+            dead_letters=len(batch.dead_letters) + result.seq_conflicts,
             anomaly_types=[a.anomaly_type.value for a in committed.anomalies],
             latencies_ms=[(now - a.reading.ts).total_seconds() * 1000 for a in readings[::step]],
             commit_ms=commit_ms,
         )
         if result.duplicates:
-            w.metrics.count("Duplicates", result.duplicates)
+            w.metrics.count("Duplicates", result.duplicates - result.seq_conflicts)
+        if result.seq_conflicts:  # issue 10 item 4: dead-lettered, never silent
+            w.metrics.count("SeqConflicts", result.seq_conflicts)
         return True
 
     def _save_states(self) -> None:
