@@ -257,6 +257,7 @@ def _naive(
                         record.shard_id,
                         record.sequence_number,
                         result.schema_version,
+                        result.series,
                     ),
                 )
                 redis.set(redis_latest_key(result.device_id), record.data)

@@ -167,13 +167,17 @@ class KinesisSource:
         checkpoint: str | None,
         *,
         stop: threading.Event | None = None,
+        initial_position: str | None = None,
     ) -> ShardReader:
+        """A reader from ``checkpoint``, or without one from ``initial_position``
+        (default: the configured one; the worker passes
+        :func:`processor.core.leases.start_position`)."""
         return ShardReader(
             client=self.client,
             stream_name=self.stream_name,
             shard_id=shard_id,
             checkpoint=checkpoint,
-            initial_position=self.settings.initial_position,
+            initial_position=initial_position or self.settings.initial_position,
             limit=self.settings.get_records_limit,
             poll_interval_s=self.settings.poll_interval_ms / 1000.0,
             stop=stop,

@@ -18,7 +18,8 @@ Metric names (namespace from ``TAP_METRICS_NAMESPACE``, dimension ``Stream``):
 ``CommitLatency`` (ms per batch), ``MillisBehindLatest`` (per ``ShardId``),
 ``LeasesHeld``, ``LeasesLost``, ``StoreRetries``, ``RedisErrors``, ``Duplicates``
 (readings already stored: producer retries and replays), ``DetectorStatesEvicted``
-(idle devices dropped from memory, their state kept in Redis).
+(idle devices dropped from memory, their state kept in Redis), ``SeqConflicts``
+(readings repeating a stored key with another payload, dead-lettered).
 """
 
 from __future__ import annotations
@@ -219,6 +220,7 @@ class Metrics:
             "RedisErrors",
             "Duplicates",
             "DetectorStatesEvicted",  # issue 10 item 9
+            "SeqConflicts",  # issue 10 item 4
         ):
             if counters.get(name):
                 main.put_metric(name, counters[name], "Count")

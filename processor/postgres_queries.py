@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from processor.contract.record import EquipmentStatus, Reading, SensorType
+from processor.contract.record import BOOT_SCHEMA_VERSION, EquipmentStatus, Reading, SensorType
 from processor.core.model import AcceptedReading
 
 Connection = psycopg.Connection[Any]
@@ -35,22 +35,24 @@ WITH RECURSIVE devices AS (
     FROM devices d WHERE d.device_id IS NOT NULL
 )
 SELECT r.device_id, r.facility, r.line, r.sensor_type, r.unit, r.event_ts, r.seq,
-       r.schema_version, r.value, r.status, r.shard_id, r.sequence_number, r.arrival_ts
+       r.schema_version, r.value, r.status, r.shard_id, r.sequence_number, r.arrival_ts,
+       r.boot
 FROM devices d
 CROSS JOIN LATERAL (
-    SELECT k.device_id, k.event_ts, k.seq FROM tap.reading_keys k
+    SELECT k.device_id, k.event_ts, k.seq, k.boot FROM tap.reading_keys k
     WHERE k.device_id = d.device_id
     ORDER BY k.event_ts DESC, k.seq DESC LIMIT 1
 ) newest
 JOIN tap.readings r
   ON r.device_id = newest.device_id AND r.event_ts = newest.event_ts AND r.seq = newest.seq
+ AND r.boot = newest.boot
 WHERE d.device_id IS NOT NULL
 """
 
 
 def _accepted(row: tuple[Any, ...]) -> AcceptedReading:
     (device_id, facility, line, sensor_type, unit, event_ts, seq, schema_version, value,
-     status, shard_id, sequence_number, arrival_ts) = row  # fmt: skip
+     status, shard_id, sequence_number, arrival_ts, boot) = row  # fmt: skip
     reading = Reading(
         device_id=device_id,
         facility=facility,
@@ -62,6 +64,8 @@ def _accepted(row: tuple[Any, ...]) -> AcceptedReading:
         schema_version=schema_version,
         value=value,
         status=None if status is None else EquipmentStatus(status),
+        # Version 1 records carry no boot counter (stored as 0).
+        boot=None if schema_version < BOOT_SCHEMA_VERSION else boot,
     )
     return AcceptedReading(
         reading=reading, shard_id=shard_id, sequence_number=sequence_number, arrival=arrival_ts
@@ -88,12 +92,16 @@ def stored_keys(conn: Connection, device_ids: Iterable[str] | None = None) -> se
 
 
 def duplicate_keys(conn: Connection) -> list[tuple[str, int, int]]:
-    """(device_id, seq, copies) of every key stored more than once (must be empty)."""
+    """(device_id, seq, copies) of every key stored more than once (must be empty).
+
+    The key is (device_id, boot, seq, event day), as tap.reading_keys decides it
+    (migration 0004): a restarted sequence on another day is not a duplicate."""
     return [
         (device, seq, n)
         for device, seq, n in conn.execute(
             "SELECT device_id, seq, count(*) FROM tap.readings"
-            " GROUP BY device_id, seq HAVING count(*) > 1 ORDER BY device_id, seq"
+            " GROUP BY device_id, boot, seq, (event_ts AT TIME ZONE 'UTC')::date"
+            " HAVING count(*) > 1 ORDER BY device_id, seq"
         )
     ]
 

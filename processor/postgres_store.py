@@ -66,6 +66,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from processor import client_timeouts, postgres_queries
+from processor.contract.record import MAX_DETAIL_CHARS, RejectReason, encode_reading
 from processor.contract.storage import (
     ANOMALIES_COPY_COLUMNS,
     ANOMALIES_TABLE,
@@ -193,7 +194,7 @@ class CommitResult:
 
     #: Readings newly stored by this commit.
     inserted: int
-    #: Readings of the batch already stored (replay) or repeated within the batch.
+    #: Readings of the batch already stored (replay, exact re-send) or in conflict.
     duplicates: int
     anomalies: int
     dead_letters: int
@@ -202,6 +203,9 @@ class CommitResult:
     #: Kinesis sequence numbers of the newly stored readings (the exact records, even
     #: where a device's seq repeats): see :func:`processor.core.batch.committed_part`.
     inserted_sequence_numbers: frozenset[str] = frozenset()
+    #: Readings repeating a stored key with another payload, dead-lettered as
+    #: ``seq_conflict`` by this commit (issue 10 item 4; included in ``dead_letters``).
+    seq_conflicts: int = 0
 
     @property
     def devices(self) -> tuple[str, ...]:
@@ -805,9 +809,14 @@ class PostgresStore:
            :class:`LeaseLost`. Doing it first also locks the lease row until commit,
            so no peer can acquire the shard between our check and our commit.
         2. Readings: COPY into a session temp table, then in one statement insert the
-           keys into ``tap.reading_keys`` ``ON CONFLICT DO NOTHING RETURNING`` and the
-           rows whose key was new into ``tap.readings`` (duplicates within the batch
-           keep the lowest Kinesis sequence number).
+           keys ``(device_id, boot, seq, event day)`` into ``tap.reading_keys``
+           ``ON CONFLICT DO NOTHING RETURNING`` and the rows whose key was new into
+           ``tap.readings`` (duplicates within the batch keep the lowest Kinesis
+           sequence number). When some key was not new, one more statement finds the
+           readings whose stored twin has another payload and another Kinesis record:
+           they become ``seq_conflict`` dead letters (payload: the reading re-encoded,
+           detail: where and what the stored one is); exact re-sends and replays of
+           our own records are dropped as duplicates.
         3. Anomalies of newly stored readings (and ``silent`` ones, which belong to no
            reading of the batch), ``ON CONFLICT DO NOTHING``: a replay's detectors may
            see a different history, but the first commit's verdict stands.
@@ -825,6 +834,7 @@ class PostgresStore:
         readings = reading_rows(batch, when)
         anomalies = anomaly_rows(batch, when)
         dead_letters = [_strip_nul(row) for row in dead_letter_rows(batch, when)]
+        by_record = {a.sequence_number: a for a in batch.readings}
 
         def run(conn: psycopg.Connection[Any]) -> CommitResult:
             self._prepare_staging(conn)
@@ -849,6 +859,14 @@ class PostgresStore:
                         inserted_keys.add((device, seq))
                         inserted_records.add(sequence_number)
 
+                conflicts = []
+                if len(inserted_records) < len(readings):
+                    conflicts = [
+                        _seq_conflict_row(by_record[sequence_number], stored, when)
+                        for sequence_number, *stored in conn.execute(_SEQ_CONFLICTS_SQL)
+                    ]
+                    dead_letters.extend(conflicts)
+
                 stored_anomalies = 0
                 if anomalies:
                     _copy(conn, _STAGE_ANOMALIES, ANOMALIES_COPY_COLUMNS, anomalies)
@@ -868,6 +886,7 @@ class PostgresStore:
                 dead_letters=stored_dead,
                 inserted_keys=frozenset(inserted_keys),
                 inserted_sequence_numbers=frozenset(inserted_records),
+                seq_conflicts=len(conflicts),
             )
 
         return self._call(run)
@@ -1137,23 +1156,27 @@ def _prefixed(alias: str, columns: Sequence[str]) -> sql.Composable:
 
 
 # Duplicates within one batch (a producer retry landing in the same GetRecords page)
-# must be collapsed first: the join below would otherwise insert both copies.
+# must be collapsed first: the join below would otherwise insert both copies. (The
+# core already does it and dead-letters in-batch conflicts; this is the guard.)
+# The key's event day is the UTC day of event_ts: the day of the readings partition.
 _INSERT_READINGS_SQL: Final = sql.SQL(
     """
 WITH staged AS (
-    SELECT DISTINCT ON (device_id, seq) {cols}
-    FROM {stage}
+    SELECT DISTINCT ON (device_id, boot, seq, event_day) {cols}, event_day
+    FROM (SELECT *, (event_ts AT TIME ZONE 'UTC')::date AS event_day FROM {stage}) t
     -- lowest Kinesis sequence number first (decimal strings: compare length, then text)
-    ORDER BY device_id, seq, length(sequence_number), sequence_number
+    ORDER BY device_id, boot, seq, event_day, length(sequence_number), sequence_number
 ), new_keys AS (
-    INSERT INTO tap.reading_keys (device_id, seq, event_ts)
-    SELECT device_id, seq, event_ts FROM staged
-    ON CONFLICT (device_id, seq) DO NOTHING
-    RETURNING device_id, seq
+    INSERT INTO tap.reading_keys (device_id, boot, seq, event_day, event_ts)
+    SELECT device_id, boot, seq, event_day, event_ts FROM staged
+    ON CONFLICT (device_id, boot, seq, event_day) DO NOTHING
+    RETURNING device_id, boot, seq, event_day
 )
 INSERT INTO {readings} ({cols})
 SELECT {s_cols}
-FROM staged s JOIN new_keys k ON k.device_id = s.device_id AND k.seq = s.seq
+FROM staged s JOIN new_keys k
+  ON k.device_id = s.device_id AND k.boot = s.boot AND k.seq = s.seq
+ AND k.event_day = s.event_day
 RETURNING device_id, seq, sequence_number
 """
 ).format(
@@ -1162,6 +1185,55 @@ RETURNING device_id, seq, sequence_number
     readings=_table(READINGS_TABLE),
     s_cols=_prefixed("s", READINGS_COPY_COLUMNS),
 )
+
+# Staged readings whose key is stored (by an earlier commit, or by this one for
+# another record) with another payload from another Kinesis record: seq_conflicts.
+# Same Kinesis record = a replay of our own; same payload = an exact re-send.
+_SEQ_CONFLICTS_SQL: Final = sql.SQL(
+    """
+SELECT s.sequence_number, r.shard_id, r.sequence_number, r.event_ts, r.value, r.status
+FROM {stage} s
+JOIN tap.reading_keys k
+  ON k.device_id = s.device_id AND k.boot = s.boot AND k.seq = s.seq
+ AND k.event_day = (s.event_ts AT TIME ZONE 'UTC')::date
+JOIN {readings} r
+  ON r.device_id = k.device_id AND r.event_ts = k.event_ts AND r.boot = k.boot
+ AND r.seq = k.seq
+WHERE (r.shard_id, r.sequence_number) IS DISTINCT FROM (s.shard_id, s.sequence_number)
+  AND (r.event_ts, r.value, r.status, r.facility, r.line, r.sensor_type, r.unit)
+      IS DISTINCT FROM (s.event_ts, s.value, s.status, s.facility, s.line, s.sensor_type, s.unit)
+"""
+).format(stage=sql.Identifier(_STAGE_READINGS), readings=_table(READINGS_TABLE))
+
+
+def _seq_conflict_row(
+    accepted: AcceptedReading, stored: Sequence[Any], received_at: datetime
+) -> tuple[Any, ...]:
+    """A ``seq_conflict`` dead-letter row (DEAD_LETTERS_COPY_COLUMNS order): the new
+    reading re-encoded as its producer sent it (the raw bytes are not kept past
+    validation; the encoding is canonical and lossless for every field), the stored
+    reading's place and values in the detail."""
+    shard_id, sequence_number, event_ts, value, status = stored
+    r = accepted.reading
+    detail = (
+        f"(device_id, boot, seq) = ({r.device_id}, {r.series}, {r.seq}) already stored on "
+        f"event day {r.ts.date().isoformat()} from {shard_id} sequence number "
+        f"{sequence_number} (ts {event_ts.isoformat()}, value {value}, status {status}); "
+        f"this record: ts {r.ts.isoformat()}, value {r.value}, status {r.status}"
+    )
+    return _strip_nul(
+        (
+            accepted.shard_id,
+            accepted.sequence_number,
+            r.device_id,
+            encode_reading(r),
+            RejectReason.SEQ_CONFLICT.value,
+            detail if len(detail) <= MAX_DETAIL_CHARS else detail[: MAX_DETAIL_CHARS - 3] + "...",
+            accepted.arrival,
+            received_at,
+        )
+    )
+
 
 _INSERT_ANOMALIES_SQL: Final = sql.SQL(
     """

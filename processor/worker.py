@@ -47,7 +47,7 @@ from processor.core.batch import committed_part, process_records
 from processor.core.detection import DetectorBank, DetectorConfig
 from processor.core.leases import LeaseRow as PlannerLease
 from processor.core.leases import ShardInfo as PlannerShard
-from processor.core.leases import plan_leases
+from processor.core.leases import plan_leases, start_position
 from processor.core.model import LeaseToken, ProcessedBatch
 from processor.core.silence import SilenceConfig, SilenceTracker, fetch_progress
 from processor.error_kinds import ErrorKind, classify
@@ -188,12 +188,20 @@ class _Prefetcher(threading.Thread):
 class ShardRunner(threading.Thread):
     """Reads, processes and commits one shard while the lease is ours."""
 
-    def __init__(self, worker: Worker, token: LeaseToken, checkpoint: str | None) -> None:
+    def __init__(
+        self,
+        worker: Worker,
+        token: LeaseToken,
+        checkpoint: str | None,
+        initial_position: str = "TRIM_HORIZON",
+    ) -> None:
         super().__init__(name=f"shard-{token.shard_id}", daemon=True)
         self.worker = worker
         self.token = token
         self.shard_id = token.shard_id
         self.checkpoint = checkpoint
+        #: Where to start without a checkpoint (see start_position).
+        self.initial_position = initial_position
         #: Set to stop fetching (shutdown, give-up, lease lost); the batch in hand is
         #: still committed unless the lease is lost.
         self.stop_fetching = threading.Event()
@@ -281,7 +289,12 @@ class ShardRunner(threading.Thread):
 
     def _run(self) -> None:
         w = self.worker
-        reader = w.source.reader(self.shard_id, self.checkpoint, stop=self.stop_fetching)
+        reader = w.source.reader(
+            self.shard_id,
+            self.checkpoint,
+            stop=self.stop_fetching,
+            initial_position=self.initial_position,
+        )
         log.info(
             "shard acquired",
             extra={
@@ -289,6 +302,7 @@ class ShardRunner(threading.Thread):
                 "shard_id": self.shard_id,
                 "fencing": self.token.fencing,
                 "checkpoint": self.checkpoint,
+                "initial_position": self.initial_position,
             },
         )
         first = True
@@ -417,13 +431,15 @@ class ShardRunner(threading.Thread):
         w.metrics.batch_committed(
             records=records,
             readings=result.inserted,
-            dead_letters=len(batch.dead_letters),
+            dead_letters=len(batch.dead_letters) + result.seq_conflicts,
             anomaly_types=[a.anomaly_type.value for a in committed.anomalies],
             latencies_ms=[(now - a.reading.ts).total_seconds() * 1000 for a in readings[::step]],
             commit_ms=commit_ms,
         )
         if result.duplicates:
-            w.metrics.count("Duplicates", result.duplicates)
+            w.metrics.count("Duplicates", result.duplicates - result.seq_conflicts)
+        if result.seq_conflicts:  # issue 10 item 4: dead-lettered, never silent
+            w.metrics.count("SeqConflicts", result.seq_conflicts)
         return True
 
     def _load_silence_registry(self) -> None:
@@ -787,7 +803,15 @@ class Worker:
             if token is None:
                 continue
             checkpoint = self.store.checkpoint_of(acquire.shard_id)
-            runner = ShardRunner(self, token, checkpoint)
+            # LATEST only for a parentless shard never read before (issue 10 item 6).
+            info = next((s for s in self._shards if s.shard_id == acquire.shard_id), None)
+            position = start_position(
+                self.settings.initial_position,
+                parents=info.parents if info is not None else ("unknown",),
+                fencing=token.fencing,
+                checkpoint=checkpoint,
+            )
+            runner = ShardRunner(self, token, checkpoint, position)
             with self._runners_lock:
                 self._runners[acquire.shard_id] = runner
             if self.stop.is_set():

@@ -6,6 +6,14 @@ A reading is a JSON object sent as one Kinesis record (partition key = ``device_
      "sensor_type": "temperature", "value": 71.4, "status": null, "unit": "C",
      "ts": "2026-11-26T17:00:00.120Z", "seq": 4711, "schema_version": 1}
 
+Schema version 2 adds ``"boot"``: a counter the device increments at every restart
+(reboot, firmware update, replacement unit taking over the id), so that a sequence
+that starts again at 0 is a new series, ``(device_id, boot, seq)``, not a repeat of
+old readings (issue 10 item 4). Version 1 records (no ``boot``) are still accepted
+and count as boot 0. How a repeated ``(device_id, boot, seq)`` is handled (exact
+re-send de-duplicated, different payload dead-lettered as ``seq_conflict``) is in
+docs/PROCESSOR-STORAGE.md.
+
 ``decode_reading`` never raises on any byte string: it returns either a
 :class:`Reading` or a :class:`Rejection` carrying a :class:`RejectReason` code,
 which the processor writes to the dead-letter table with the raw bytes.
@@ -22,8 +30,13 @@ from typing import Annotated, Final
 
 import msgspec
 
+#: What a producer without a boot counter sends (the simulator, Locust).
 SCHEMA_VERSION: Final = 1
-SUPPORTED_SCHEMA_VERSIONS: Final = frozenset({1})
+#: The version that carries ``boot``.
+BOOT_SCHEMA_VERSION: Final = 2
+SUPPORTED_SCHEMA_VERSIONS: Final = frozenset({SCHEMA_VERSION, BOOT_SCHEMA_VERSION})
+#: Largest boot counter (a PostgreSQL bigint).
+MAX_BOOT: Final = 2**63 - 1
 
 #: Largest accepted record. A reading is about 250 bytes; anything near Kinesis's
 #: 1 MiB limit is a producer bug, not a reading.
@@ -86,6 +99,14 @@ class RejectReason(enum.StrEnum):
     BAD_STATUS = "bad_status"
     BAD_IDENTIFIER = "bad_identifier"
     INCONSISTENT = "inconsistent"
+    #: Not a decoding verdict: set by the processor when a valid reading repeats the
+    #: (device_id, boot, seq) of a stored reading of the same event day with a
+    #: different payload (issue 10 item 4). See :data:`AFTER_DECODING_REASONS`.
+    SEQ_CONFLICT = "seq_conflict"
+
+
+#: Reasons ``decode_reading`` never returns: assigned once a reading meets others.
+AFTER_DECODING_REASONS: Final = frozenset({RejectReason.SEQ_CONFLICT})
 
 
 class Reading(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=False):
@@ -98,6 +119,29 @@ class Reading(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defa
     unit: str
     ts: Annotated[datetime, msgspec.Meta(tz=True)]
     seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+    schema_version: int
+    value: float | None = None
+    status: EquipmentStatus | None = None
+    #: Schema version 2 only: the device's restart counter (None in version 1).
+    boot: Annotated[int, msgspec.Meta(ge=0, le=MAX_BOOT)] | None = None
+
+    @property
+    def series(self) -> int:
+        """The boot counter, 0 for a version 1 record (the stored ``boot``)."""
+        return 0 if self.boot is None else self.boot
+
+
+class _ReadingV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=False):
+    """The version 1 wire form (no ``boot``): what :func:`encode_reading` writes for
+    a reading without a boot counter, byte for byte what version 1 producers send."""
+
+    device_id: str
+    facility: str
+    line: str
+    sensor_type: SensorType
+    unit: str
+    ts: datetime
+    seq: int
     schema_version: int
     value: float | None = None
     status: EquipmentStatus | None = None
@@ -117,6 +161,7 @@ class _WireReading(msgspec.Struct, forbid_unknown_fields=True):
     schema_version: int
     value: float | None = None
     status: str | None = None
+    boot: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +192,23 @@ _encoder: Final = msgspec.json.Encoder()
 
 
 def encode_reading(reading: Reading) -> bytes:
-    """Serialize a reading exactly as producers must send it."""
+    """Serialize a reading exactly as producers must send it (version 1 without
+    ``boot``, version 2 with it as the last field)."""
+    if reading.boot is None:
+        return _encoder.encode(
+            _ReadingV1(
+                reading.device_id,
+                reading.facility,
+                reading.line,
+                reading.sensor_type,
+                reading.unit,
+                reading.ts,
+                reading.seq,
+                reading.schema_version,
+                reading.value,
+                reading.status,
+            )
+        )
     return _encoder.encode(reading)
 
 
@@ -236,6 +297,19 @@ def _check_semantics(
         return Rejection(
             RejectReason.UNKNOWN_SCHEMA_VERSION, f"schema_version {wire.schema_version}"
         )
+    boot = wire.boot
+    if wire.schema_version == SCHEMA_VERSION:
+        if boot is not None:
+            return Rejection(
+                RejectReason.INCONSISTENT,
+                f"boot needs schema_version {BOOT_SCHEMA_VERSION}, got {SCHEMA_VERSION}",
+            )
+    elif boot is None:
+        return Rejection(
+            RejectReason.MISSING_FIELD, f"schema_version {wire.schema_version} without boot"
+        )
+    elif boot < 0 or boot > MAX_BOOT:
+        return Rejection(RejectReason.OUT_OF_RANGE, f"boot {boot} outside 0..2^63-1")
     sensor_type = _SENSOR_TYPES.get(wire.sensor_type)
     if sensor_type is None:
         return _reject(RejectReason.UNKNOWN_SENSOR_TYPE, f"sensor_type {wire.sensor_type!r}")
@@ -298,4 +372,5 @@ def _check_semantics(
         schema_version=wire.schema_version,
         value=float(value) if value is not None else None,
         status=status,
+        boot=boot,
     )

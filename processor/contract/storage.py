@@ -8,7 +8,8 @@ from typing import Final
 #: PostgreSQL schema holding every table of the pipeline.
 PG_SCHEMA: Final = "tap"
 
-#: Every reading, partitioned by day on event time; unique on (device_id, seq).
+#: Every reading, partitioned by day on event time; unique on (device_id, boot, seq)
+#: within an event day (see docs/PROCESSOR-STORAGE.md, "De-duplication").
 READINGS_TABLE: Final = f"{PG_SCHEMA}.readings"
 #: Detected anomalies (append-only).
 ANOMALIES_TABLE: Final = f"{PG_SCHEMA}.anomalies"
@@ -71,6 +72,8 @@ READINGS_COPY_COLUMNS: Final[tuple[str, ...]] = (
     "shard_id",
     "sequence_number",
     "schema_version",
+    # Migration 0004 (issue 10 item 4): the device's restart counter, 0 without one.
+    "boot",
 )
 
 #: Anomalies: identity (device_id, seq, anomaly_type) makes a replay idempotent.

@@ -2,9 +2,12 @@
 
 Every record ends in exactly one place: an accepted reading, a dead letter (with
 its full payload and reason, so a poison record never stalls the shard), or — for
-a producer retry that repeats ``(device_id, seq)`` inside the batch — nowhere
-(the first copy wins; the database's ``ON CONFLICT DO NOTHING`` covers the copies
-that arrive in different batches).
+a producer retry that repeats a reading exactly inside the batch — nowhere (the
+first copy wins; the database's ``ON CONFLICT DO NOTHING`` covers the copies that
+arrive in different batches). Two readings of the batch with the same key,
+``(device_id, boot, seq, event day)``, but different payloads both stay: only the
+store knows which one matches what is already stored, and it dead-letters the other
+as ``seq_conflict`` (issue 10 item 4).
 
 The row helpers turn the batch into tuples in the column orders defined once in
 :mod:`processor.contract.storage`, which the PostgreSQL store feeds to ``COPY``.
@@ -50,14 +53,13 @@ def validate_records(
     batch = ProcessedBatch(shard_id=sid, shard_end=shard_end)
     readings = batch.readings
     dead = batch.dead_letters
-    seen: set[tuple[str, int]] = set()
+    seen: set[Reading] = set()
     for record in records:
         result = decode_reading(record.data, arrival=record.arrival, limits=limits)
         if isinstance(result, Reading):
-            key = (result.device_id, result.seq)
-            if key in seen:
+            if result in seen:  # an exact re-send: same reading, other Kinesis record
                 continue
-            seen.add(key)
+            seen.add(result)
             readings.append(
                 AcceptedReading(result, record.shard_id, record.sequence_number, record.arrival)
             )
@@ -170,6 +172,7 @@ def reading_rows(batch: ProcessedBatch, processed_at: datetime) -> list[tuple[An
                 a.shard_id,
                 a.sequence_number,
                 r.schema_version,
+                r.series,
             )
         )
     return rows

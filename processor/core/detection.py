@@ -170,6 +170,9 @@ class DeviceState(msgspec.Struct, array_like=True, gc=False):
     #: Unused (see ``last_seen``); both stay so that states saved by running
     #: processors still decode as this version during a rolling deploy.
     silent_reported: bool = False
+    #: The boot counter of the series being followed (schema version 2 readings).
+    #: Last, with a default, so states saved before it existed still decode.
+    last_boot: int = 0
 
     def to_bytes(self) -> bytes:
         return _state_encoder.encode(self)
@@ -321,10 +324,20 @@ class DetectorBank:
         device_id = reading.device_id
         st = self._states.get(device_id)
         sensor_type = reading.sensor_type
+        boot = reading.boot
         if st is None or st.sensor_type != sensor_type:
             # A device that changed its sensor type is a new device for the detectors.
             st = DeviceState(STATE_VERSION, sensor_type.value)
             self._states[device_id] = st
+            if boot is not None:
+                st.last_boot = boot
+        elif boot is not None and boot != st.last_boot:
+            if boot < st.last_boot:  # a late reading of an earlier series
+                self.ignored += 1
+                return
+            # The device restarted (issue 10 item 4): its seq starts again, and the
+            # baseline carries on (same machine, same sensor).
+            st.last_boot = boot
         elif reading.seq <= st.last_seq:
             self.ignored += 1
             return

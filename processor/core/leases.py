@@ -35,6 +35,26 @@ from dataclasses import dataclass
 from datetime import datetime
 
 
+def start_position(
+    configured: str, *, parents: Collection[str], fencing: int, checkpoint: str | None
+) -> str:
+    """Where a shard with no checkpoint starts: the configured ``TAP_INITIAL_POSITION``
+    only where it cannot skip a record (issue 10 item 6).
+
+    ``LATEST`` means "records written from now on", which is right only for a shard
+    the application has never read and which continues nothing: a parentless shard
+    acquired for the first time (``fencing == 1`` after this acquisition). A child
+    of a split or merge holds the records written since its parent closed, possibly
+    before any reader of ours existed; a shard handed over before its first
+    checkpoint was being read by a previous owner whose records are not stored. Both
+    start at ``TRIM_HORIZON`` (at worst, records older than the application are read;
+    never is one skipped). With a checkpoint the reader resumes after it anyway.
+    """
+    if configured == "LATEST" and not parents and fencing <= 1 and checkpoint is None:
+        return "LATEST"
+    return "TRIM_HORIZON"
+
+
 class Rebalance(enum.StrEnum):
     """Which side moves a shard when the load is unbalanced."""
 

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 
@@ -30,7 +31,13 @@ from e2e.fixtures import FreshDatabase
 from e2e.services import LocalServices, PostgresServer
 from processor import postgres_queries
 from processor.contract import storage
-from processor.contract.record import EquipmentStatus, Reading, RejectReason, SensorType
+from processor.contract.record import (
+    EquipmentStatus,
+    Reading,
+    RejectReason,
+    SensorType,
+    decode_reading,
+)
 from processor.core.model import (
     AcceptedReading,
     Anomaly,
@@ -55,6 +62,10 @@ from processor.postgres_store import (
 from processor.secrets import SecretsProvider
 
 pytestmark = pytest.mark.integration
+
+#: Every shipped migration version, derived (never a hard-coded count: branches add
+#: migrations that the integrator renumbers).
+ALL_VERSIONS = [m.version for m in load_migrations()]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "processor" / "migrations"
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -506,7 +517,9 @@ def test_producer_duplicates_become_one_row(
     store: PostgresStore, admin: psycopg.Connection[Any]
 ) -> None:
     """PutRecords retries re-send a reading: same (device, seq), new Kinesis sequence
-    number, possibly in the same batch, possibly later, possibly a different event time."""
+    number, possibly in the same batch, possibly later. The key is day-scoped (issue 10
+    item 10): the same (device, seq) with an event time on another day is a reading of
+    its own (a restarted sequence), not a duplicate."""
     token = acquire(store)
     first = store.commit_batch(
         batch_of(
@@ -524,24 +537,26 @@ def test_producer_duplicates_become_one_row(
         batch_of(
             [
                 reading("d1", 2, sequence_number="400"),  # retry in a later batch
-                # Same key with an event time on another day (another partition): still
-                # a duplicate, because uniqueness is kept in tap.reading_keys.
+                # Same (device, seq) with an event time on another day: another key.
                 reading("d1", 1, sequence_number="401", ts=NOW - timedelta(days=3)),
                 reading("d1", 3, sequence_number="402"),
             ]
         ),
         token,
     )
-    assert (second.inserted, second.duplicates) == (1, 2)
-    assert second.inserted_keys == {("d1", 3)}
+    assert (second.inserted, second.duplicates) == (2, 1)
+    assert second.inserted_keys == {("d1", 1), ("d1", 3)}
+    assert second.seq_conflicts == 0
     assert store.stored_keys() == {("d1", 1), ("d1", 2), ("d1", 3)}
     assert store.run_query(postgres_queries.duplicate_keys) == []
     # Within a batch, the copy with the lowest Kinesis sequence number is kept (numeric
     # order: "1000" > "302" although it sorts first as text).
+    # ("401" is the other day's reading of seq 1.)
     kept = admin.execute(
         "SELECT sequence_number FROM tap.readings WHERE device_id='d1' AND seq=1"
-    ).fetchone()
-    assert kept == ("300",)
+        " ORDER BY sequence_number"
+    ).fetchall()
+    assert kept == [("300",), ("401",)]
 
 
 def test_concurrent_commits_of_the_same_keys_store_each_once(make_store: StoreFactory) -> None:
@@ -904,7 +919,8 @@ def test_latest_per_device_uses_the_index(
     from processor.postgres_queries import _LATEST_PER_DEVICE
 
     plan = "\n".join(r[0] for r in admin.execute("EXPLAIN " + _LATEST_PER_DEVICE))
-    assert "reading_keys_latest" in plan or "reading_keys_pkey" in plan
+    # Partitioned since migration 0004: the partitions' copies of the index are used.
+    assert "reading_keys_p" in plan and "Index" in plan, plan
     assert "Seq Scan on reading_keys" not in plan
     assert len(store.latest_per_device()) == 20
 
@@ -1101,3 +1117,174 @@ def test_commit_throughput(store: PostgresStore) -> None:
     assert inserted == (batches - 1) * 500
     assert store.count_readings() - before == batches * 500
     assert rate > 1000
+
+
+# --- issue 10 items 4 and 10: reused sequence numbers, a bounded key table ------------
+
+
+def _dead_letters(admin: psycopg.Connection[Any]) -> list[tuple[str, str, bytes, str]]:
+    return [
+        (seqno, reason, bytes(payload), detail)
+        for seqno, reason, payload, detail in admin.execute(
+            "SELECT sequence_number, reason, payload, detail FROM tap.dead_letters"
+            " ORDER BY sequence_number"
+        )
+    ]
+
+
+def test_a_reused_seq_with_another_payload_is_a_seq_conflict_dead_letter(
+    store: PostgresStore, admin: psycopg.Connection[Any]
+) -> None:
+    """The same (device, seq) on the same event day: an exact re-send is a duplicate,
+    another payload is dead-lettered with reason seq_conflict (its payload, and where
+    the stored reading is), never dropped silently; its anomalies are not stored."""
+    token = acquire(store)
+    original = reading("d1", 5, sequence_number="100", value=20.0)
+    store.commit_batch(batch_of([original]), token)
+    resend = AcceptedReading(original.reading, "shard-0", "200", NOW)
+    rebooted = reading(
+        "d1", 5, sequence_number="201", value=95.0, ts=original.reading.ts + timedelta(seconds=30)
+    )
+    limit = Anomaly(
+        device_id="d1",
+        seq=5,
+        ts=rebooted.reading.ts,
+        anomaly_type=AnomalyType.LIMIT,
+        severity=Severity.WARNING,
+        score=1.0,
+        explanation="rebooted device over the limit",
+        sensor_type="temperature",
+        value=95.0,
+    )
+    batch = batch_of([resend, rebooted], anomalies=[limit])
+    result = store.commit_batch(batch, token)
+    assert (result.inserted, result.duplicates, result.seq_conflicts) == (0, 2, 1)
+    assert result.dead_letters == 1
+    (dead,) = _dead_letters(admin)
+    seqno, reason, payload, detail = dead
+    assert (seqno, reason) == ("201", "seq_conflict")
+    assert decode_reading(payload, arrival=NOW) == rebooted.reading
+    assert "sequence number 100" in detail and "value 20.0" in detail
+    assert count(admin, "tap.anomalies") == 0
+    assert count(admin, "tap.readings") == 1
+    # Committing the same batch again (a replay) adds nothing.
+    again = store.commit_batch(batch, token)
+    assert (again.inserted, again.dead_letters) == (0, 0)
+    assert len(_dead_letters(admin)) == 1
+
+
+def test_a_reboot_mid_stream_with_a_boot_counter_is_a_new_series(
+    store: PostgresStore, admin: psycopg.Connection[Any]
+) -> None:
+    """A schema version 2 device restarts: seq 0, 1, 2 again with boot 1, the same day.
+    Every reading is stored; none is a duplicate or a conflict."""
+    token = acquire(store)
+    before = [reading("d1", seq, sequence_number=f"{100 + seq}") for seq in range(5)]
+    store.commit_batch(batch_of(before), token)
+    after = [
+        AcceptedReading(
+            msgspec.structs.replace(
+                reading("d1", seq).reading,
+                schema_version=2,
+                boot=1,
+                ts=NOW - timedelta(seconds=100 - seq),
+            ),
+            "shard-0",
+            f"{200 + seq}",
+            NOW,
+        )
+        for seq in range(3)
+    ]
+    result = store.commit_batch(batch_of(after), token)
+    assert (result.inserted, result.duplicates, result.seq_conflicts) == (3, 0, 0)
+    assert count(admin, "tap.readings") == 8
+    assert count(admin, "tap.dead_letters") == 0
+    boots = admin.execute(
+        "SELECT boot, count(*) FROM tap.readings GROUP BY boot ORDER BY boot"
+    ).fetchall()
+    assert boots == [(0, 5), (1, 3)]
+    latest = store.latest_per_device()["d1"].reading
+    assert (latest.boot, latest.seq) == (1, 2)
+    assert store.run_query(postgres_queries.duplicate_keys) == []
+
+
+def test_dedupe_keys_live_in_the_readings_daily_partitions(
+    store: PostgresStore, admin: psycopg.Connection[Any]
+) -> None:
+    """Issue 10 item 10: every readings day partition has its key partition (created
+    together), so retention that drops a day drops its keys; each partition refuses
+    TRUNCATE like the readings'."""
+    token = acquire(store)
+    store.commit_batch(
+        batch_of([reading("d1", i, ts=NOW - timedelta(days=i)) for i in range(3)]), token
+    )
+    readings_days = {
+        name.removeprefix("readings_p")
+        for (name,) in admin.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'tap.readings'::regclass AND c.relname LIKE 'readings_p%'"
+        )
+    }
+    key_days = {
+        name.removeprefix("reading_keys_p")
+        for (name,) in admin.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'tap.reading_keys'::regclass"
+            " AND c.relname LIKE 'reading_keys_p%'"
+        )
+    }
+    assert readings_days and key_days == readings_days
+    assert count(admin, "tap.reading_keys_default") == 0
+    for day in sorted(key_days)[:2]:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            admin.execute(f"TRUNCATE tap.reading_keys_p{day}")
+        admin.rollback()
+
+
+def test_migration_0004_moves_existing_keys(
+    make_store: StoreFactory, admin: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database migrated before 0004, with readings and keys: 0004 moves the keys to
+    the partitioned table (boot 0, their event day), and they still de-duplicate."""
+    import processor.postgres_store as postgres_store
+
+    migrations = load_migrations()
+    dedupe = next(m.version for m in migrations if m.name == "dedupe_window")
+    old = make_store()
+    with monkeypatch.context() as patch:  # only the migrations before 0004
+        patch.setattr(
+            postgres_store,
+            "load_migrations",
+            lambda: [m for m in migrations if m.version < dedupe],
+        )
+        old.migrate()
+    old.ensure_partitions()
+    rows = [reading("d1", seq, ts=NOW - timedelta(days=seq)) for seq in range(3)]
+    for accepted in rows:
+        r = accepted.reading
+        admin.execute(
+            "INSERT INTO tap.reading_keys (device_id, seq, event_ts) VALUES (%s, %s, %s)",
+            (r.device_id, r.seq, r.ts),
+        )
+        admin.execute(
+            "INSERT INTO tap.readings (device_id, seq, facility, line, sensor_type, value,"
+            " status, unit, event_ts, arrival_ts, processed_at, shard_id, sequence_number,"
+            " schema_version) VALUES (%s, %s, %s, %s, %s, %s, NULL, %s, %s, %s, %s, %s, %s, 1)",
+            (r.device_id, r.seq, r.facility, r.line, r.sensor_type.value, r.value, r.unit, r.ts,
+             NOW, NOW, accepted.shard_id, accepted.sequence_number),
+        )  # fmt: skip
+    admin.commit()
+
+    store = make_store()
+    assert dedupe in store.migrate()
+    keys = admin.execute(
+        "SELECT device_id, boot, seq, event_day FROM tap.reading_keys ORDER BY seq"
+    ).fetchall()
+    assert keys == [("d1", 0, a.reading.seq, a.reading.ts.date()) for a in rows]
+    assert count(admin, "tap.reading_keys_default") == 0
+    store.ensure_partitions()
+    token = acquire(store)
+    resend = [AcceptedReading(a.reading, "shard-0", f"9{i}", NOW) for i, a in enumerate(rows)]
+    result = store.commit_batch(batch_of(resend), token)
+    assert (result.inserted, result.duplicates, result.seq_conflicts) == (0, 3, 0)
+    assert count(admin, "tap.readings") == 3

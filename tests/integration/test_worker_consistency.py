@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from e2e.verify import ProcessorCluster, Record, make_readings, wait_until, wait_until_stored
@@ -81,5 +82,66 @@ def test_a_conflicting_duplicate_never_reaches_redis(
         )
         assert _redis_anomaly_ids(client) == _table_anomaly_ids(cluster)
         assert f"{DEVICE}:10:limit" not in _redis_anomaly_ids(client)
+    finally:
+        client.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_device_reboot_mid_stream_loses_nothing_silently(
+    make_cluster: Callable[..., ProcessorCluster],
+) -> None:
+    """Issue 10 item 4 through a real processor: a device sends seq 0..19, reboots and
+    sends seq 0..9 again the same day. Without a boot counter (schema version 1) each
+    repeated seq is a seq_conflict dead letter with its payload; with one (version 2,
+    boot 1) the new series is stored. Exact re-sends stay de-duplicated. Every record
+    ends in exactly one place, and Redis shows what PostgreSQL holds."""
+    cluster = make_cluster(1, lease_duration_s=LEASE_S)
+    cluster.start("w1")
+    # Mid-day, whatever the time now: all records of this test share one event day.
+    now = datetime.now(UTC)
+    start = now - timedelta(minutes=3)
+    if start.date() != (now + timedelta(minutes=1)).date():
+        start = now.replace(hour=0, minute=0, second=5)
+    first = [_reading(seq, start + timedelta(seconds=seq), 65.0) for seq in range(20)]
+    cluster.send(first)
+    wait_until_stored(cluster.view, {r.key for r in first if r.key}, timeout=45)
+
+    restarted_v1 = [_reading(seq, start + timedelta(seconds=60 + seq), 70.0) for seq in range(10)]
+    restarted_v2 = [
+        Record(
+            encode_reading(
+                msgspec.structs.replace(
+                    msgspec.json.decode(r.data, type=Reading), schema_version=2, boot=1
+                )
+            ),
+            DEVICE,
+            r.key,
+        )
+        for r in restarted_v1
+    ]
+    # Exact re-sends of the first series (a producer retry) in the same stream.
+    cluster.send(restarted_v1 + first[:5] + restarted_v2)
+
+    def settled() -> bool:
+        return (
+            cluster.view.count_readings() == 30
+            and cluster.view.dead_letters_by_reason().get("seq_conflict", 0) == 10
+        )
+
+    assert wait_until(settled, timeout=45, interval=0.5), (
+        f"readings {cluster.view.count_readings()}, dead letters "
+        f"{cluster.view.dead_letters_by_reason()}\n{cluster.logs()}"
+    )
+    assert cluster.view.dead_letters_by_reason() == {"seq_conflict": 10}
+    assert cluster.view.duplicate_keys() == []
+    latest = cluster.view.latest_per_device()[DEVICE].reading
+    assert (latest.boot, latest.seq) == (1, 9)
+    client = cluster.services.redis.client()
+    try:
+        assert wait_until(
+            lambda: int(client.hgetall(redis_latest_key(DEVICE)).get(b"seq", -1)) == 9,
+            timeout=10,
+        )
+        assert _redis_anomaly_ids(client) == _table_anomaly_ids(cluster)
     finally:
         client.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import msgspec
+
 from processor.contract.record import Reading, RejectReason, SensorType, encode_reading
 from processor.contract.storage import (
     ANOMALIES_COPY_COLUMNS,
@@ -56,7 +58,8 @@ def mixed() -> list[KinesisRecord]:
         record(1, encode_reading(reading("d1", 1, 70.0, 1))),
         record(2, encode_reading(reading("d2", 1, 135.0, 2)), key="d2"),  # limit anomaly
         record(3, b'{"device_id": "d1", "seq": '),  # poison
-        record(4, encode_reading(reading("d1", 1, 99.0, 1))),  # producer retry: same (d1, 1)
+        # same (d1, 1) and event day, another payload: kept for the store to judge
+        record(4, encode_reading(reading("d1", 1, 99.0, 1))),
         record(5, encode_reading(reading("d1", 2, 70.1, 5))),
         record(6, b'{"device_id": "d1"}'),  # last record is a dead letter
     ]
@@ -66,12 +69,14 @@ def test_every_record_is_accounted_for() -> None:
     records = mixed()
     batch = process_records(records, DetectorBank(), shard_end=False)
     assert batch.shard_id == SHARD
+    # A reading repeating (d1, 1) with another payload stays: the store keeps the
+    # first by Kinesis order and dead-letters the other as seq_conflict.
     assert [(a.reading.device_id, a.reading.seq) for a in batch.readings] == [
         ("d1", 1),
         ("d2", 1),
+        ("d1", 1),
         ("d1", 2),
     ]
-    # the first copy of a duplicate wins
     assert batch.readings[0].sequence_number == records[0].sequence_number
     assert batch.readings[0].reading.value == 70.0
     assert batch.readings[0].arrival == records[0].arrival
@@ -106,7 +111,7 @@ def test_a_replayed_batch_keeps_its_readings_but_not_its_anomalies() -> None:
     bank = DetectorBank()
     first = process_records(mixed(), bank)
     again = process_records(mixed(), bank)
-    assert len(again.readings) == len(first.readings) == 3
+    assert len(again.readings) == len(first.readings) == 4
     assert len(first.anomalies) == 1 and again.anomalies == []
 
 
@@ -141,7 +146,7 @@ def test_rows_follow_the_copy_column_orders() -> None:
     batch = process_records(mixed(), DetectorBank())
     now = T0 + timedelta(minutes=1)
     rows = reading_rows(batch, now)
-    assert len(rows) == 3 and all(len(r) == len(READINGS_COPY_COLUMNS) for r in rows)
+    assert len(rows) == 4 and all(len(r) == len(READINGS_COPY_COLUMNS) for r in rows)
     first = dict(zip(READINGS_COPY_COLUMNS, rows[0], strict=True))
     assert first == {
         "device_id": "d1",
@@ -158,6 +163,7 @@ def test_rows_follow_the_copy_column_orders() -> None:
         "shard_id": SHARD,
         "sequence_number": "496000000000000000000001",
         "schema_version": 1,
+        "boot": 0,
     }
     (anomaly,) = anomaly_rows(batch, now)
     a = dict(zip(ANOMALIES_COPY_COLUMNS, anomaly, strict=True))
@@ -210,6 +216,7 @@ def test_copy_columns_are_the_agreed_ones() -> None:
         "shard_id",
         "sequence_number",
         "schema_version",
+        "boot",
     )
     assert ANOMALIES_COPY_COLUMNS == (
         "device_id",
@@ -256,3 +263,30 @@ def test_committed_part_keeps_only_what_postgresql_stored() -> None:
     everything = {r.sequence_number for r in records}
     all_keys = {("d1", 1), ("d2", 1), ("d3", 4)}
     assert committed_part(batch, all_keys, everything) is batch
+
+
+def test_an_exact_resend_in_the_batch_is_dropped_and_a_reboot_is_a_new_series() -> None:
+    """Issue 10 item 4: the in-batch rule. An exact producer re-send disappears; the
+    same seq after a restart (boot 1, schema version 2), on another event day, or with
+    another payload stays (the store judges the last against what it holds)."""
+    before = reading("d1", 1, 70.0, 1)
+    rebooted = msgspec.structs.replace(
+        before, schema_version=2, boot=1, ts=T0 + timedelta(seconds=9)
+    )
+    previous_day = msgspec.structs.replace(before, ts=T0 - timedelta(days=1))
+    records = [
+        record(1, encode_reading(before)),
+        record(2, encode_reading(before)),  # exact re-send
+        record(3, encode_reading(rebooted)),
+        record(4, encode_reading(previous_day)),
+        record(5, encode_reading(msgspec.structs.replace(rebooted, value=71.0))),
+    ]
+    batch = validate_records(records)
+    assert [a.sequence_number for a in batch.readings] == [
+        records[0].sequence_number,
+        records[2].sequence_number,
+        records[3].sequence_number,
+        records[4].sequence_number,
+    ]
+    assert batch.dead_letters == []
+    assert [row[-1] for row in reading_rows(batch, T0)] == [0, 1, 0, 1]  # the boot column

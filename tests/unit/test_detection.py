@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -467,3 +468,23 @@ def test_any_sequence_is_handled_and_the_state_stays_small(
         assert state is not None and len(state.to_bytes()) < 1024
         highest = max(highest, seq)
         assert state.last_seq == highest  # late and repeated readings changed nothing
+
+
+def booted(reading: Reading, boot: int) -> Reading:
+    return msgspec.structs.replace(reading, schema_version=2, boot=boot)
+
+
+def test_a_restarted_sequence_with_a_new_boot_is_observed() -> None:
+    """Issue 10 item 4: after a reboot (boot counter up, schema version 2) seq starts
+    again; the detectors judge those readings instead of ignoring them as replays,
+    and a late reading of the earlier boot is still ignored."""
+    bank = DetectorBank()
+    feed(bank, noisy(100))
+    assert feed(bank, [booted(analog(i, 200 + i, 70.0), 1) for i in range(3)]) == []
+    fired = bank.observe(booted(analog(3, 203, 135.0), 1))
+    assert (AnomalyType.LIMIT, Severity.WARNING) in kinds(fired)
+    state = bank.state_of("d1")
+    assert state is not None and (state.last_boot, state.last_seq) == (1, 3)
+    ignored = bank.ignored
+    assert bank.observe(booted(analog(150, 150, 135.0), 0)) == []
+    assert bank.ignored == ignored + 1

@@ -269,3 +269,24 @@ def test_my_expired_lease_is_retaken_not_kept() -> None:
 def test_no_shards_no_plan() -> None:
     plan = plan_leases([], [], {"a"}, "a", T0)
     assert (plan.take, plan.keep, plan.release, plan.fair_share) == ((), (), (), 0)
+
+
+# -- issue 10 item 6: where a shard without a checkpoint starts -------------------------
+
+
+def test_latest_only_for_a_parentless_shard_never_read() -> None:
+    from processor.core.leases import start_position
+
+    assert start_position("LATEST", parents=(), fencing=1, checkpoint=None) == "LATEST"
+    # A child of a split or merge: its records may predate any reader of ours.
+    assert start_position("LATEST", parents=("p",), fencing=1, checkpoint=None) == "TRIM_HORIZON"
+    assert (
+        start_position("LATEST", parents=("p", "q"), fencing=1, checkpoint=None) == "TRIM_HORIZON"
+    )
+    # Handed over (or re-acquired after a crash) before its first checkpoint.
+    assert start_position("LATEST", parents=(), fencing=2, checkpoint=None) == "TRIM_HORIZON"
+    # TRIM_HORIZON stays TRIM_HORIZON; with a checkpoint the reader resumes after it.
+    assert start_position("TRIM_HORIZON", parents=(), fencing=1, checkpoint=None) == (
+        "TRIM_HORIZON"
+    )
+    assert start_position("LATEST", parents=(), fencing=1, checkpoint="49") == "TRIM_HORIZON"

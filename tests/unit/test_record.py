@@ -12,6 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processor.contract.record import (
+    AFTER_DECODING_REASONS,
+    BOOT_SCHEMA_VERSION,
     MAX_RECORD_BYTES,
     PHYSICAL_RANGE,
     SCHEMA_VERSION,
@@ -102,7 +104,14 @@ EXAMPLES: list[tuple[RejectReason, bytes]] = [
     (RejectReason.OUT_OF_RANGE, enc(valid(seq=2**63))),
     (RejectReason.OUT_OF_RANGE, raw(valid(), "seq", "1" + "0" * 30)),
     (RejectReason.UNKNOWN_SENSOR_TYPE, enc(valid(sensor_type="humidity"))),
-    (RejectReason.UNKNOWN_SCHEMA_VERSION, enc(valid(schema_version=2))),
+    (RejectReason.UNKNOWN_SCHEMA_VERSION, enc(valid(schema_version=3))),
+    (RejectReason.UNKNOWN_SCHEMA_VERSION, enc(valid(schema_version=3, boot=1))),
+    (RejectReason.MISSING_FIELD, enc(valid(schema_version=2))),  # version 2 needs boot
+    (RejectReason.MISSING_FIELD, enc(valid(schema_version=2, boot=None))),
+    (RejectReason.INCONSISTENT, enc(valid(boot=1))),  # boot needs version 2
+    (RejectReason.OUT_OF_RANGE, enc(valid(schema_version=2, boot=-1))),
+    (RejectReason.OUT_OF_RANGE, enc(valid(schema_version=2, boot=2**63))),
+    (RejectReason.WRONG_TYPE, enc(valid(schema_version=2, boot="3"))),
     (RejectReason.BAD_UNIT, enc(valid(unit="F"))),
     (RejectReason.BAD_STATUS, enc(status_record(status="EXPLODED"))),
     (RejectReason.BAD_IDENTIFIER, enc(valid(device_id="Machine 7"))),
@@ -113,7 +122,9 @@ EXAMPLES: list[tuple[RejectReason, bytes]] = [
 
 
 def test_every_reason_has_an_example() -> None:
-    assert {reason for reason, _ in EXAMPLES} == set(RejectReason)
+    """Every decoding reason; the processor assigns the others after decoding."""
+    assert {reason for reason, _ in EXAMPLES} == set(RejectReason) - AFTER_DECODING_REASONS
+    assert not AFTER_DECODING_REASONS & {reason for reason, _ in EXAMPLES}
 
 
 @pytest.mark.parametrize(("reason", "data"), EXAMPLES, ids=lambda v: str(v)[:40])
@@ -255,6 +266,7 @@ def readings(draw: st.DrawFn) -> Reading:
         microseconds=draw(st.integers(min_value=0, max_value=6 * 86_400 * 10**6))
     )
     ident = st.from_regex(r"[a-z0-9][a-z0-9_.:-]{0,20}", fullmatch=True)
+    boot = draw(st.none() | st.integers(min_value=0, max_value=2**63 - 1))
     value: float | None = None
     status: EquipmentStatus | None = None
     if sensor_type is SensorType.EQUIPMENT_STATUS:
@@ -270,9 +282,10 @@ def readings(draw: st.DrawFn) -> Reading:
         unit=UNITS[sensor_type],
         ts=ts,
         seq=draw(st.integers(min_value=0, max_value=2**63 - 1)),
-        schema_version=SCHEMA_VERSION,
+        schema_version=BOOT_SCHEMA_VERSION if boot is not None else SCHEMA_VERSION,
         value=value,
         status=status,
+        boot=boot,
     )
 
 
@@ -307,3 +320,16 @@ def test_trailing_newline_is_not_another_device(field: str) -> None:
     result = decode_reading(enc(valid(**{field: valid()[field] + "\n"})), arrival=ARRIVAL)
     assert isinstance(result, Rejection)
     assert result.reason is RejectReason.BAD_IDENTIFIER
+
+
+def test_version_1_encoding_is_unchanged_and_version_2_adds_boot_last() -> None:
+    """Issue 10 item 4: version 1 bytes stay what version 1 producers (the simulator)
+    send; version 2 appends the boot counter."""
+    v1 = decode_reading(enc(valid()), arrival=ARRIVAL)
+    assert isinstance(v1, Reading) and v1.boot is None and v1.series == 0
+    assert b"boot" not in encode_reading(v1)
+    assert set(msgspec.json.decode(encode_reading(v1))) == set(valid())
+    v2 = decode_reading(enc(valid(schema_version=2, boot=3)), arrival=ARRIVAL)
+    assert isinstance(v2, Reading) and v2.boot == 3 and v2.series == 3
+    assert encode_reading(v2).endswith(b',"boot":3}')
+    assert decode_reading(encode_reading(v2), arrival=ARRIVAL) == v2
