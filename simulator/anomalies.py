@@ -25,7 +25,7 @@ Scenarios (``seq`` ranges are inclusive and refer to the device's own counter):
                   poison kind instead (:mod:`simulator.poison`).
 ``fault``         equipment status FAULT for an exponential dwell (mean 20 min),
                   then MAINTENANCE for the repair (mean 45 min, not labelled).
-``silent``        the device sends nothing for 120-600 s. Its ``seq`` keeps counting
+``silent``        the device sends nothing for 120-600 s (at least 12 readings). Its ``seq`` keeps counting
                   (the sensor sampled, the uplink was down), so the labelled range
                   is exactly the gap in ``seq`` that reaches the processor.
 ``burst``         one reading is followed, within the same reporting period, by
@@ -278,7 +278,9 @@ def start_scenario(
     if scenario is Scenario.OUT_OF_RANGE:
         return ActiveScenario(scenario, dice.randint(1, 5), 0.0)
     if scenario is Scenario.SILENT:
-        return ActiveScenario(scenario, readings(dice.uniform(120.0, 600.0), 3), 0.0)
+        # At least 12 readings: at a slow cadence a silence must stay distinguishable
+        # from a dropout (never more than 3 readings lost in a row).
+        return ActiveScenario(scenario, readings(dice.uniform(120.0, 600.0), 12), 0.0)
     if scenario is Scenario.DEGRADATION:
         per_hour = dice.uniform(0.5, 3.0)
         hours = dice.uniform(8.0, 20.0) / per_hour
