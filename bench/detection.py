@@ -198,9 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     new_us = _cost_us(lambda: DetectorBank(config), sample)
     old_us = _cost_us(
         lambda: reference_detection.DetectorBank(
-            reference_detection.DetectorConfig(
-                silence_after_seconds=config.silence_after_seconds
-            )
+            reference_detection.DetectorConfig(silence_after_seconds=config.silence_after_seconds)
         ),
         sample,
     )

@@ -48,6 +48,7 @@ from processor.core.leases import LeaseRow as PlannerLease
 from processor.core.leases import ShardInfo as PlannerShard
 from processor.core.leases import plan_leases
 from processor.core.model import LeaseToken, ProcessedBatch
+from processor.detector_overrides import OverridesRefresher
 from processor.health import HealthServer
 from processor.kinesis_source import (
     FetchResult,
@@ -190,7 +191,8 @@ class ShardRunner(threading.Thread):
         #: Durations of the current batch's steps (DEBUG logs).
         self.timings: dict[str, float] = {}
         self.bank = DetectorBank(
-            config=DetectorConfig(silence_after_seconds=worker.settings.silence_after_s)
+            config=DetectorConfig(silence_after_seconds=worker.settings.silence_after_s),
+            overrides=worker.detector_overrides.current,
         )
 
     # -- control from other threads ----------------------------------------------------
@@ -418,6 +420,12 @@ class Worker:
         self.store = store or PostgresStore.from_settings(
             settings, self.secrets, max_idle_connections=12
         )
+        # Issue 9: per-device detector settings, re-read from PostgreSQL in the background.
+        self.detector_overrides = OverridesRefresher(
+            self.store.connector.connect,
+            settings.detector_overrides_refresh_s,
+            DetectorConfig(silence_after_seconds=settings.silence_after_s),
+        ).start()
         self.cache = cache or RedisCache(settings, self.secrets)
         self.source = source or KinesisSource(settings)
         self.metrics = metrics or Metrics(settings.metrics_namespace, settings.stream_name)

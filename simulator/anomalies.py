@@ -25,8 +25,9 @@ Scenarios (``seq`` ranges are inclusive and refer to the device's own counter):
                   poison kind instead (:mod:`simulator.poison`).
 ``fault``         equipment status FAULT for an exponential dwell (mean 20 min),
                   then MAINTENANCE for the repair (mean 45 min, not labelled).
-``silent``        the device sends nothing for 120-600 s (at least 12 readings). Its ``seq`` keeps counting
-                  (the sensor sampled, the uplink was down), so the labelled range
+``silent``        the device sends nothing for 120-600 s (at least 12 readings). Its
+                  ``seq`` keeps counting (the sensor sampled, the uplink was down),
+                  so the labelled range
                   is exactly the gap in ``seq`` that reaches the processor.
 ``burst``         one reading is followed, within the same reporting period, by
                   10-50 extra readings (their own ``seq``) with erratic values

@@ -430,9 +430,9 @@ def score(
         scenario_score = report.by_scenario[kind]
         if hit[index]:
             scenario_score.detected += 1
-            delay = first_hit[index]
-            if delay is not None:
-                scenario_score.delays_s.append(delay)
+            first = first_hit[index]
+            if first is not None:
+                scenario_score.delays_s.append(first)
         elif isinstance(label, AnomalyLabel) and label.truncated:
             scenario_score.truncated_missed += 1
         if alarmed[index]:

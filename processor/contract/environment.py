@@ -263,6 +263,14 @@ TASK_VARIABLES: Final[tuple[EnvVar, ...]] = (
         stack_provided=True,
     ),
     EnvVar("TAP_LOG_LEVEL", "log_level", "Log level.", _log_level, default="INFO"),
+    # -- detector overrides (issue 9) --
+    EnvVar(
+        "TAP_DETECTOR_OVERRIDES_REFRESH_S",
+        "detector_overrides_refresh_s",
+        "How often the tap.detector_overrides table is re-read (per-device detector settings).",
+        _float_between(5, 3600),
+        default="30",
+    ),
 )
 
 VARIABLES_BY_NAME: Final = {var.name: var for var in TASK_VARIABLES}
@@ -297,6 +305,7 @@ class ProcessorSettings:
     health_port: int
     metrics_namespace: str
     log_level: str
+    detector_overrides_refresh_s: float = 30.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod

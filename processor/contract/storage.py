@@ -18,6 +18,8 @@ DEAD_LETTERS_TABLE: Final = f"{PG_SCHEMA}.dead_letters"
 SHARD_LEASES_TABLE: Final = f"{PG_SCHEMA}.shard_leases"
 #: Applied schema migrations.
 MIGRATIONS_TABLE: Final = f"{PG_SCHEMA}.schema_migrations"
+#: Per-device / per-type detector settings, read at run time (issue 9).
+DETECTOR_OVERRIDES_TABLE: Final = f"{PG_SCHEMA}.detector_overrides"
 
 #: Redis key prefix; every key the processor writes starts with it.
 REDIS_PREFIX: Final = "tap"

@@ -48,15 +48,18 @@ reading: the processor runs it on > 20k readings/s per core.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 
 from processor.contract.record import EquipmentStatus, Reading, SensorType
 from processor.core.model import Anomaly, AnomalyType, Severity
+
+if TYPE_CHECKING:
+    from processor.core.overrides import DetectorOverrides
 
 # Enum members looked up once: attribute access on an Enum class is slow in 3.11.
 _PRESSURE: Final = SensorType.PRESSURE
@@ -338,6 +341,11 @@ class DetectorBank:
     _shard_of: dict[str, str] = field(default_factory=dict)
     #: Readings ignored as duplicates or out of order (seq <= last seq).
     ignored: int = 0
+    #: Per-device and per-type overrides (the current set, e.g. refreshed from
+    #: PostgreSQL by :mod:`processor.detector_overrides`); ``None``: none.
+    overrides: Callable[[], DetectorOverrides | None] | None = None
+    #: The config of the reading being judged (``config`` or its override).
+    _active: DetectorConfig = field(default_factory=DetectorConfig)
 
     # -- state management -------------------------------------------------------------
 
@@ -424,6 +432,8 @@ class DetectorBank:
             return
         if shard_id and self._shard_of.get(device_id) != shard_id:
             self._shard_of[device_id] = shard_id
+        current = self.overrides() if self.overrides is not None else None
+        self._active = current.config_for(device_id, st.sensor_type) if current else self.config
         self._dirty.add(device_id)
         t = reading.ts.timestamp()
         if sensor_type is _EQUIPMENT_STATUS:
@@ -477,7 +487,7 @@ class DetectorBank:
     def _analog(
         self, reading: Reading, x: float, st: DeviceState, t: float, out: list[Anomaly]
     ) -> None:
-        cfg = self.config
+        cfg = self._active
         lim = cfg.limits_for(reading.sensor_type)
         self._limit(reading, x, st, t, lim, out)
 
@@ -545,14 +555,14 @@ class DetectorBank:
         """Regime sensors: the z to judge (0 inside the learned envelope widened by
         ``z_warning`` scales); learn the envelope from readings the baseline does not
         flag, and let it shrink towards the baseline with a memory of three months."""
-        margin = self.config.z_warning * scale
+        margin = self._active.z_warning * scale
         inside = st.env_low - margin <= x <= st.env_high + margin
-        learning = st.last_ts - st.first_ts < self.config.envelope_learn_days * 86_400.0
-        reach = self.config.z_warning * scale
+        learning = st.last_ts - st.first_ts < self._active.envelope_learn_days * 86_400.0
+        reach = self._active.z_warning * scale
         # Learn from readings the baseline does not flag, or that extend the envelope
         # by less than a flag's worth (a cycle's peaks); a surge beyond both is not.
         if (
-            -self.config.z_warning < z < self.config.z_warning
+            -self._active.z_warning < z < self._active.z_warning
             or st.env_low - reach <= x <= st.env_high + reach
         ):
             if x > st.env_high:
@@ -608,7 +618,7 @@ class DetectorBank:
             st.limit_clear_since, st.limit_clear_count = t, 1
         else:
             st.limit_clear_count += 1
-        cfg = self.config
+        cfg = self._active
         if (
             st.limit_clear_count >= cfg.limit_rearm_readings
             and t - st.limit_clear_since >= cfg.limit_rearm_seconds
@@ -674,7 +684,7 @@ class DetectorBank:
         st.run_count += 1
         if x == st.run_value:
             st.run_exact += 1
-        cfg = self.config
+        cfg = self._active
         if (
             st.run_count < cfg.stuck_min_count
             or st.run_exact < cfg.stuck_exact_share * st.run_count
@@ -712,7 +722,7 @@ class DetectorBank:
         """Two-sided CUSUM of the robust z of the one-step residual: a lasting step
         (a replaced sensor's offset) keeps the residual on one side while the
         baseline catches up; noise and single outliers (|z| clipped at 4) do not."""
-        cfg = self.config
+        cfg = self._active
         u = 4.0 if z > 4.0 else -4.0 if z < -4.0 else z
         k = cfg.shift_k
         pos = st.shift_pos + u - k
@@ -755,7 +765,7 @@ class DetectorBank:
         departure and DRIFT on its time-weighted CUSUM (sigma-hours)."""
         if dt <= 0.0:
             return
-        cfg = self.config
+        cfg = self._active
         profile = st.profile
         # 1970-01-01 was a Thursday: +3 makes Monday day 0.
         day = (int(t // 86_400.0) + 3) % 7
@@ -854,7 +864,7 @@ class DetectorBank:
         st: DeviceState,
         out: list[Anomaly],
     ) -> None:
-        cfg = self.config
+        cfg = self._active
         az = abs(z)
         stat = 2 if az >= cfg.z_critical else 1 if az >= cfg.z_warning else 0
         if stat > st.stat_level:
@@ -880,7 +890,7 @@ class DetectorBank:
         previous = st.status
         if status == previous:
             return
-        cfg = self.config
+        cfg = self._active
         if previous:
             if st.flap_count == 0 or t - st.flap_start > cfg.flap_window_seconds:
                 st.flap_start, st.flap_count, st.flap_reported = t, 1, False
