@@ -7,7 +7,8 @@ included), waits for the processors to drain, verifies, tears down, and reports.
 
 Exit status: 0 when every check passes, 1 when one fails (anything lost or
 duplicated, dead letters != poison sent, Redis != PostgreSQL, p99 event ->
-PostgreSQL over the target), 2 when the run could not be made (setup failed).
+PostgreSQL over the target, a scenario's recall or a detector's precision below
+``--score-floor``), 2 when the run could not be made (setup failed).
 The report (JSON and PNG) is written to ``reports/demo-<UTC time>/`` or
 ``--report DIR``. Every JSON key is explained in docs/E2E.md.
 """
@@ -58,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
         help="probability per reading that a scenario starts (0.0015: ~45 in the default run)",
     )
     parser.add_argument("--seed", type=int, default=7, help="fleet seed (7)")
+    parser.add_argument(
+        "--score-floor",
+        type=float,
+        default=0.8,
+        help="fail when a scenario's recall or a detector's precision is below this (0.8); "
+        "scenarios cut off by the run's end and not detected are left out (see "
+        "simulator/scoring.py)",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the stack up until Ctrl-C")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--report", type=Path, help="report folder (reports/demo-<time>/)")
@@ -73,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     problems += [
         f"--{name.replace('_', '-')} must be within [0, 1]"
-        for name in ("poison_rate", "anomaly_rate")
+        for name in ("poison_rate", "anomaly_rate", "score_floor")
         if not 0 <= getattr(args, name) <= 1
     ]
     if problems:
@@ -281,10 +290,13 @@ def _verify(
 
     # Anomalies: what the processors stored, scored against the fleet's labels.
     detections = [
-        (a.device_id, a.seq, a.anomaly_type) for a in view._run(postgres_queries.anomalies)
+        (a.device_id, a.seq, a.anomaly_type, a.event_ts)
+        for a in view._run(postgres_queries.anomalies)
     ]
-    scored = score(detections, labels).as_dict()
-    detected_by_type = Counter(kind for _, _, kind in detections)
+    score_report = score(detections, labels)
+    scored = score_report.as_dict()
+    score_misses = score_report.misses(args.score_floor)
+    detected_by_type = Counter(kind for _, _, kind, _ in detections)
 
     pg = latency_summary(pg_latencies)
     redis = latency_summary(redis_samples) | {
@@ -310,6 +322,11 @@ def _verify(
             "ok": not mismatches,
             "detail": f"{len(latest) - len(mismatches)}/{len(latest)} devices match"
             + (f"; e.g. {mismatches[0]}" if mismatches else ""),
+        },
+        "anomaly_score_floor": {
+            "ok": not score_misses,
+            "detail": "; ".join(score_misses)
+            or f"every recall and precision ≥ {args.score_floor:g}",
         },
         "p99_event_to_postgres": {
             "ok": p99 is not None and p99 <= P99_EVENT_TO_POSTGRES_TARGET_MS,
@@ -339,6 +356,7 @@ def _verify(
             "poison_rate": args.poison_rate,
             "anomaly_rate": args.anomaly_rate,
             "seed": args.seed,
+            "score_floor": args.score_floor,
             "stream": stack.stream_name,
             "shards": stack.shard_count,
         },

@@ -1,22 +1,37 @@
-"""``tap detect``: run the processor's anomaly detectors offline over a CSV.
+"""``tap detect``: run the processor's anomaly detectors offline, and score them.
 
 Back-test thresholds on historical data with exactly the code the processor runs::
 
     tap detect --input line2.csv --sensor-type temperature
     tap detect --input valve.csv --sensor-type equipment_status --column state
     tap detect --input p.csv --sensor-type pressure --set pressure.warning_high=8.5 --output -
+    tap detect --input line2.csv --sensor-type temperature --labels failures.csv
+    tap simulate --devices 300 --duration 1d --anomaly-rate 0.00002 --scenarios plant \
+        --labels labels.jsonl --output day.jsonl
+    tap detect --input day.jsonl --labels labels.jsonl --output none --floor 0.9
+
+``--input`` is a CSV of one device (below) or the JSONL readings ``tap simulate
+--sink jsonl`` writes (any number of devices, each with its own detector state;
+lines the processor would dead-letter are counted and skipped). ``--labels`` is
+the simulator's JSONL labels or a CSV of windows ``start,end[,type[,device_id]]``;
+the report (recall and time to detect per scenario type, precision per detector,
+false alarms per device-day on unlabelled devices; the window slack is defined in
+:mod:`simulator.scoring`) goes to stderr and, with ``--score-output``, to a JSON
+file. With ``--floor F`` the exit status is 1 when a recall or a precision is
+below ``F``.
 
 The CSV has a header row; the timestamp column holds ISO-8601 times (a time
 without an offset is taken as UTC) or epoch seconds, and the value column a
 number (for ``equipment_status``: RUNNING, IDLE, MAINTENANCE or FAULT). Rows are
 fed in file order with ``seq`` = the data row number, and gaps between rows are
 checked for silence by the processor's silence detector
-(:mod:`processor.core.silence`), with the next row's time as the shard's progress:
-the cadence is inferred from the rows (median of the recent gaps), so a 5-minute
-series is silent only after about five missing readings, a multi-hour hole is one
-anomaly. One JSON object per anomaly is written per line. A row the pipeline would
-dead-letter (NaN, outside the physical range) is skipped with a warning; a row that
-cannot be parsed stops the run with its line number. Exit status: 0 on success, 2 on
+(:mod:`processor.core.silence`), with the newest row's time as the shard's progress:
+the cadence is inferred per device from its rows (median of the recent gaps), so a
+5-minute series is silent only after about five missing readings and a multi-hour
+hole is one anomaly. One JSON object per anomaly is written per line (``--output
+none``: not written). A row the pipeline would dead-letter (NaN, outside the
+physical range) is skipped with a warning; a row that cannot be parsed stops the run
+with its line number. Exit status: 0 on success, 1 when ``--floor`` is not met, 2 on
 bad usage or input.
 """
 
@@ -28,10 +43,14 @@ import dataclasses
 import json
 import math
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from typing import IO, Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Final
+
+import msgspec
 
 from processor.contract.record import (
     DEVICE_ID_PATTERN,
@@ -41,10 +60,16 @@ from processor.contract.record import (
     EquipmentStatus,
     Reading,
     SensorType,
+    ValidationLimits,
+    decode_reading,
 )
 from processor.core.detection import AnalogLimits, DetectorBank, DetectorConfig
 from processor.core.model import Anomaly
 from processor.core.silence import SilenceTracker
+
+if TYPE_CHECKING:
+    # Imported when scoring only: the processor's image ships without the simulator.
+    from simulator.scoring import ScoreReport
 
 
 class InputError(Exception):
@@ -57,19 +82,45 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the pipeline's anomaly detectors over a CSV of timestamp,value rows "
         "and write one JSON line per anomaly.",
     )
-    p.add_argument("--input", required=True, help="CSV file with a header row ('-' for stdin)")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="CSV file with a header row, or JSONL readings (tap simulate); '-' for stdin",
+    )
+    p.add_argument(
+        "--format",
+        choices=("auto", "csv", "jsonl"),
+        default="auto",
+        help="input format (default: jsonl for *.jsonl / *.ndjson, csv otherwise)",
+    )
     p.add_argument(
         "--sensor-type",
-        required=True,
         choices=[t.value for t in SensorType],
-        help="what the values are (temperature in C, pressure in bar, equipment_status)",
+        help="CSV only (required there): what the values are "
+        "(temperature in C, pressure in bar, equipment_status)",
+    )
+    p.add_argument(
+        "--labels",
+        help="score the anomalies against these labels: the simulator's JSONL labels "
+        "(tap simulate --labels) or a CSV of start,end[,type[,device_id]] windows",
+    )
+    p.add_argument("--score-output", help="with --labels: also write the score as JSON here")
+    p.add_argument(
+        "--floor",
+        type=float,
+        help="with --labels: exit 1 when a scenario's recall or a detector's precision "
+        "is below this (e.g. 0.9)",
     )
     p.add_argument(
         "--column", help="value column (default: 'value', or 'status' for equipment_status)"
     )
     p.add_argument("--timestamp-column", default="timestamp", help="default: timestamp")
     p.add_argument("--device-id", default="csv-device", help="device id used in the output")
-    p.add_argument("--output", default="-", help="file to write, or '-' for stdout (default)")
+    p.add_argument(
+        "--output",
+        default="-",
+        help="file to write, '-' for stdout (default), 'none' to write no anomalies",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -133,8 +184,10 @@ def _open_in(path: str) -> Iterator[IO[str]]:
 
 
 @contextmanager
-def _open_out(path: str) -> Iterator[IO[str]]:
-    if path == "-":
+def _open_out(path: str) -> Iterator[IO[str] | None]:
+    if path == "none":
+        yield None
+    elif path == "-":
         yield sys.stdout
     else:
         with open(path, "w", encoding="utf-8") as handle:
@@ -227,32 +280,181 @@ def _line(anomaly: Anomaly) -> str:
     )
 
 
+@dataclass(slots=True)
+class RunResult:
+    """What a run saw: anomalies (for scoring) and the span of each device."""
+
+    anomalies: list[Anomaly] = dataclasses.field(default_factory=list)
+    #: device id -> (first ts, last ts, readings), epoch seconds.
+    spans: dict[str, tuple[float, float, int]] = dataclasses.field(default_factory=dict)
+    skipped: int = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.anomalies)
+
+    def observed_s(self) -> dict[str, float]:
+        return {d: last - first for d, (first, last, _) in self.spans.items()}
+
+    def period_s(self) -> dict[str, float]:
+        """Mean reporting interval per device (1 s for a device with one reading)."""
+        return {
+            d: (last - first) / (n - 1) if n > 1 else 1.0
+            for d, (first, last, n) in self.spans.items()
+        }
+
+
+#: Offline there is no arrival time: accept any event time (the processor's
+#: future/age checks are about Kinesis arrival, which a file does not have).
+_OFFLINE_LIMITS: Final = ValidationLimits(
+    max_future=timedelta(days=365_000), max_age=timedelta(days=365_000)
+)
+_OFFLINE_ARRIVAL: Final = datetime(2000, 1, 1, tzinfo=UTC)
+#: Offline silence checks run at most this often in event time, like the
+#: processor's timer (a check scans every device: once per reading would make a
+#: fleet's back-test quadratic).
+_SILENCE_TICK_S: Final = 5.0
+
+
+def _jsonl_readings(handle: IO[bytes], result: RunResult) -> Iterator[Reading]:
+    for line in handle:
+        if not line.strip():
+            continue
+        reading = decode_reading(
+            line.rstrip(b"\r\n"), arrival=_OFFLINE_ARRIVAL, limits=_OFFLINE_LIMITS
+        )
+        if isinstance(reading, Reading):
+            yield reading
+        else:
+            result.skipped += 1
+
+
+def _detect(
+    readings: Iterable[Reading],
+    bank: DetectorBank,
+    silence: SilenceTracker,
+    out: IO[str] | None,
+    *,
+    tick_s: float,
+) -> RunResult:
+    """The back-test loop: the bank over every reading; silence judged on an
+    event-time tick against the newest reading's time (offline, the "shard" has been
+    read up to the row in hand), as the processor judges it on its shard's progress."""
+    result = RunResult()
+    anomalies = result.anomalies
+    spans = result.spans
+    next_silence = -math.inf
+    for reading in readings:
+        t = reading.ts.timestamp()
+        before = len(anomalies)
+        silence.advance(t)
+        if t >= next_silence:
+            anomalies.extend(silence.check())
+            next_silence = t + tick_s
+        silence.observe(reading.device_id, reading.seq, t, reading.sensor_type.value)
+        bank.observe_into(reading, anomalies)
+        span = spans.get(reading.device_id)
+        spans[reading.device_id] = (t, t, 1) if span is None else (span[0], t, span[2] + 1)
+        if out is not None:
+            for anomaly in anomalies[before:]:
+                out.write(_line(anomaly) + "\n")
+    return result
+
+
 def run(
     input_path: str,
-    sensor_type: SensorType,
+    sensor_type: SensorType | None,
     column: str,
     ts_column: str,
     device_id: str,
     output_path: str,
     config: DetectorConfig,
-) -> int:
-    """Feed the CSV through a :class:`DetectorBank`; returns the anomaly count."""
+    *,
+    input_format: str = "csv",
+) -> RunResult:
+    """Feed the CSV (one device) or JSONL (a fleet) through a :class:`DetectorBank`."""
     bank = DetectorBank(config)
     silence = SilenceTracker()
-    count = 0
-    with _open_in(input_path) as src, _open_out(output_path) as out:
-        for _, reading in _readings(src, sensor_type, column, ts_column, device_id):
-            if reading is None:
-                continue
-            # Offline the next row's time is how far the "shard" has been read.
-            t = reading.ts.timestamp()
-            silence.advance(t)
-            found = silence.check()
-            silence.observe(reading.device_id, reading.seq, t, sensor_type.value)
-            for anomaly in [*found, *bank.observe(reading)]:
-                out.write(_line(anomaly) + "\n")
-                count += 1
-    return count
+    with _open_out(output_path) as out:
+        if input_format == "jsonl":
+            with _open_in_binary(input_path) as raw:
+                holder = RunResult()
+                result = _detect(
+                    _jsonl_readings(raw, holder), bank, silence, out, tick_s=_SILENCE_TICK_S
+                )
+                result.skipped = holder.skipped
+                return result
+        assert sensor_type is not None
+        with _open_in(input_path) as src:
+            rows = _readings(src, sensor_type, column, ts_column, device_id)
+            # One device: check silence before every row, as the processor's timer would.
+            return _detect((r for _, r in rows if r is not None), bank, silence, out, tick_s=0.0)
+
+
+@contextmanager
+def _open_in_binary(path: str) -> Iterator[IO[bytes]]:
+    if path == "-":
+        yield sys.stdin.buffer
+    else:
+        with open(path, "rb") as handle:
+            yield handle
+
+
+def _format_of(path: str, requested: str) -> str:
+    if requested != "auto":
+        return requested
+    return "jsonl" if Path(path).suffix.lower() in (".jsonl", ".ndjson") else "csv"
+
+
+def _score(result: RunResult, labels_path: str) -> ScoreReport:
+    """Score the run's anomalies against a labels file (JSONL labels or CSV windows)."""
+    from simulator.scoring import read_labels, read_window_labels, score
+
+    labels: list[Any]
+    if Path(labels_path).suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        labels = list(read_labels(labels_path))
+    else:
+        labels = list(read_window_labels(labels_path))
+    return score(
+        result.anomalies, labels, period_s=result.period_s(), observed_s=result.observed_s()
+    )
+
+
+def _print_score(report: ScoreReport, file: IO[str]) -> None:
+    data = report.as_dict()
+    print("scenario          labels  detected  recall  ttd median/p90 (s)", file=file)
+    for name, s in data["by_scenario"].items():
+        recall = "-" if s["recall"] is None else f"{s['recall']:.3f}"
+        if s.get("quiet"):
+            recall = f"quiet: {s['alarmed']} alarmed"
+        ttd = s["time_to_detect_s"]
+        print(
+            f"{name:<16} {s['labels']:>7} {s['detected']:>9}  {recall:<6}  "
+            f"{ttd['median']}/{ttd['p90']}"
+            + (
+                f"  ({s['truncated_missed']} cut off by the run's end)"
+                if s["truncated_missed"]
+                else ""
+            ),
+            file=file,
+        )
+    print("detector          detections  hits  false  incidental  precision", file=file)
+    for name, d in data["by_detector"].items():
+        if not d["detections"]:
+            continue
+        precision = "-" if d["precision"] is None else f"{d['precision']:.3f}"
+        print(
+            f"{name:<16} {d['detections']:>11} {d['true_positives']:>5} "
+            f"{d['false_positives']:>6} {d['incidental']:>11}  {precision}",
+            file=file,
+        )
+    h = data["healthy"]
+    print(
+        f"healthy devices: {h['devices']}, {h['device_days']} device-days, "
+        f"{h['false_alarms']} false alarms = {h['per_device_day']} per device-day "
+        f"({h['per_device_week']} per device-week)",
+        file=file,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -261,7 +463,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed the usage error (or --help)
         return 0 if exc.code in (0, None) else 2
-    sensor_type = SensorType(args.sensor_type)
+    input_format = _format_of(args.input, args.format)
+    if input_format == "csv" and args.sensor_type is None:
+        print("tap detect: --sensor-type is required for a CSV input", file=sys.stderr)
+        return 2
+    if args.labels is None and (args.floor is not None or args.score_output):
+        print("tap detect: --floor and --score-output need --labels", file=sys.stderr)
+        return 2
+    sensor_type = SensorType(args.sensor_type) if args.sensor_type else None
     column = args.column or ("status" if sensor_type is SensorType.EQUIPMENT_STATUS else "value")
     if not DEVICE_ID_PATTERN.fullmatch(args.device_id):
         print(
@@ -275,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tap detect: {exc}", file=sys.stderr)
         return 2
     try:
-        count = run(
+        result = run(
             args.input,
             sensor_type,
             column,
@@ -283,17 +492,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.device_id,
             args.output,
             config,
+            input_format=input_format,
         )
+        report = _score(result, args.labels) if args.labels else None
     except InputError as exc:
         print(f"tap detect: {args.input}: {exc}", file=sys.stderr)
         return 2
     except UnicodeDecodeError as exc:
         print(f"tap detect: {args.input}: not UTF-8 text ({exc.reason})", file=sys.stderr)
         return 2
+    except (ValueError, msgspec.DecodeError) as exc:  # a labels file that is not one
+        print(f"tap detect: {args.labels}: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"tap detect: {exc}", file=sys.stderr)
         return 2
-    print(f"tap detect: {count} anomal{'y' if count == 1 else 'ies'}", file=sys.stderr)
+    count = result.count
+    skipped = f", {result.skipped} lines skipped (dead letters)" if result.skipped else ""
+    print(
+        f"tap detect: {count} anomal{'y' if count == 1 else 'ies'} from "
+        f"{len(result.spans)} device{'' if len(result.spans) == 1 else 's'}{skipped}",
+        file=sys.stderr,
+    )
+    if report is None:
+        return 0
+    _print_score(report, sys.stderr)
+    if args.score_output:
+        Path(args.score_output).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    if args.floor is not None:
+        misses = report.misses(args.floor)
+        for miss in misses:
+            print(f"tap detect: FLOOR MISSED: {miss}", file=sys.stderr)
+        return 1 if misses else 0
     return 0
 
 

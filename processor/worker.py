@@ -50,6 +50,7 @@ from processor.core.leases import ShardInfo as PlannerShard
 from processor.core.leases import plan_leases, start_position
 from processor.core.model import LeaseToken, ProcessedBatch
 from processor.core.silence import SilenceConfig, SilenceTracker, fetch_progress
+from processor.detector_overrides import OverridesRefresher
 from processor.error_kinds import ErrorKind, classify
 from processor.health import HealthServer
 from processor.kinesis_source import (
@@ -219,7 +220,9 @@ class ShardRunner(threading.Thread):
         self._bank_committed = True
         #: Durations of the current batch's steps (DEBUG logs).
         self.timings: dict[str, float] = {}
-        self.bank = DetectorBank(config=DetectorConfig())
+        self.bank = DetectorBank(
+            config=DetectorConfig(), overrides=worker.detector_overrides.current
+        )
         #: The shard's silence registry: loaded from Redis when the runner starts (own
         #: and parents' entries), saved with every batch's Redis call.
         self.silence = SilenceTracker(SilenceConfig(min_silence_s=worker.settings.silence_after_s))
@@ -411,7 +414,7 @@ class ShardRunner(threading.Thread):
         if time.monotonic() - self._states_saved_at >= STATE_SAVE_EVERY_S:
             self._save_states()
             # Right after a save: only saved states can go (issue 10 item 9).
-            evicted = self.bank.evict_idle(datetime.now(UTC), w.settings.detector_idle_evict_s)
+            evicted = self.bank.evict_idle(w.settings.detector_idle_evict_s)
             if evicted:
                 w.metrics.count("DetectorStatesEvicted", len(evicted))
         if log.isEnabledFor(logging.DEBUG):
@@ -534,6 +537,12 @@ class Worker:
         self.store = store or PostgresStore.from_settings(
             settings, self.secrets, max_idle_connections=12
         )
+        # Issue 9: per-device detector settings, re-read from PostgreSQL in the background.
+        self.detector_overrides = OverridesRefresher(
+            self.store.connector.connect,
+            settings.detector_overrides_refresh_s,
+            DetectorConfig(),
+        ).start()
         self.cache = cache or RedisCache(settings, self.secrets)
         self.source = source or KinesisSource(settings)
         self.metrics = metrics or Metrics(settings.metrics_namespace, settings.stream_name)

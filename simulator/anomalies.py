@@ -25,14 +25,34 @@ Scenarios (``seq`` ranges are inclusive and refer to the device's own counter):
                   poison kind instead (:mod:`simulator.poison`).
 ``fault``         equipment status FAULT for an exponential dwell (mean 20 min),
                   then MAINTENANCE for the repair (mean 45 min, not labelled).
-``silent``        the device sends nothing for 120-600 s. Its ``seq`` keeps counting
-                  (the sensor sampled, the uplink was down), so the labelled range
+``silent``        the device sends nothing for 120-600 s (at least 12 readings). Its
+                  ``seq`` keeps counting (the sensor sampled, the uplink was down),
+                  so the labelled range
                   is exactly the gap in ``seq`` that reaches the processor.
 ``burst``         one reading is followed, within the same reporting period, by
                   10-50 extra readings (their own ``seq``) with erratic values
                   (±10 °C, ±150 bar around the true value, kept inside the
                   physical range): a chattering sensor.
                   The label covers the extra readings only.
+
+Plant scenarios (``Fleet(scenarios=PLANT_SCENARIOS)``, ``tap simulate --scenarios
+plant``): harder and slower, the cases a plant's maintenance team cares about.
+
+``degradation``   temperature only: a ramp of 0.5-3 °C per hour (a bearing or a
+                  cooling circuit going bad) on top of the daily and shift cycles,
+                  until it has added 8-20 °C (about 3 to 40 hours), then repaired
+                  (an abrupt return). Labelled over the whole ramp.
+``level_shift``   a sensor replacement: from this reading on, the device reads a
+                  constant offset from before (±3-8 °C; +3-10 bar), for ever. The
+                  label covers the first hour after the swap (a detection later
+                  than that is not "finding the replacement").
+``gain_loss``     pressure only: the transducer loses 15-35 % of its span for
+                  1-8 hours (reads ``(1 - g) x`` the true pressure), then is
+                  recalibrated.
+``dropout``       intermittent uplink loss for 10-60 minutes: each reading is lost
+                  with probability 0.3, never more than 3 in a row. Labelled so that
+                  a silence detector that alarms on it is scored as a false alarm
+                  (:data:`simulator.scoring.QUIET_SCENARIOS`): it is not a silence.
 
 Detector limits. :data:`DETECTOR_LIMITS` mirrors the processor's default static
 limits (``processor/core/detection.py``: temperature critical above 150 °C,
@@ -61,6 +81,10 @@ class Scenario(enum.StrEnum):
     FAULT = "fault"
     SILENT = "silent"
     BURST = "burst"
+    DEGRADATION = "degradation"
+    LEVEL_SHIFT = "level_shift"
+    GAIN_LOSS = "gain_loss"
+    DROPOUT = "dropout"
 
 
 ANALOG_SCENARIOS: Final[tuple[Scenario, ...]] = (
@@ -72,12 +96,45 @@ ANALOG_SCENARIOS: Final[tuple[Scenario, ...]] = (
     Scenario.BURST,
 )
 STATUS_SCENARIOS: Final[tuple[Scenario, ...]] = (Scenario.FAULT, Scenario.SILENT)
+#: The default set (``tap simulate``'s and ``tap demo``'s): every scenario above.
+CLASSIC_SCENARIOS: Final[frozenset[Scenario]] = frozenset(ANALOG_SCENARIOS + STATUS_SCENARIOS)
+#: The harder plant set (see the module docstring), plus the classic fast ones.
+PLANT_SCENARIOS: Final[frozenset[Scenario]] = frozenset(
+    {
+        Scenario.SPIKE,
+        Scenario.STUCK,
+        Scenario.OUT_OF_RANGE,
+        Scenario.FAULT,
+        Scenario.SILENT,
+        Scenario.DEGRADATION,
+        Scenario.LEVEL_SHIFT,
+        Scenario.GAIN_LOSS,
+        Scenario.DROPOUT,
+    }
+)
+#: The sensor types each scenario applies to.
+_APPLIES_TO: Final[dict[Scenario, frozenset[SensorType]]] = {
+    **{s: frozenset({SensorType.TEMPERATURE, SensorType.PRESSURE}) for s in ANALOG_SCENARIOS},
+    Scenario.SILENT: frozenset(SensorType),
+    Scenario.FAULT: frozenset({SensorType.EQUIPMENT_STATUS}),
+    Scenario.DEGRADATION: frozenset({SensorType.TEMPERATURE}),
+    Scenario.LEVEL_SHIFT: frozenset({SensorType.TEMPERATURE, SensorType.PRESSURE}),
+    Scenario.GAIN_LOSS: frozenset({SensorType.PRESSURE}),
+    Scenario.DROPOUT: frozenset(SensorType),
+}
+SCENARIO_SETS: Final[dict[str, frozenset[Scenario]]] = {
+    "classic": CLASSIC_SCENARIOS,
+    "plant": PLANT_SCENARIOS,
+    "all": frozenset(Scenario),
+}
 
 
-def scenarios_for(sensor_type: SensorType) -> tuple[Scenario, ...]:
-    if sensor_type is SensorType.EQUIPMENT_STATUS:
-        return STATUS_SCENARIOS
-    return ANALOG_SCENARIOS
+def scenarios_for(
+    sensor_type: SensorType, allowed: frozenset[Scenario] = CLASSIC_SCENARIOS
+) -> tuple[Scenario, ...]:
+    """The scenarios of ``allowed`` that apply to ``sensor_type``, in a fixed order
+    (the enum's), so a seed draws the same scenario on every run."""
+    return tuple(s for s in Scenario if s in allowed and sensor_type in _APPLIES_TO[s])
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +154,7 @@ FAULT_MEAN_S: Final = 20 * 60.0
 REPAIR_MEAN_S: Final = 45 * 60.0
 
 
-class AnomalyLabel(msgspec.Struct, tag_field="label", tag="anomaly"):
+class AnomalyLabel(msgspec.Struct, tag_field="label", tag="anomaly", omit_defaults=True):
     """Ground truth for one injected scenario (one JSON line of the labels file)."""
 
     device_id: str
@@ -107,6 +164,9 @@ class AnomalyLabel(msgspec.Struct, tag_field="label", tag="anomaly"):
     end_seq: int
     start_ts: str
     end_ts: str
+    #: The run ended before the scenario did (the scorer leaves it out of recall
+    #: when it was not detected; see :mod:`simulator.scoring`).
+    truncated: bool = False
 
 
 class ActiveScenario:
@@ -118,6 +178,7 @@ class ActiveScenario:
     """
 
     __slots__ = (
+        "dropped_run",
         "end_seq",
         "end_ts_ms",
         "extra_readings",
@@ -129,6 +190,7 @@ class ActiveScenario:
         "scenario",
         "start_seq",
         "start_ts_ms",
+        "step",
     )
 
     def __init__(self, scenario: Scenario, length: int, magnitude: float) -> None:
@@ -143,6 +205,10 @@ class ActiveScenario:
         self.end_seq = -1
         self.start_ts_ms = 0
         self.end_ts_ms = 0
+        #: The sensor's resolution (stuck: a quantised sensor flickers by one step).
+        self.step = 0.0
+        #: Dropout: readings lost in a row so far.
+        self.dropped_run = 0
 
     def analog_value(self, clean: float, sensor_type: SensorType, dice: Dice) -> float:
         """The reported value for a reading inside the scenario (not SILENT/BURST)."""
@@ -162,9 +228,17 @@ class ActiveScenario:
             if self.frozen is None:
                 self.frozen = clean
             value = self.frozen
+            if self.step and dice.random() < 0.1:
+                # A quantised reading on the edge of a step flickers by one step.
+                value += self.step if dice.random() < 0.5 else -self.step
+        elif scenario is Scenario.DEGRADATION:
+            # magnitude: °C per reading; position counts readings since the start.
+            value = clean + self.magnitude * (self.position + 1)
+        elif scenario is Scenario.GAIN_LOSS:
+            value = clean * (1.0 - self.magnitude)
         elif scenario is Scenario.OUT_OF_RANGE:
             value = out_of_range_value(sensor_type, dice)
-        else:  # pragma: no cover - SILENT and BURST are handled by the device
+        else:  # LEVEL_SHIFT (the device adds the offset); SILENT, BURST, DROPOUT never get here
             value = clean
         return within_physical_range(value, sensor_type)
 
@@ -205,7 +279,25 @@ def start_scenario(
     if scenario is Scenario.OUT_OF_RANGE:
         return ActiveScenario(scenario, dice.randint(1, 5), 0.0)
     if scenario is Scenario.SILENT:
-        return ActiveScenario(scenario, readings(dice.uniform(120.0, 600.0), 3), 0.0)
+        # At least 12 readings: at a slow cadence a silence must stay distinguishable
+        # from a dropout (never more than 3 readings lost in a row).
+        return ActiveScenario(scenario, readings(dice.uniform(120.0, 600.0), 12), 0.0)
+    if scenario is Scenario.DEGRADATION:
+        per_hour = dice.uniform(0.5, 3.0)
+        hours = dice.uniform(8.0, 20.0) / per_hour
+        length = readings(hours * 3600.0, 3)
+        return ActiveScenario(scenario, length, per_hour * hours / length)
+    if scenario is Scenario.LEVEL_SHIFT:
+        # A pressure offset is upwards only: a stopped line sits at 1.5 bar, and a
+        # reading under -1 bar would be dead-lettered for the rest of the run.
+        offset = sign * dice.uniform(3.0, 8.0) if temperature else dice.uniform(3.0, 10.0)
+        return ActiveScenario(scenario, readings(3600.0, 3), offset)
+    if scenario is Scenario.GAIN_LOSS:
+        return ActiveScenario(
+            scenario, readings(dice.uniform(3600.0, 8 * 3600.0), 3), dice.uniform(0.15, 0.35)
+        )
+    if scenario is Scenario.DROPOUT:
+        return ActiveScenario(scenario, readings(dice.uniform(600.0, 3600.0), 6), 0.3)
     if scenario is Scenario.BURST:
         active = ActiveScenario(scenario, 0, 10.0 if temperature else 150.0)
         active.extra_readings = dice.randint(10, 50)

@@ -6,6 +6,9 @@ Examples::
     tap simulate --devices 50 --records 10000 --anomaly-rate 0.01 --labels labels.jsonl \\
         --output readings.jsonl
     tap simulate --devices 10000 --records 1000000 --sink memory --json
+    tap simulate --devices 150 --rate 0.00333 --duration 30d --scenarios plant \
+        --anomaly-rate 0.0002 --start 2026-10-05T00:00:00Z --labels labels.jsonl \
+        --output month.jsonl      # a month at 5-minute cadence, in seconds
 
 Real time. With ``--realtime`` (the default for ``--sink kinesis``) readings are
 generated when their event time comes, ``--rate`` readings per second per device.
@@ -32,7 +35,7 @@ from typing import IO, Any, Final
 
 import msgspec
 
-from simulator.anomalies import AnomalyLabel
+from simulator.anomalies import SCENARIO_SETS, AnomalyLabel
 from simulator.fleet import MAX_RATE_PER_DEVICE, NEVER, Fleet
 from simulator.sinks import JsonlSink, KinesisSink, MemorySink, Sink, SinkError
 
@@ -146,6 +149,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=_probability_arg,
         default=0.0,
         help="probability per reading that an anomaly scenario starts on that device",
+    )
+    fleet.add_argument(
+        "--scenarios",
+        choices=sorted(SCENARIO_SETS),
+        default="classic",
+        help="which anomaly scenarios --anomaly-rate draws from: classic (default), "
+        "plant (slow degradation, sensor replacement, gain loss, dropouts, ...) or all",
+    )
+    fleet.add_argument(
+        "--temperature-resolution",
+        type=float,
+        choices=(1.0, 0.1, 0.01, 0.001),
+        default=0.01,
+        help="resolution temperatures are reported to, in C (default 0.01)",
     )
     fleet.add_argument(
         "--poison-rate",
@@ -290,6 +307,8 @@ def run(args: argparse.Namespace, *, sink: Sink | None = None) -> dict[str, Any]
         anomaly_rate=args.anomaly_rate,
         poison_rate=args.poison_rate,
         start=start,
+        scenarios=SCENARIO_SETS[args.scenarios],
+        temperature_resolution=args.temperature_resolution,
     )
     sink = sink if sink is not None else _make_sink(args)
     labels_file: IO[bytes] | None = open(args.labels, "wb") if args.labels else None  # noqa: SIM115

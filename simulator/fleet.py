@@ -27,6 +27,7 @@ bytes equal ``processor.contract.record.encode_reading`` of the same reading.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ import msgspec
 
 from processor.contract.record import SCHEMA_VERSION, UNITS, EquipmentStatus, SensorType
 from simulator.anomalies import (
+    CLASSIC_SCENARIOS,
     ActiveScenario,
     AnomalyLabel,
     Scenario,
@@ -133,10 +135,20 @@ class _FleetShared:
         "partial_bursts",
         "poison_kinds",
         "poison_sent",
+        "resolution",
+        "scenarios",
         "suppressed",
     )
 
-    def __init__(self, poison_kinds: tuple[PoisonKind, ...]) -> None:
+    def __init__(
+        self,
+        poison_kinds: tuple[PoisonKind, ...],
+        scenarios: frozenset[Scenario] = CLASSIC_SCENARIOS,
+        resolution: float = 0.01,
+    ) -> None:
+        #: The scenarios devices draw from, and the temperature sensors' resolution.
+        self.scenarios = scenarios
+        self.resolution = resolution
         self.labels: list[Label] = []
         #: Records carrying a label to publish once they are handed out: a
         #: generate(count) call may stop in the middle of a device's burst or right
@@ -221,8 +233,11 @@ class _DeviceStream:
     def _start_scenario(self, seq: int, ts_ms: int) -> ActiveScenario:
         """Start a scenario at reading ``seq`` (the drawn start of the next one)."""
         dice = self._anomaly_dice
-        scenario = dice.choice(scenarios_for(self.spec.sensor_type))
+        scenario = dice.choice(scenarios_for(self.spec.sensor_type, self._shared.scenarios))
         active = start_scenario(scenario, self.spec.sensor_type, self._rate, dice)
+        if self.spec.sensor_type is SensorType.TEMPERATURE and self._shared.resolution >= 0.1:
+            # A coarse sensor stuck on the edge of a step flickers by one step.
+            active.step = self._shared.resolution
         self._scenario = active
         # While a scenario runs every reading takes the slow path: one comparison
         # in the hot path covers both "scenario running" and "scenario due".
@@ -231,7 +246,11 @@ class _DeviceStream:
         return active
 
     def _close_scenario(
-        self, active: ActiveScenario, carriers: list[SimRecord] | None = None
+        self,
+        active: ActiveScenario,
+        carriers: list[SimRecord] | None = None,
+        *,
+        truncated: bool = False,
     ) -> None:
         """Publish the scenario's label, or with ``carriers`` (a burst's extra
         readings) attach it to them so it is published as they are handed out."""
@@ -245,6 +264,7 @@ class _DeviceStream:
                 end_seq=active.end_seq,
                 start_ts=iso_from_epoch_ms(active.start_ts_ms),
                 end_ts=iso_from_epoch_ms(active.end_ts_ms),
+                truncated=truncated,
             )
             if carriers:
                 for record in carriers:
@@ -297,13 +317,13 @@ class _DeviceStream:
         """Close a scenario still running when generation stops (its label ends at
         the last reading generated)."""
         if self._scenario is not None:
-            self._close_scenario(self._scenario)
+            self._close_scenario(self._scenario, truncated=True)
 
 
 class _AnalogStream(_DeviceStream):
     """Temperature or pressure."""
 
-    __slots__ = ("_digits", "_signal", "_tail", "_type_value")
+    __slots__ = ("_digits", "_offset", "_signal", "_tail", "_type_value")
 
     def __init__(
         self,
@@ -320,11 +340,14 @@ class _AnalogStream(_DeviceStream):
         self._signal: TemperatureSignal | PressureSignal
         if spec.sensor_type is SensorType.TEMPERATURE:
             self._signal = TemperatureSignal(spec.machine, rng, 1.0 / rate, start_ms)
-            self._digits = 2
+            # Reported to the sensor's resolution (a power of ten: 0.01 or 0.1 °C).
+            self._digits = max(0, round(-math.log10(shared.resolution)))
         else:
             self._signal = PressureSignal(spec.machine, rng)
             self._digits = 3
         self._type_value = spec.sensor_type.value
+        #: A replaced sensor's calibration offset (``level_shift``), kept for ever.
+        self._offset = 0.0
         self._tail = f',"schema_version":{SCHEMA_VERSION},"value":'
 
     def emit(self, ts_ms: int, ts_text: str, out: list[SimRecord]) -> None:
@@ -332,7 +355,7 @@ class _AnalogStream(_DeviceStream):
             self._load, self._load_until = shift_load(ts_ms)
         timeline = self._timeline
         state = timeline.state if ts_ms < timeline.until_ms else timeline.state_at(ts_ms)
-        value = self._signal.sample(ts_ms, state, self._load)
+        value = self._signal.sample(ts_ms, state, self._load) + self._offset
         seq = self.seq
         self.seq = seq + 1
         if seq >= self._next_anomaly_seq:
@@ -393,8 +416,15 @@ class _AnalogStream(_DeviceStream):
             self._close_scenario(active, extras)
             return
         self._mark(active, seq, ts_ms)
-        if scenario is Scenario.SILENT:
+        if scenario is Scenario.LEVEL_SHIFT and active.position == 0:
+            self._offset += active.magnitude
+            clean += active.magnitude
+        if scenario is Scenario.SILENT or (
+            scenario is Scenario.DROPOUT and _drops(active, self._anomaly_dice)
+        ):
             self._shared.suppressed += 1
+        elif scenario is Scenario.DROPOUT:
+            out.append(self._record(seq, ts_ms, clean, None))
         else:
             value = active.analog_value(clean, self.spec.sensor_type, self._anomaly_dice)
             out.append(self._record(seq, ts_ms, value, scenario.value))
@@ -402,6 +432,15 @@ class _AnalogStream(_DeviceStream):
         active.remaining -= 1
         if active.remaining <= 0:
             self._close_scenario(active)
+
+
+def _drops(active: ActiveScenario, dice: Dice) -> bool:
+    """Dropout: is this reading lost? (probability ``magnitude``, at most 3 in a row)."""
+    if active.dropped_run < 3 and dice.random() < active.magnitude:
+        active.dropped_run += 1
+        return True
+    active.dropped_run = 0
+    return False
 
 
 class _StatusStream(_DeviceStream):
@@ -465,9 +504,12 @@ class _StatusStream(_DeviceStream):
         active = self._scenario
         if active is None:
             active = self._start_scenario(seq, ts_ms)
-        if active.scenario is Scenario.SILENT:
+        if active.scenario is Scenario.SILENT or active.scenario is Scenario.DROPOUT:
             self._mark(active, seq, ts_ms)
-            self._shared.suppressed += 1
+            if active.scenario is Scenario.SILENT or _drops(active, self._anomaly_dice):
+                self._shared.suppressed += 1
+            else:
+                out.append(self._record(seq, ts_ms, state, None))
             active.remaining -= 1
             if active.remaining <= 0:
                 self._close_scenario(active)
@@ -508,6 +550,8 @@ class Fleet:
         start: datetime | None = None,
         poison_kinds: tuple[PoisonKind, ...] = ALL_POISON_KINDS,
         device_indices: range | None = None,
+        scenarios: frozenset[Scenario] = CLASSIC_SCENARIOS,
+        temperature_resolution: float = 0.01,
     ) -> None:
         if devices < 1:
             raise ValueError(f"devices must be at least 1, got {devices}")
@@ -518,18 +562,27 @@ class Fleet:
                 raise ValueError(f"{name} must be within [0, 1], got {probability}")
         if not poison_kinds:
             raise ValueError("poison_kinds must not be empty")
+        if temperature_resolution not in (1.0, 0.1, 0.01, 0.001):
+            raise ValueError(
+                "temperature_resolution must be 1, 0.1, 0.01 or 0.001, "
+                f"got {temperature_resolution}"
+            )
+        if not scenarios:
+            raise ValueError("scenarios must not be empty")
         self.devices = devices
         self.seed = seed
         self.rate = rate
         self.anomaly_rate = anomaly_rate
         self.poison_rate = poison_rate
         self.poison_kinds = poison_kinds
+        self.scenarios = scenarios
+        self.temperature_resolution = temperature_resolution
         moment = start if start is not None else datetime.now(UTC)
         self.start_ms = epoch_ms(moment)
         self.start = datetime_from_epoch_ms(self.start_ms)
         self.indices = device_indices if device_indices is not None else range(devices)
         self.period_ms = 1000.0 / rate
-        self._shared = _FleetShared(poison_kinds)
+        self._shared = _FleetShared(poison_kinds, scenarios, temperature_resolution)
         self._streams = [self._stream_for(spec) for spec in build_devices(seed, self.indices)]
         # Visit devices in phase order so each round comes out in event-time order;
         # ties break on the device index to stay deterministic.
@@ -581,6 +634,8 @@ class Fleet:
             start=self.start,
             poison_kinds=self.poison_kinds,
             device_indices=self.indices[index::count],
+            scenarios=self.scenarios,
+            temperature_resolution=self.temperature_resolution,
         )
 
     # -- generation ------------------------------------------------------------------

@@ -280,9 +280,9 @@ TASK_VARIABLES: Final[tuple[EnvVar, ...]] = (
     EnvVar(
         "TAP_DETECTOR_IDLE_EVICT_S",
         "detector_idle_evict_s",
-        "A device with no reading for this long (and already reported silent) leaves "
-        "the worker's memory; its detector state stays in Redis (7-day TTL) and is "
-        "reloaded when it reports again.",
+        "A device whose last reading is this much older than the shard's newest "
+        "leaves the worker's detector memory; its state stays in Redis (7-day TTL) and "
+        "is reloaded when it reports again (silence has its own per-shard registry).",
         _float_between(60, 7 * 86_400),
         default="900",
     ),
@@ -312,6 +312,14 @@ TASK_VARIABLES: Final[tuple[EnvVar, ...]] = (
         "runs inside the task; set 0.0.0.0 only for a probe from outside (none today).",
         _ip_address,
         default="127.0.0.1",
+    ),
+    # -- detector overrides (issue 9) --
+    EnvVar(
+        "TAP_DETECTOR_OVERRIDES_REFRESH_S",
+        "detector_overrides_refresh_s",
+        "How often the tap.detector_overrides table is re-read (per-device detector settings).",
+        _float_between(5, 3600),
+        default="30",
     ),
 )
 
@@ -351,6 +359,7 @@ class ProcessorSettings:
     shard_stall_s: float = 300.0
     db_migration_secret_arn: str = ""
     health_host: str = "127.0.0.1"
+    detector_overrides_refresh_s: float = 30.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod

@@ -19,6 +19,8 @@ DEAD_LETTERS_TABLE: Final = f"{PG_SCHEMA}.dead_letters"
 SHARD_LEASES_TABLE: Final = f"{PG_SCHEMA}.shard_leases"
 #: Applied schema migrations.
 MIGRATIONS_TABLE: Final = f"{PG_SCHEMA}.schema_migrations"
+#: Per-device / per-type detector settings, read at run time (issue 9).
+DETECTOR_OVERRIDES_TABLE: Final = f"{PG_SCHEMA}.detector_overrides"
 
 #: Redis key prefix; every key the processor writes starts with it.
 REDIS_PREFIX: Final = "tap"
@@ -126,6 +128,8 @@ APP_ROLE_TABLE_PRIVILEGES: Final[dict[str, frozenset[str]]] = {
     f"{PG_SCHEMA}.workers": frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"}),
     # The start-up schema check reads it; only the migrate command writes it.
     MIGRATIONS_TABLE: frozenset({"SELECT"}),
+    # Per-device detector settings (0006): the processor only reads them.
+    DETECTOR_OVERRIDES_TABLE: frozenset({"SELECT"}),
 }
 
 #: Functions the application role may execute that run with their owner's rights

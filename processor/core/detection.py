@@ -7,10 +7,20 @@ on every accepted reading, the detectors that apply to its sensor type:
 ``limit``                 static per-sensor-type warning/critical limits (with hysteresis)
 ``statistical``           robust z-score against the device's own EWMA baseline (after warm-up)
 ``spike``                 rate of change per second of *event time* above a limit
-``stuck``                 the same value (within epsilon) for N readings spanning >= S seconds
+``stuck``                 the same value for N readings spanning >= S seconds, with the
+                          tolerance learned from the sensor's resolution (flickers of one
+                          step stay in the run) on a sensor whose noise normally exceeds it
+``drift``                 a CUSUM of the one-step residual (a lasting step: sensor swap) and
+                          a time-weighted CUSUM against the device's time-of-week profile
+                          (slow degradation), both in units of the device's own scale
+``seasonal``              the hour-smoothed level leaves the device's usual level *at this
+                          time of the week* (4-hour bins of each weekday, learned online)
 ``fault`` / ``flapping``  equipment status entering FAULT; too many status changes in a window
 ``silent``                not here: :mod:`processor.core.silence` (judged on shard progress)
 ========================  ===========================================================
+
+docs/DETECTION.md explains each detector, its defaults and their reasoning, and the
+measured precision and recall.
 
 Why a state machine per detector rather than "fire on every reading over a
 limit": a machine that runs hot for an hour must give one anomaly, not 3 600.
@@ -36,23 +46,29 @@ reading: the processor runs it on > 20k readings/s per core.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 
 from processor.contract.record import EquipmentStatus, Reading, SensorType
 from processor.core.model import Anomaly, AnomalyType, Severity
 
+if TYPE_CHECKING:
+    from processor.core.overrides import DetectorOverrides
+
 # Enum members looked up once: attribute access on an Enum class is slow in 3.11.
 _PRESSURE: Final = SensorType.PRESSURE
 _EQUIPMENT_STATUS: Final = SensorType.EQUIPMENT_STATUS
 
-#: Version of the serialized :class:`DeviceState`; a state saved by another version
-#: is ignored (the device re-learns its baseline) rather than misread.
-STATE_VERSION: Final = 1
+#: Version of the serialized :class:`DeviceState`; a state saved by a version not in
+#: :data:`LOADABLE_VERSIONS` is ignored (the device re-learns its baseline) rather
+#: than misread. Version 2 only appended fields, so a version-1 state loads (its
+#: new fields take their defaults) and is saved back as version 2.
+STATE_VERSION: Final = 2
+LOADABLE_VERSIONS: Final = frozenset({1, 2})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +92,32 @@ class AnalogLimits:
     spike_critical_rate: float = 20.0
     spike_min_delta: float = 5.0  # units
     min_scale: float = 0.1  # units
-    stuck_epsilon: float = 1e-6  # units: "near-identical"
+    #: Stuck tolerance until the sensor's resolution is learned (its smallest step).
+    stuck_epsilon: float = 1e-6  # units
     #: Run the robust statistical detector for this type.
     statistical: bool = True
+    #: Run the step CUSUM (DRIFT on a lasting step) for this type. Off for a
+    #: quantity whose normal operation is a step (a press line starts and stops
+    #: from one reading to the next): it would flag every start and stop.
+    step_cusum: bool = True
+    #: The quantity switches between operating regimes (a press line: residual
+    #: pressure when stopped, set-point cycles when running): the statistical
+    #: detector stays quiet for values inside the device's learned operating
+    #: envelope (the range of its unflagged readings, forgotten over three months:
+    #: a weekend stopped must not shrink it), so a
+    #: start or a stop is not an anomaly while a surge beyond it still is.
+    regimes: bool = False
+    #: The time-of-week detectors (SEASONAL, slow DRIFT) judge departures upwards
+    #: only. For machine temperature that is the physics: wear, fouling and a
+    #: failing cooling circuit make a machine run *hotter*; running colder than
+    #: usual is the machine standing still, which its status sensor reports.
+    profile_up_only: bool = False
 
 
 #: Machine temperature: a healthy machine reads 20-120 C (hall ambient plus up to
 #: 55 C of machine heat); 130 C needs attention, 150 C stops the line.
 DEFAULT_TEMPERATURE: Final = AnalogLimits(
+    profile_up_only=True,
     warning_high=130.0,
     critical_high=150.0,
     hysteresis=1.0,
@@ -104,6 +138,8 @@ DEFAULT_PRESSURE: Final = AnalogLimits(
     spike_critical_rate=400.0,
     spike_min_delta=100.0,
     min_scale=2.0,
+    step_cusum=False,
+    regimes=True,
 )
 
 
@@ -132,6 +168,51 @@ class DetectorConfig:
     z_clip: float = 3.0
     stuck_min_count: int = 30
     stuck_min_seconds: float = 60.0
+    #: Share of a stuck run's readings that must repeat its value *exactly*: a stuck
+    #: sensor repeats itself (a quantised one flickers by a step now and then), a
+    #: live one quantised to a coarse step lands on the same value only by chance
+    #: (at most ~40 % with noise of one step).
+    stuck_exact_share: float = 0.8
+    #: A limit episode ends (and the limit re-arms) only after this long *and* this
+    #: many readings back inside the hysteresis band: a machine's thermal time
+    #: constant is 10-40 minutes and a press cycle up to 90 s, so a value that comes
+    #: back above the limit within 5 minutes is the same episode, not a new one.
+    limit_rearm_seconds: float = 300.0
+    limit_rearm_readings: int = 2
+    #: Step CUSUM on the one-step residual in units of the device's scale: ignore
+    #: |z| up to ``shift_k``, fire when the sum reaches ``shift_h``. k = 2 because a
+    #: machine warming up along its thermal lag keeps the Holt residual at 1-2
+    #: scales for minutes (measured on the 10 s test signal); for Gaussian noise the
+    #: mean run between false alarms is then astronomically long. A lasting step of
+    #: 4 scales or more fires before the baseline has absorbed it.
+    shift_k: float = 2.0
+    shift_h: float = 20.0
+    #: Readings further apart than this see the process move between them (a
+    #: machine's thermal time constant is 10-40 minutes): the one-step residual is
+    #: then no evidence of a step, so the step CUSUM does not run and the
+    #: statistical detector judges against the learned operating envelope (as for
+    #: a regime sensor) instead of the baseline.
+    fast_cadence_s: float = 60.0
+    #: Time-of-week profile (42 bins: 4 hours of each weekday; level and mean
+    #: absolute deviation), learned
+    #: with a memory of ``profile_days`` per bin. It judges nothing before the
+    #: device has been seen for ``profile_ready_days``: a full week, so that the
+    #: weekend's hours are in the spread of every bin.
+    profile_days: float = 14.0
+    profile_ready_days: float = 7.0
+    #: SEASONAL: the 1-hour smoothed departure from the profile bin beyond this many
+    #: deviations (1.25 x the mean absolute deviation ~ one sigma), re-armed below 1.
+    seasonal_z: float = 4.0
+    seasonal_smoothing_s: float = 3600.0
+    #: DRIFT (slow): time-weighted CUSUM of the departure from the profile, in
+    #: sigma-hours: departures within ``drift_k`` sigma are ordinary; fire at
+    #: ``drift_h`` (e.g. 2 sigma above the usual for 6 hours, 4 sigma for 2 hours).
+    drift_k: float = 1.0
+    drift_h: float = 6.0
+    #: Regime sensors: the envelope is learned for this long before the statistical
+    #: detector judges (a line first seen running has not been seen stopped yet;
+    #: surges meanwhile are the spike and limit detectors' job).
+    envelope_learn_days: float = 1.0
     #: FLAPPING: this many status changes within the window.
     flap_changes: int = 6
     flap_window_seconds: float = 300.0
@@ -141,7 +222,8 @@ class DetectorConfig:
 
 
 class DeviceState(msgspec.Struct, array_like=True, gc=False):
-    """Everything the detectors remember about one device (about 80 bytes packed).
+    """Everything the detectors remember about one device (about 80 bytes packed,
+    about 1 KB once the time-of-week profile exists).
 
     Times are epoch seconds (floats): cheaper than datetimes on the hot path and
     compact in Redis. ``array_like`` drops the field names from the encoding.
@@ -173,6 +255,25 @@ class DeviceState(msgspec.Struct, array_like=True, gc=False):
     #: The boot counter of the series being followed (schema version 2 readings).
     #: Last, with a default, so states saved before it existed still decode.
     last_boot: int = 0
+    # -- version 2 (issue 9): appended, so a version-1 state decodes with these
+    # defaults and is upgraded in place (learned baselines kept).
+    resolution: float = 0.0  # smallest step seen between two readings (0 = unknown)
+    run_exact: int = 0  # readings of the current run exactly equal to its value
+    run_scale: float = 0.0  # the device's scale when the run started
+    limit_clear_since: float = -1.0  # start of the current return inside the band
+    limit_clear_count: int = 0
+    shift_pos: float = 0.0  # step CUSUMs of the one-step residual
+    shift_neg: float = 0.0
+    shift_reported: bool = False
+    first_ts: float = 0.0  # first analog reading (profile readiness)
+    profile: list[float] = msgspec.field(default_factory=list)  # 24 levels then 24 MADs
+    season_level: float = 0.0  # hour-smoothed departure from the profile (sigmas)
+    season_reported: bool = False
+    drift_pos: float = 0.0  # time-weighted CUSUMs (sigma-hours) against the profile
+    drift_neg: float = 0.0
+    drift_reported: bool = False
+    env_low: float = 0.0  # learned operating envelope (regime sensors)
+    env_high: float = 0.0
 
     def to_bytes(self) -> bytes:
         return _state_encoder.encode(self)
@@ -184,14 +285,28 @@ class DeviceState(msgspec.Struct, array_like=True, gc=False):
             state = _state_decoder.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise ValueError(f"not a device state: {exc}") from exc
-        if state.version != STATE_VERSION:
+        if state.version not in LOADABLE_VERSIONS:
             raise ValueError(f"device state version {state.version}, want {STATE_VERSION}")
+        state.version = STATE_VERSION
         return state
 
 
 _state_encoder: Final = msgspec.msgpack.Encoder()
 _state_decoder: Final = msgspec.msgpack.Decoder(DeviceState)
 _STATUS_FAULT: Final = EquipmentStatus.FAULT.value
+#: The profile's bins: four hours of each day of the week (a plant's shifts start
+#: at 06, 14 and 22, all on 4-hour boundaries, and its Saturday is not its Tuesday).
+_PROFILE_BINS: Final = 42
+_BIN_SECONDS: Final = 4 * 3600.0
+_WEEKDAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+#: An empty profile: the levels, then the deviations (-1 = bin not seeded: a
+#: deviation is never negative, and NaN would make equal states compare unequal).
+_EMPTY_PROFILE: Final = (0.0,) * _PROFILE_BINS + (-1.0,) * _PROFILE_BINS
+
+
+def _bin_name(b: int) -> str:
+    day, block = divmod(b, 6)
+    return f"{_WEEKDAYS[day]} {block * 4:02d}-{block * 4 + 4:02d} UTC"
 
 
 def _level(x: float, lim: AnalogLimits, inset: float) -> tuple[int, float | None]:
@@ -223,6 +338,11 @@ class DetectorBank:
     _shard_of: dict[str, str] = field(default_factory=dict)
     #: Readings ignored as duplicates or out of order (seq <= last seq).
     ignored: int = 0
+    #: Per-device and per-type overrides (the current set, e.g. refreshed from
+    #: PostgreSQL by :mod:`processor.detector_overrides`); ``None``: none.
+    overrides: Callable[[], DetectorOverrides | None] | None = None
+    #: The config of the reading being judged (``config`` or its override).
+    _active: DetectorConfig = field(default_factory=DetectorConfig)
 
     # -- state management -------------------------------------------------------------
 
@@ -278,24 +398,31 @@ class DetectorBank:
         self.forget(gone)
         return gone
 
-    def evict_idle(self, now: datetime, idle_after_s: float) -> list[str]:
-        """Forget devices with no reading for ``idle_after_s`` (by arrival, as the
-        silence detector measures) whose state is saved and whose SILENT anomaly has
-        been raised; returns them, sorted.
+    def evict_idle(self, idle_after_s: float) -> list[str]:
+        """Forget devices whose last reading is more than ``idle_after_s`` older (event
+        time) than the newest reading the bank holds, and whose state is saved; returns
+        them, sorted.
 
         Why: device ids churn (replacements, renames, test rigs), and a bank that keeps
-        every device ever seen grows without bound while :meth:`check_silence` scans
-        it every few seconds. An evicted device that reports again gets its saved state
-        back through the adapter's state loader (Redis), so nothing is re-learned; a
-        device still dirty (not saved) or not yet reported silent is kept, so eviction
-        never loses a state change or the SILENT anomaly a device is owed.
+        every device ever seen grows without bound. An evicted device that reports
+        again gets its saved state back through the adapter's state loader (Redis), so
+        nothing is re-learned; a device still dirty (not saved) is kept, so eviction
+        never loses a state change. The clock is the bank's own newest reading, not
+        the wall (as silence is judged on the shard's progress): a consumer catching
+        up after an outage reads old event times and must not evict the devices it is
+        reading. Silence does not need these states: :mod:`processor.core.silence`
+        keeps its own per-shard registry, so an evicted device that went quiet is
+        still reported.
         """
-        horizon = now.timestamp() - idle_after_s
+        states = self._states
+        if not states:
+            return []
+        horizon = max(st.last_ts for st in states.values()) - idle_after_s
         dirty = self._dirty
         gone = sorted(
             device_id
-            for device_id, st in self._states.items()
-            if st.last_seen < horizon and st.silent_reported and device_id not in dirty
+            for device_id, st in states.items()
+            if st.last_ts < horizon and device_id not in dirty
         )
         self.forget(gone)
         return gone
@@ -343,6 +470,8 @@ class DetectorBank:
             return
         if shard_id and self._shard_of.get(device_id) != shard_id:
             self._shard_of[device_id] = shard_id
+        current = self.overrides() if self.overrides is not None else None
+        self._active = current.config_for(device_id, st.sensor_type) if current else self.config
         self._dirty.add(device_id)
         t = reading.ts.timestamp()
         if sensor_type is _EQUIPMENT_STATUS:
@@ -358,75 +487,27 @@ class DetectorBank:
     def _analog(
         self, reading: Reading, x: float, st: DeviceState, t: float, out: list[Anomaly]
     ) -> None:
-        cfg = self.config
+        cfg = self._active
         lim = cfg.limits_for(reading.sensor_type)
-        unit = reading.unit
-        name = st.sensor_type
-
-        # Static limits, fired when the level rises, re-armed with hysteresis.
-        level, bound = _level(x, lim, 0.0)
-        if level > st.limit_level:
-            st.limit_level = level
-            assert bound is not None
-            side = "above" if x >= bound else "below"
-            kind = "critical" if level == 2 else "warning"
-            out.append(
-                self._anomaly(
-                    reading,
-                    AnomalyType.LIMIT,
-                    Severity.CRITICAL if level == 2 else Severity.WARNING,
-                    abs(x - bound),
-                    f"{name} {x:g} {unit} is {side} the {kind} limit {bound:g} {unit}",
-                )
-            )
-        elif level < st.limit_level:
-            inner, _ = _level(x, lim, lim.hysteresis)
-            st.limit_level = max(level, min(st.limit_level, inner))
+        self._limit(reading, x, st, t, lim, out)
 
         n = st.count
         stuck = False
         if n:
-            # Rate of change over event time; dt <= 0 (same or earlier ts) says nothing.
             dt = t - st.last_ts
             delta = x - st.last_value
+            # Rate of change over event time; dt <= 0 (same or earlier ts) says nothing.
             if dt > 0.0 and abs(delta) >= lim.spike_min_delta:
-                rate = abs(delta) / dt
-                if rate >= lim.spike_warning_rate:
-                    critical = rate >= lim.spike_critical_rate
-                    verb = "rose" if delta > 0 else "fell"
-                    out.append(
-                        self._anomaly(
-                            reading,
-                            AnomalyType.SPIKE,
-                            Severity.CRITICAL if critical else Severity.WARNING,
-                            rate,
-                            f"{name} {verb} {abs(delta):.1f} {unit} in {dt:.3g} s "
-                            f"({rate:.1f} {unit}/s, limit "
-                            f"{lim.spike_critical_rate if critical else lim.spike_warning_rate:g}"
-                            f" {unit}/s)",
-                        )
-                    )
-            # Stuck: a run of near-identical values long in both count and time.
-            if abs(x - st.run_value) <= lim.stuck_epsilon:
-                st.run_count += 1
-                stuck = st.run_count >= cfg.stuck_min_count
-                duration = t - st.run_start
-                if stuck and not st.stuck_reported and duration >= cfg.stuck_min_seconds:
-                    st.stuck_reported = True
-                    out.append(
-                        self._anomaly(
-                            reading,
-                            AnomalyType.STUCK,
-                            Severity.WARNING,
-                            duration,
-                            f"{name} stuck at {st.run_value:g} {unit} for {st.run_count} "
-                            f"readings over {duration:.0f} s",
-                        )
-                    )
-            else:
-                st.run_value, st.run_count, st.run_start, st.stuck_reported = x, 1, t, False
+                self._spike(reading, delta, dt, st, lim, out)
+            step = abs(delta)
+            # The sensor's resolution: its smallest step (1e-9 absorbs float noise).
+            if step > 1e-9 and (st.resolution == 0.0 or step < st.resolution):
+                st.resolution = step
+            stuck = self._stuck(reading, x, st, t, lim, out)
         else:
-            st.run_value, st.run_count, st.run_start, st.stuck_reported = x, 1, t, False
+            st.first_ts = t
+            st.env_low = st.env_high = x
+            self._start_run(st, x, t)
 
         # Robust statistical detector against the baseline *before* this reading. The
         # baseline is a Holt level + trend, so a machine warming up along its thermal
@@ -438,7 +519,14 @@ class DetectorBank:
             expected = st.mean + st.trend
             residual = x - expected
             if lim.statistical:
-                self._statistical(reading, x, residual / scale, expected, scale, st, out)
+                z = residual / scale
+                dt = t - st.last_ts
+                slow = dt > cfg.fast_cadence_s
+                if lim.regimes or slow:
+                    z = self._envelope(x, z, scale, st, dt)
+                self._statistical(reading, x, z, expected, scale, st, out)
+                if lim.step_cusum and not slow:
+                    self._shift(reading, x, z, expected, scale, st, out)
             # A flat-lined sensor tells nothing about the process: keep the baseline.
             if not stuck:
                 bound_r = cfg.z_clip * scale
@@ -456,8 +544,315 @@ class DetectorBank:
             residual = x - st.mean
             st.mean += a * residual
             st.var = (1.0 - a) * (st.var + a * residual * residual)
+        if lim.statistical and not lim.regimes and not stuck and n:
+            # A regime sensor's level at an hour is bimodal (running or stopped):
+            # a profile of it would say nothing.
+            self._seasonal(reading, x, st, t, t - st.last_ts, lim, out)
         st.count = n + 1
         st.last_value = x
+
+    def _envelope(self, x: float, z: float, scale: float, st: DeviceState, dt: float) -> float:
+        """Regime sensors: the z to judge (0 inside the learned envelope widened by
+        ``z_warning`` scales); learn the envelope from readings the baseline does not
+        flag, and let it shrink towards the baseline with a memory of three months."""
+        margin = self._active.z_warning * scale
+        inside = st.env_low - margin <= x <= st.env_high + margin
+        learning = st.last_ts - st.first_ts < self._active.envelope_learn_days * 86_400.0
+        reach = self._active.z_warning * scale
+        # Learn from readings the baseline does not flag, or that extend the envelope
+        # by less than a flag's worth (a cycle's peaks); a surge beyond both is not.
+        if (
+            -self._active.z_warning < z < self._active.z_warning
+            or st.env_low - reach <= x <= st.env_high + reach
+        ):
+            if x > st.env_high:
+                st.env_high = x
+            elif x < st.env_low:
+                st.env_low = x
+        if dt > 0.0:
+            w = (dt if dt < 3600.0 else 3600.0) / (90 * 86_400.0)
+            st.env_high -= (st.env_high - st.mean) * w
+            st.env_low += (st.mean - st.env_low) * w
+        return 0.0 if inside or learning else z
+
+    # -- limit: hysteresis and a minimum dwell -----------------------------------------
+
+    def _limit(
+        self,
+        reading: Reading,
+        x: float,
+        st: DeviceState,
+        t: float,
+        lim: AnalogLimits,
+        out: list[Anomaly],
+    ) -> None:
+        """Static limits, fired when the level rises; the episode's level comes down
+        only after ``limit_rearm_readings`` readings over ``limit_rearm_seconds``
+        inside the hysteresis band, so noise around a limit gives one anomaly."""
+        level, bound = _level(x, lim, 0.0)
+        if level > st.limit_level:
+            st.limit_level = level
+            st.limit_clear_since, st.limit_clear_count = -1.0, 0
+            assert bound is not None
+            side = "above" if x >= bound else "below"
+            kind = "critical" if level == 2 else "warning"
+            unit = reading.unit
+            out.append(
+                self._anomaly(
+                    reading,
+                    AnomalyType.LIMIT,
+                    Severity.CRITICAL if level == 2 else Severity.WARNING,
+                    abs(x - bound),
+                    f"{st.sensor_type} {x:g} {unit} is {side} the {kind} limit {bound:g} {unit}",
+                )
+            )
+            return
+        if st.limit_level == 0:
+            return
+        inner, _ = _level(x, lim, lim.hysteresis)
+        target = max(level, inner)
+        if target >= st.limit_level:
+            st.limit_clear_since, st.limit_clear_count = -1.0, 0
+            return
+        if st.limit_clear_since < 0.0:
+            st.limit_clear_since, st.limit_clear_count = t, 1
+        else:
+            st.limit_clear_count += 1
+        cfg = self._active
+        if (
+            st.limit_clear_count >= cfg.limit_rearm_readings
+            and t - st.limit_clear_since >= cfg.limit_rearm_seconds
+        ):
+            st.limit_level = target
+            st.limit_clear_since, st.limit_clear_count = -1.0, 0
+
+    def _spike(
+        self,
+        reading: Reading,
+        delta: float,
+        dt: float,
+        st: DeviceState,
+        lim: AnalogLimits,
+        out: list[Anomaly],
+    ) -> None:
+        rate = abs(delta) / dt
+        if rate < lim.spike_warning_rate:
+            return
+        critical = rate >= lim.spike_critical_rate
+        verb = "rose" if delta > 0 else "fell"
+        unit = reading.unit
+        out.append(
+            self._anomaly(
+                reading,
+                AnomalyType.SPIKE,
+                Severity.CRITICAL if critical else Severity.WARNING,
+                rate,
+                f"{st.sensor_type} {verb} {abs(delta):.1f} {unit} in {dt:.3g} s "
+                f"({rate:.1f} {unit}/s, limit "
+                f"{lim.spike_critical_rate if critical else lim.spike_warning_rate:g}"
+                f" {unit}/s)",
+            )
+        )
+
+    # -- stuck: tolerance from the learned resolution -----------------------------------
+
+    @staticmethod
+    def _start_run(st: DeviceState, x: float, t: float) -> None:
+        st.run_value, st.run_count, st.run_exact, st.run_start = x, 1, 1, t
+        st.stuck_reported = False
+        st.run_scale = math.sqrt(st.var)
+
+    def _stuck(
+        self,
+        reading: Reading,
+        x: float,
+        st: DeviceState,
+        t: float,
+        lim: AnalogLimits,
+        out: list[Anomaly],
+    ) -> bool:
+        """A run of readings within one resolution step of its first value, mostly
+        repeating it exactly, long in count and time, on a sensor whose scale when the
+        run began was at least one step (a sensor whose noise is under its resolution
+        reads the same value when healthy: it cannot be judged stuck). Returns whether
+        the run is long enough to count as stuck (the baseline then stays put)."""
+        resolution = st.resolution
+        tolerance = 1.5 * resolution if resolution > 0.0 else lim.stuck_epsilon
+        if abs(x - st.run_value) > tolerance:
+            self._start_run(st, x, t)
+            return False
+        st.run_count += 1
+        if x == st.run_value:
+            st.run_exact += 1
+        cfg = self._active
+        if (
+            st.run_count < cfg.stuck_min_count
+            or st.run_exact < cfg.stuck_exact_share * st.run_count
+        ):
+            return False
+        if st.run_scale < resolution:
+            return False
+        duration = t - st.run_start
+        if not st.stuck_reported and duration >= cfg.stuck_min_seconds:
+            st.stuck_reported = True
+            out.append(
+                self._anomaly(
+                    reading,
+                    AnomalyType.STUCK,
+                    Severity.WARNING,
+                    duration,
+                    f"{st.sensor_type} stuck at {st.run_value:g} {reading.unit} for "
+                    f"{st.run_count} readings over {duration:.0f} s",
+                )
+            )
+        return True
+
+    # -- drift: a step CUSUM on the residual, a slow CUSUM against the profile -----------
+
+    def _shift(
+        self,
+        reading: Reading,
+        x: float,
+        z: float,
+        expected: float,
+        scale: float,
+        st: DeviceState,
+        out: list[Anomaly],
+    ) -> None:
+        """Two-sided CUSUM of the robust z of the one-step residual: a lasting step
+        (a replaced sensor's offset) keeps the residual on one side while the
+        baseline catches up; noise and single outliers (|z| clipped at 4) do not."""
+        cfg = self._active
+        u = 4.0 if z > 4.0 else -4.0 if z < -4.0 else z
+        k = cfg.shift_k
+        pos = st.shift_pos + u - k
+        neg = st.shift_neg - u - k
+        st.shift_pos = pos if pos > 0.0 else 0.0
+        st.shift_neg = neg if neg > 0.0 else 0.0
+        top = st.shift_pos if st.shift_pos >= st.shift_neg else st.shift_neg
+        if top < cfg.shift_h:
+            if top == 0.0:
+                st.shift_reported = False
+            return
+        if st.shift_reported:
+            return
+        st.shift_reported = True
+        st.shift_pos = st.shift_neg = 0.0
+        side = "above" if u > 0 else "below"
+        out.append(
+            self._anomaly(
+                reading,
+                AnomalyType.DRIFT,
+                Severity.WARNING,
+                top,
+                f"{st.sensor_type} {x:g} {reading.unit} stays {side} the device baseline "
+                f"{expected:.1f} {reading.unit} (step CUSUM {top:.0f} scales of "
+                f"{scale:.2g} {reading.unit}, limit {cfg.shift_h:g})",
+            )
+        )
+
+    def _seasonal(
+        self,
+        reading: Reading,
+        x: float,
+        st: DeviceState,
+        t: float,
+        dt: float,
+        lim: AnalogLimits,
+        out: list[Anomaly],
+    ) -> None:
+        """Learn the time-of-week profile; once ready, SEASONAL on the hour-smoothed
+        departure and DRIFT on its time-weighted CUSUM (sigma-hours)."""
+        if dt <= 0.0:
+            return
+        cfg = self._active
+        profile = st.profile
+        # 1970-01-01 was a Thursday: +3 makes Monday day 0.
+        day = (int(t // 86_400.0) + 3) % 7
+        b = day * 6 + int(t % 86_400.0 // _BIN_SECONDS)
+        if not profile:
+            profile.extend(_EMPTY_PROFILE)
+        level = profile[b]
+        mad = profile[b + _PROFILE_BINS]
+        if mad < 0.0:  # the first reading of this bin seeds it
+            profile[b] = x
+            profile[b + _PROFILE_BINS] = math.sqrt(st.var) if st.var > 0.0 else lim.min_scale
+            return
+        residual = x - level
+        sigma = 1.25 * mad
+        if sigma < lim.min_scale:
+            sigma = lim.min_scale
+        # Learn: an equal-weight mean of the weeks seen, then a memory of
+        # profile_days (a bin is visited 4 hours a week; gaps count at most 1 hour).
+        weeks = (t - st.first_ts) / (7 * 86_400.0)
+        memory = cfg.profile_days / 7.0
+        if weeks < 1.0:
+            weeks = 1.0
+        w = (dt if dt < 3600.0 else 3600.0) / (_BIN_SECONDS * (weeks if weeks < memory else memory))
+        if w > 0.5:
+            w = 0.5
+        bound = 4.0 * sigma
+        clipped = bound if residual > bound else -bound if residual < -bound else residual
+        profile[b] = level + w * clipped
+        profile[b + _PROFILE_BINS] = mad + w * ((clipped if clipped >= 0.0 else -clipped) - mad)
+        if t - st.first_ts < cfg.profile_ready_days * 86_400.0:
+            return
+        # SEASONAL: the departure in sigmas of its own bin, smoothed over an hour
+        # (smoothing z, not the residual, so a bin boundary does not judge one
+        # bin's departure by the next bin's spread).
+        z = residual / sigma
+        z = 8.0 if z > 8.0 else -8.0 if z < -8.0 else z
+        if lim.profile_up_only and z < 0.0:
+            z = 0.0
+        ws = 1.0 - math.exp(-dt / cfg.seasonal_smoothing_s)
+        st.season_level += ws * (z - st.season_level)
+        zs = st.season_level
+        azs = zs if zs >= 0.0 else -zs
+        if azs >= cfg.seasonal_z and not st.season_reported:
+            st.season_reported = True
+            side = "above" if zs > 0 else "below"
+            out.append(
+                self._anomaly(
+                    reading,
+                    AnomalyType.SEASONAL,
+                    Severity.WARNING,
+                    azs,
+                    f"{st.sensor_type} has run {azs:.1f} sigma {side} its usual level for "
+                    f"{_bin_name(b)} over the last hour (now {x:g} {reading.unit}, usual "
+                    f"{level:.1f} {reading.unit}, sigma {sigma:.2g}; limit {cfg.seasonal_z:g})",
+                )
+            )
+        elif azs < 1.0:
+            st.season_reported = False
+        # DRIFT: CUSUM in sigma-hours (time-weighted, so the cadence does not matter).
+        z = 4.0 if z > 4.0 else -4.0 if z < -4.0 else z
+        hours = (dt if dt < 3600.0 else 3600.0) / 3600.0
+        k = cfg.drift_k
+        pos = st.drift_pos + (z - k) * hours
+        neg = st.drift_neg + (-z - k) * hours
+        st.drift_pos = pos if pos > 0.0 else 0.0
+        st.drift_neg = neg if neg > 0.0 else 0.0
+        top = st.drift_pos if st.drift_pos >= st.drift_neg else st.drift_neg
+        if top < cfg.drift_h:
+            if top == 0.0:
+                st.drift_reported = False
+            return
+        if st.drift_reported:
+            return
+        st.drift_reported = True
+        side = "above" if st.drift_pos >= st.drift_neg else "below"
+        st.drift_pos = st.drift_neg = 0.0
+        out.append(
+            self._anomaly(
+                reading,
+                AnomalyType.DRIFT,
+                Severity.WARNING,
+                top,
+                f"{st.sensor_type} has drifted {side} its usual level for the time of week "
+                f"(CUSUM {top:.1f} sigma-hours, limit {cfg.drift_h:g}; now {x:g} "
+                f"{reading.unit}, usual {level:.1f} {reading.unit} for {_bin_name(b)})",
+            )
+        )
 
     def _statistical(
         self,
@@ -469,7 +864,7 @@ class DetectorBank:
         st: DeviceState,
         out: list[Anomaly],
     ) -> None:
-        cfg = self.config
+        cfg = self._active
         az = abs(z)
         stat = 2 if az >= cfg.z_critical else 1 if az >= cfg.z_warning else 0
         if stat > st.stat_level:
@@ -495,7 +890,7 @@ class DetectorBank:
         previous = st.status
         if status == previous:
             return
-        cfg = self.config
+        cfg = self._active
         if previous:
             if st.flap_count == 0 or t - st.flap_start > cfg.flap_window_seconds:
                 st.flap_start, st.flap_count, st.flap_reported = t, 1, False

@@ -13,6 +13,8 @@ from datetime import datetime
 
 import msgspec
 
+# Re-exported (``as``): the contract defines it so the simulator can import it too.
+from processor.contract.anomaly import AnomalyType as AnomalyType
 from processor.contract.record import Reading, RejectReason
 
 
@@ -48,16 +50,6 @@ class DeadLetter:
     reason: RejectReason
     detail: str
     arrival: datetime
-
-
-class AnomalyType(enum.StrEnum):
-    LIMIT = "limit"  # static per-sensor-type limit crossed
-    STATISTICAL = "statistical"  # robust z-score against the device's baseline
-    SPIKE = "spike"  # rate of change too high
-    STUCK = "stuck"  # flat-lined sensor
-    FAULT = "fault"  # equipment status FAULT
-    FLAPPING = "flapping"  # equipment status changing too often
-    SILENT = "silent"  # device stopped reporting
 
 
 class Severity(enum.StrEnum):

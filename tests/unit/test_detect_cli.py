@@ -198,3 +198,90 @@ def test_dispatched_by_tap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert tap_main(["detect", "--input", str(csv_path), "--sensor-type", "temperature"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["type"] for x in lines] == ["limit", "spike"]
+
+
+def test_a_simulated_fleet_is_back_tested_from_jsonl_and_scored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from simulator.cli import main as simulate
+
+    readings, labels, scored = tmp_path / "r.jsonl", tmp_path / "l.jsonl", tmp_path / "s.json"
+    assert (
+        simulate(
+            [
+                "--devices",
+                "12",
+                "--duration",
+                "30m",
+                "--anomaly-rate",
+                "0.002",
+                "--seed",
+                "3",
+                "--poison-rate",
+                "0.001",
+                "--start",
+                "2026-11-24T09:00:00Z",
+                "--labels",
+                str(labels),
+                "--output",
+                str(readings),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    code, lines, err = run(
+        ["--input", str(readings), "--labels", str(labels), "--score-output", str(scored)],
+        capsys,
+    )
+    assert code == 0, err
+    assert "from 12 devices" in err and "lines skipped (dead letters)" in err
+    assert lines and all(line["device_id"].startswith("fac01-") for line in lines)
+    report = json.loads(scored.read_text())
+    assert report["by_scenario"] and "healthy" in report
+    assert "recall" in err and "precision" in err
+    # An impossible floor fails the run and names what missed it.
+    code, _, err = run(
+        ["--input", str(readings), "--labels", str(labels), "--output", "none", "--floor", "1.01"],
+        capsys,
+    )
+    assert code == 1 and "FLOOR MISSED" in err
+
+
+def test_csv_windows_as_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    values = [70.0] * 10 + [140.0] + [70.0] * 10
+    csv_path = write_csv(tmp_path / "t.csv", "timestamp,value", temperature_rows(values))
+    windows = tmp_path / "w.csv"
+    start = (T0 + timedelta(seconds=9)).isoformat()
+    end = (T0 + timedelta(seconds=11)).isoformat()
+    windows.write_text(f"start,end,type\n{start},{end},overheat\n", encoding="utf-8")
+    code, _, err = run(
+        [
+            "--input",
+            str(csv_path),
+            "--sensor-type",
+            "temperature",
+            "--labels",
+            str(windows),
+            "--output",
+            "none",
+            "--floor",
+            "0.9",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "overheat" in err
+
+
+def test_jsonl_needs_no_sensor_type_but_csv_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv_path = write_csv(tmp_path / "t.csv", "timestamp,value", temperature_rows([1.0]))
+    code, _, err = run(["--input", str(csv_path)], capsys)
+    assert code == 2 and "--sensor-type is required" in err
+    code, _, err = run(
+        ["--input", str(csv_path), "--sensor-type", "temperature", "--floor", "0.9"], capsys
+    )
+    assert code == 2 and "need --labels" in err

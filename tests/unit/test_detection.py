@@ -102,6 +102,7 @@ def test_limit_fires_on_rise_and_escalation_once_per_episode() -> None:
         (155.0, [Severity.CRITICAL]),
         (156.0, []),
         (70.0, []),
+        (70.0, []),  # two readings over >= 5 minutes back inside end the episode
         (135.0, [Severity.WARNING]),
     ]
     for i, (value, expected) in enumerate(series, start=1):
@@ -120,14 +121,15 @@ def test_limit_fires_on_rise_and_escalation_once_per_episode() -> None:
 
 def test_limit_rearms_only_outside_the_hysteresis_band() -> None:
     bank = DetectorBank()
-    values = [131.0, 129.5, 131.0, 128.0, 131.0]  # hysteresis 1.0 C under 130
+    # hysteresis 1.0 C under 130; two readings 10 minutes apart inside the band re-arm
+    values = [131.0, 129.5, 131.0, 128.0, 131.0, 128.0, 128.0, 131.0]
     fired = [
         bool(
             [a for a in bank.observe(analog(i, i * 600, v)) if a.anomaly_type is AnomalyType.LIMIT]
         )
         for i, v in enumerate(values, start=1)
     ]
-    assert fired == [True, False, False, False, True]
+    assert fired == [True, False, False, False, False, False, False, True]
 
 
 def test_low_limits_fire_below() -> None:

@@ -1,0 +1,91 @@
+"""Read ``tap.detector_overrides`` at run time (the edge of :mod:`processor.core.overrides`).
+
+:func:`load_overrides` is one query; :class:`OverridesRefresher` keeps the current
+:class:`~processor.core.overrides.DetectorOverrides` and re-reads the table every
+``TAP_DETECTOR_OVERRIDES_REFRESH_S`` seconds in a daemon thread, so a plant's
+change applies within that time without a deploy. The detector bank calls
+:meth:`OverridesRefresher.current` per reading (an attribute read).
+
+Failures never stop detection: a refused row is logged (naming its id and field)
+and the rest apply; an unreachable database or a missing table (a processor
+started before the migration) keeps the previous set and is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from processor.contract.storage import DETECTOR_OVERRIDES_TABLE
+from processor.core.detection import DetectorConfig
+from processor.core.overrides import DetectorOverrides, OverrideRow
+
+log = logging.getLogger(__name__)
+
+
+def load_overrides(conn: Any, base: DetectorConfig | None = None) -> DetectorOverrides:
+    """Every row of the table, validated (refused rows are in ``.errors``)."""
+    rows = conn.execute(
+        # The table name is a constant of the contract, not input.
+        f"SELECT id, scope, match, setting, value FROM {DETECTOR_OVERRIDES_TABLE} ORDER BY id"  # noqa: S608
+    ).fetchall()
+    return DetectorOverrides.from_rows(
+        (
+            OverrideRow(scope, match, setting, value, f"id={row_id}")
+            for row_id, scope, match, setting, value in rows
+        ),
+        base,
+    )
+
+
+class OverridesRefresher:
+    """The current overrides, refreshed in the background from ``connect()``."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        refresh_s: float,
+        base: DetectorConfig | None = None,
+    ) -> None:
+        self._connect = connect
+        self._refresh_s = refresh_s
+        self._base = base
+        self._current: DetectorOverrides | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="overrides", daemon=True)
+
+    def current(self) -> DetectorOverrides | None:
+        return self._current
+
+    def start(self) -> OverridesRefresher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def refresh(self) -> None:
+        """One read; keeps the previous set when it fails."""
+        try:
+            with self._connect() as conn:
+                loaded = load_overrides(conn, self._base)
+        except Exception as exc:
+            log.warning(
+                "detector overrides not refreshed; keeping the previous set",
+                extra={"event": "detector_overrides_failed", "error": str(exc)},
+            )
+            return
+        for error in loaded.errors:
+            log.error(
+                "detector override refused: %s",
+                error,
+                extra={"event": "detector_override_refused"},
+            )
+        self._current = loaded if loaded else None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.refresh()
+            self._stop.wait(self._refresh_s)
