@@ -148,6 +148,10 @@ class StackConfig:
     redis_port: int = 6379
     redis_snapshot_retention_days: int = 7
     secret_rotation_days: int = 30
+    #: Rotate the application role's secret with AWS's alternating-users function
+    #: (Serverless Application Repository). False only where that service is absent
+    #: (the moto deploy smoke): the secret then keeps the migrate task's password.
+    db_app_secret_rotation: bool = True
     #: Production safety: deletion protection, final snapshot, keep backups [TAP_PRODUCTION].
     production: bool = False
     #: CloudWatch Logs retention for every log group [TAP_LOG_RETENTION_DAYS].
@@ -340,6 +344,7 @@ class StackConfig:
         read("TAP_LOG_RETENTION_DAYS", "log_retention_days", int)
         read("TAP_STATE_BUCKET", "state_bucket", str)
         read("TAP_STATE_KEY", "state_key", str)
+        read("TAP_DB_APP_ROTATION", "db_app_secret_rotation", _parse_bool)
         if problems:
             raise ConfigError(problems)
         return cls(**values)

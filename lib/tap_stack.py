@@ -109,6 +109,7 @@ class TapStack(TerraformStack):
                 backup_retention_days=config.db_backup_retention_days,
                 secret_rotation_days=config.secret_rotation_days,
                 production=config.production,
+                app_secret_rotation=config.db_app_secret_rotation,
             ),
             account=account,
             logs=logs,
@@ -125,7 +126,10 @@ class TapStack(TerraformStack):
                 stream_kms_key_arn=keys.stream.arn,
                 ecr_kms_key_arn=keys.data.arn,
                 secrets_kms_key_arn=keys.secrets.arn,
-                readable_secret_arns=[database.master_secret_arn, cache.auth_secret_arn],
+                # The application role's secret; the master secret only in the migrate task.
+                readable_secret_arns=[database.app_secret_arn, cache.auth_secret_arn],
+                migration_secret_arn=database.master_secret_arn,
+                app_secret_arn=database.app_secret_arn,
                 # Keys are the contract's stack-provided variables (processor.contract).
                 environment={
                     "TAP_STREAM_NAME": ingestion.stream_name,
@@ -134,7 +138,7 @@ class TapStack(TerraformStack):
                     "TAP_DB_HOST": database.address,
                     "TAP_DB_PORT": str(database.port),
                     "TAP_DB_NAME": database.db_name,
-                    "TAP_DB_SECRET_ARN": database.master_secret_arn,
+                    "TAP_DB_SECRET_ARN": database.app_secret_arn,
                     "TAP_DB_SSLMODE": "verify-full",
                     # The RDS CA bundle the processor image ships (contract default).
                     "TAP_DB_CA_BUNDLE": contract_default("TAP_DB_CA_BUNDLE"),
@@ -187,6 +191,14 @@ class TapStack(TerraformStack):
             "db_endpoint": (database.address, "PostgreSQL host name"),
             "db_port": (database.port, "PostgreSQL port"),
             "db_secret_arn": (database.master_secret_arn, "RDS-managed master secret"),
+            "db_app_secret_arn": (
+                database.app_secret_arn,
+                "The processor's database login (application role), rotated by alternating users",
+            ),
+            "migrate_task_definition": (
+                processing.migrate_task_definition_family,
+                "Run this task (python -m processor migrate) before rolling the service",
+            ),
             "redis_primary_endpoint": (cache.primary_endpoint, "Redis primary endpoint"),
             "redis_port": (cache.port, "Redis port"),
             "redis_auth_secret_arn": (cache.auth_secret_arn, "Secret holding the AUTH token"),

@@ -120,7 +120,8 @@ def as_list(value: str | list[str] | None) -> list[str]:
 
 def test_policies_are_found(stack: SynthesizedStack) -> None:
     kinds = [kind for kind, _, _ in policies(stack)]
-    assert kinds.count("trust") == 4 and kinds.count("identity") == 3 and kinds.count("key") == 5
+    # trust/identity: + the migrate task's role and policy (issue 11, the application role)
+    assert kinds.count("trust") == 5 and kinds.count("identity") == 4 and kinds.count("key") == 5
 
 
 def test_no_wildcard_action_anywhere(stack: SynthesizedStack) -> None:
