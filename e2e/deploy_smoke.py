@@ -297,6 +297,9 @@ def synthesize(
             "ENVIRONMENT_SUFFIX": suffix,
             "TAP_ENV": environment,
             "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+            # moto has no Serverless Application Repository, where the application
+            # secret's rotation function comes from (docs/DEPLOY-SMOKE.md).
+            "TAP_DB_APP_ROTATION": "false",
         }
     )
     # A remote state bucket from the caller's shell must not leak into a smoke run.

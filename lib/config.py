@@ -180,6 +180,10 @@ class StackConfig:
     secret_rotation_days: int = 30
     #: Bump to generate and apply a new Redis AUTH token [TAP_REDIS_AUTH_TOKEN_VERSION].
     redis_auth_token_version: int = 1
+    #: Rotate the application role's secret with AWS's alternating-users function
+    #: (Serverless Application Repository). False only where that service is absent
+    #: (the moto deploy smoke): the secret then keeps the migrate task's password.
+    db_app_secret_rotation: bool = True
     #: Production safety: deletion protection, final snapshot, keep backups [TAP_PRODUCTION].
     production: bool = False
     #: CloudWatch Logs retention for every log group [TAP_LOG_RETENTION_DAYS].
@@ -462,6 +466,7 @@ class StackConfig:
         read("TAP_PRODUCER_PRINCIPAL", "producer_principal", str)
         read("TAP_REDIS_AUTH_TOKEN_VERSION", "redis_auth_token_version", int)
         read("TAP_RDS_OS_METRICS_LOG_GROUP", "rds_os_metrics_log_group", _parse_bool)
+        read("TAP_DB_APP_ROTATION", "db_app_secret_rotation", _parse_bool)
         if problems:
             raise ConfigError(problems)
         return cls(**values)

@@ -19,6 +19,7 @@ from typing import Any, Final
 DEFAULT_STACK: Final = "TapStack"
 #: A Terraform interpolation left in a value by synth (resolved at apply time).
 REFERENCE: Final = re.compile(r"\$\{[^}]*\}")
+_TASK_DEFINITION_REF: Final = re.compile(r"\$\{aws_ecs_task_definition\.([^.}]+)\.arn\}")
 
 
 def stack_file(outdir: str | Path = "cdktf.out", stack: str = DEFAULT_STACK) -> Path:
@@ -64,8 +65,20 @@ class SynthesizedStack:
     def outputs(self) -> dict[str, dict[str, Any]]:
         return dict(self.document.get("output", {}))
 
+    def service_task_definition(self) -> dict[str, Any]:
+        """The task definition the ECS service runs (the stack also has the one-off
+        migrate task's); the only one when there is one."""
+        tasks = self.resources("aws_ecs_task_definition")
+        if len(tasks) == 1:
+            return next(iter(tasks.values()))
+        service = self.single("aws_ecs_service")
+        match = _TASK_DEFINITION_REF.fullmatch(service["task_definition"])
+        if match is None:
+            raise LookupError(f"service task_definition {service['task_definition']!r}")
+        return tasks[match.group(1)]
+
     def container_definitions(self) -> list[dict[str, Any]]:
-        task = self.single("aws_ecs_task_definition")
+        task = self.service_task_definition()
         definitions: list[dict[str, Any]] = json.loads(task["container_definitions"])
         return definitions
 

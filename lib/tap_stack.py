@@ -122,6 +122,7 @@ class TapStack(TerraformStack):
                 secret_rotation_days=config.secret_rotation_days,
                 production=config.production,
                 rds_os_metrics_log_group=config.rds_os_metrics_log_group,
+                app_secret_rotation=config.db_app_secret_rotation,
             ),
             account=account,
             logs=logs,
@@ -139,7 +140,10 @@ class TapStack(TerraformStack):
                 ecr_kms_key_arn=keys.data.arn,
                 secrets_kms_key_arn=keys.secrets.arn,
                 ephemeral_storage_kms_key_arn=keys.data.arn,
-                readable_secret_arns=[database.master_secret_arn, cache.auth_secret_arn],
+                # The application role's secret; the master secret only in the migrate task.
+                readable_secret_arns=[database.app_secret_arn, cache.auth_secret_arn],
+                migration_secret_arn=database.master_secret_arn,
+                app_secret_arn=database.app_secret_arn,
                 # Keys are the contract's stack-provided variables (processor.contract).
                 environment={
                     "TAP_STREAM_NAME": ingestion.stream_name,
@@ -148,7 +152,7 @@ class TapStack(TerraformStack):
                     "TAP_DB_HOST": database.address,
                     "TAP_DB_PORT": str(database.port),
                     "TAP_DB_NAME": database.db_name,
-                    "TAP_DB_SECRET_ARN": database.master_secret_arn,
+                    "TAP_DB_SECRET_ARN": database.app_secret_arn,
                     "TAP_DB_SSLMODE": "verify-full",
                     # The RDS CA bundle the processor image ships (contract default).
                     "TAP_DB_CA_BUNDLE": contract_default("TAP_DB_CA_BUNDLE"),
@@ -215,6 +219,14 @@ class TapStack(TerraformStack):
             "db_endpoint": (database.address, "PostgreSQL host name"),
             "db_port": (database.port, "PostgreSQL port"),
             "db_secret_arn": (database.master_secret_arn, "RDS-managed master secret"),
+            "db_app_secret_arn": (
+                database.app_secret_arn,
+                "The processor's database login (application role), rotated by alternating users",
+            ),
+            "migrate_task_definition": (
+                processing.migrate_task_definition_family,
+                "Run this task (python -m processor migrate) before rolling the service",
+            ),
             "redis_primary_endpoint": (cache.primary_endpoint, "Redis primary endpoint"),
             "redis_port": (cache.port, "Redis port"),
             "redis_auth_secret_arn": (cache.auth_secret_arn, "Secret holding the AUTH token"),

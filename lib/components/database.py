@@ -2,21 +2,35 @@
 
 The master password is created and held by RDS in Secrets Manager
 (``manage_master_user_password``) under our CMK, and rotated every 30 days; it never
-appears in Terraform configuration or state.
+appears in Terraform configuration or state. Only the migrate task reads it.
+
+The application role (issue 11, item 2; docs/STACK.md "The application role"): the
+processor logs in as ``tap_processor`` (or ``tap_processor_clone``) with credentials
+from a secret of its own. Terraform writes that secret without a password (so none
+is ever in plan or state); the migrate task sets the first one, and AWS's
+alternating-users rotation function (``SecretsManagerRDSPostgreSQLRotationMultiUser``,
+deployed from the Serverless Application Repository) rotates it every 30 days,
+logging in with the master secret named by the secret's ``masterarn``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cdktf import Fn, TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.db_instance import DbInstance
 from cdktf_cdktf_provider_aws.db_parameter_group import DbParameterGroup, DbParameterGroupParameter
 from cdktf_cdktf_provider_aws.db_subnet_group import DbSubnetGroup
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
+from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
 from cdktf_cdktf_provider_aws.secretsmanager_secret_rotation import (
     SecretsmanagerSecretRotation,
     SecretsmanagerSecretRotationRotationRules,
+)
+from cdktf_cdktf_provider_aws.secretsmanager_secret_version import SecretsmanagerSecretVersion
+from cdktf_cdktf_provider_aws.serverlessapplicationrepository_cloudformation_stack import (
+    ServerlessapplicationrepositoryCloudformationStack,
 )
 from constructs import Construct
 
@@ -25,6 +39,14 @@ from lib.components.account import AccountContext
 from lib.components.client_only_security_group import client_only_security_group
 from lib.components.log_group import EncryptedLogGroup, LogSettings
 from lib.config import Naming
+from processor.contract.storage import APP_ROLE
+
+#: AWS's alternating-users rotation function for RDS PostgreSQL (Serverless
+#: Application Repository, published by AWS in us-east-1 for every region).
+MULTI_USER_ROTATION_APPLICATION = (
+    "arn:aws:serverlessrepo:us-east-1:297356227824:applications/"
+    "SecretsManagerRDSPostgreSQLRotationMultiUser"
+)
 
 #: Log types RDS exports to CloudWatch Logs.
 LOG_EXPORTS: tuple[str, ...] = ("postgresql", "upgrade")
@@ -58,6 +80,9 @@ class DatabaseConfig:
     backup_retention_days: int = 7
     secret_rotation_days: int = 30
     monitoring_interval_s: int = 30
+    #: Deploy the application secret's rotation function and schedule (False only
+    #: where the Serverless Application Repository is absent: the moto deploy smoke).
+    app_secret_rotation: bool = True
     #: False (default): destroyable (no deletion protection, no final snapshot, automated
     #: backups deleted). True: all three flip for production.
     production: bool = False
@@ -183,12 +208,76 @@ class Database(Construct):
             rotation_rules=SecretsmanagerSecretRotationRotationRules(
                 automatically_after_days=config.secret_rotation_days
             ),
+            # The first deploy must not rotate under a migrate task and service that
+            # are starting with the password RDS just created.
+            rotate_immediately=False,
         )
+
+        app_secret = SecretsmanagerSecret(
+            self,
+            "app-secret",
+            name=naming.name("secret-db-app"),
+            description=f"PostgreSQL login of the processor (role {APP_ROLE}); rotated by "
+            "alternating users",
+            kms_key_id=config.secrets_kms_key_arn,
+            recovery_window_in_days=0,
+        )
+        # No password here (none in plan or state): the migrate task generates it.
+        # Later versions come from the migrate task and the rotation function.
+        SecretsmanagerSecretVersion(
+            self,
+            "app-secret-value",
+            secret_id=app_secret.id,
+            secret_string=Fn.jsonencode(
+                {
+                    "engine": "postgres",
+                    "host": instance.address,
+                    "port": config.port,
+                    "dbname": config.db_name,
+                    "username": APP_ROLE,
+                    "masterarn": master_secret_arn,
+                }
+            ),
+            lifecycle=TerraformResourceLifecycle(ignore_changes=["secret_string"]),
+        )
+        if config.app_secret_rotation:
+            rotator = ServerlessapplicationrepositoryCloudformationStack(
+                self,
+                "app-secret-rotator",
+                name=naming.name("rotation-db-app"),
+                application_id=MULTI_USER_ROTATION_APPLICATION,
+                capabilities=["CAPABILITY_IAM", "CAPABILITY_RESOURCE_POLICY"],
+                parameters={
+                    # Private DNS of the VPC's interface endpoint answers this name.
+                    "endpoint": f"https://secretsmanager.{account.region}.amazonaws.com",
+                    "functionName": naming.name("fn-rotate-db-app"),
+                    # In the database's subnets with the database clients' security
+                    # group: it reaches PostgreSQL and the Secrets Manager endpoint
+                    # exactly as the processor does, and nothing else.
+                    "vpcSubnetIds": Fn.join(",", config.subnet_ids),
+                    "vpcSecurityGroupIds": config.client_security_group_id,
+                    "kmsKeyArn": config.secrets_kms_key_arn,
+                    "masterSecretArn": master_secret_arn,
+                    "masterSecretKmsKeyArn": config.secrets_kms_key_arn,
+                },
+            )
+            SecretsmanagerSecretRotation(
+                self,
+                "app-secret-rotation",
+                secret_id=app_secret.id,
+                rotation_lambda_arn=Fn.lookup(rotator.outputs, "RotationLambdaARN", ""),
+                rotation_rules=SecretsmanagerSecretRotationRotationRules(
+                    automatically_after_days=config.secret_rotation_days
+                ),
+                # Not before the migrate task has set the first password.
+                rotate_immediately=False,
+            )
 
         self.identifier: str = identifier
         self.address: str = instance.address
         self.port: int = config.port
         self.db_name: str = config.db_name
         self.master_secret_arn: str = master_secret_arn
+        self.app_secret_arn: str = app_secret.arn
         self.security_group_id: str = sg.id
         self.log_group_names: list[str] = [g.name for g in log_groups]

@@ -53,6 +53,8 @@ from lib.config import Naming
 from processor.contract.environment import TASK_VARIABLES
 
 CONTAINER_NAME = "processor"
+#: The container of the one-off migrate task (same image, command ``migrate``).
+MIGRATE_CONTAINER_NAME = "migrate"
 #: Non-root user of the processor image (uid:gid).
 CONTAINER_USER = "10001:10001"
 HEALTH_PATH = "/health/live"
@@ -121,6 +123,11 @@ class ProcessingConfig:
     stop_timeout_s: int = 120
     min_tasks: int = 1
     max_tasks: int = 1
+    #: The migrate task (issue 11, item 2): the owner's (RDS master) secret it migrates
+    #: with and the application secret it provisions. Only its task role reads the
+    #: first; the service's task role reads ``readable_secret_arns`` only.
+    migration_secret_arn: str = ""
+    app_secret_arn: str = ""
 
 
 class Processing(Construct):
@@ -423,6 +430,8 @@ class Processing(Construct):
             ),
         )
 
+        migrate_task = self._migrate_task(config, account, execution_role.arn, container)
+
         self.cluster_name: str = cluster.name
         self.service_name: str = service.name
         self.repository_url: str = repository.repository_url
@@ -434,3 +443,87 @@ class Processing(Construct):
         self.task_role_arn: str = task_role.arn
         #: name -> value of the container environment (values may be Terraform tokens).
         self.environment: dict[str, str] = {e["name"]: e["value"] for e in environment}
+        self.migrate_task_definition_family: str = migrate_task.family
+        self.migrate_task_role_arn: str = migrate_task.task_role_arn
+
+    def _migrate_task(
+        self,
+        config: ProcessingConfig,
+        account: AccountContext,
+        execution_role_arn: str,
+        service_container: Mapping[str, Any],
+    ) -> EcsTaskDefinition:
+        """``python -m processor migrate`` from the same image: the only task whose
+        role may read the owner's secret. Run it, then roll the service (docs/STACK.md
+        "The application role")."""
+        naming = config.naming
+        role = IamRole(
+            self,
+            "migrate-task-role",
+            name=naming.name("role-processor-migrate"),
+            description="Migrate task: read the owner's secret, provision the app login",
+            assume_role_policy=iam_policy.service_trust(
+                "ecs-tasks.amazonaws.com", account.account_id
+            ),
+        )
+        IamRolePolicy(
+            self,
+            "migrate-task-policy",
+            name="migrate-least-privilege",
+            role=role.id,
+            policy=iam_policy.document(
+                iam_policy.statement(
+                    "ReadOwnerAndAppCredentials",
+                    ["secretsmanager:GetSecretValue"],
+                    [config.migration_secret_arn, config.app_secret_arn],
+                ),
+                # The first password of the application login (the stack writes none).
+                iam_policy.statement(
+                    "WriteAppCredentials",
+                    ["secretsmanager:PutSecretValue"],
+                    [config.app_secret_arn],
+                ),
+                iam_policy.statement(
+                    "UseCredentialsKeyThroughSecretsManager",
+                    ["kms:Decrypt", "kms:GenerateDataKey"],
+                    [config.secrets_kms_key_arn],
+                    conditions={
+                        "StringEquals": {
+                            "kms:ViaService": f"secretsmanager.{account.region}.amazonaws.com"
+                        }
+                    },
+                ),
+            ),
+        )
+        # The service's container, minus what only a long-running consumer needs, plus
+        # the command and the owner's secret ARN.
+        container = {
+            key: value
+            for key, value in service_container.items()
+            if key not in ("healthCheck", "stopTimeout")
+        }
+        container["name"] = MIGRATE_CONTAINER_NAME
+        container["command"] = ["migrate"]
+        container["environment"] = [
+            *service_container["environment"],
+            {"name": "TAP_DB_MIGRATION_SECRET_ARN", "value": config.migration_secret_arn},
+        ]
+        log_options = dict(service_container["logConfiguration"]["options"])
+        log_options["awslogs-stream-prefix"] = MIGRATE_CONTAINER_NAME
+        container["logConfiguration"] = {"logDriver": "awslogs", "options": log_options}
+        return EcsTaskDefinition(
+            self,
+            "migrate-task",
+            family=naming.name("task-migrate"),
+            requires_compatibilities=["FARGATE"],
+            network_mode="awsvpc",
+            cpu="256",
+            memory="512",
+            execution_role_arn=execution_role_arn,
+            task_role_arn=role.arn,
+            runtime_platform=EcsTaskDefinitionRuntimePlatform(
+                operating_system_family="LINUX", cpu_architecture="X86_64"
+            ),
+            volume=[EcsTaskDefinitionVolume(name="tmp")],
+            container_definitions=json.dumps([container]),
+        )

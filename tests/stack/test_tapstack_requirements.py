@@ -23,6 +23,25 @@ def ref_type(value: str) -> str:
     return match.group(1) if match else ""
 
 
+def redis_secret_version(stack: SynthesizedStack) -> dict[str, Any]:
+    """The Redis AUTH token's secret version (the application role's is another)."""
+    (version,) = [
+        v
+        for k, v in stack.resources("aws_secretsmanager_secret_version").items()
+        if k.startswith("cache_")
+    ]
+    return version
+
+
+def master_secret_rotation(stack: SynthesizedStack) -> dict[str, Any]:
+    (rotation,) = [
+        r
+        for r in stack.resources("aws_secretsmanager_secret_rotation").values()
+        if r["secret_id"].endswith(".master_user_secret[0].secret_arn}")
+    ]
+    return rotation
+
+
 def container(stack: SynthesizedStack) -> dict[str, Any]:
     (only,) = stack.container_definitions()
     return only
@@ -93,19 +112,19 @@ SINGLE_RESOURCE_CHECKS: list[tuple[str, Check, object]] = [
         lambda s: s.single("aws_ecs_cluster")["setting"],
         [{"name": "containerInsights", "value": "enabled"}],
     ),
-    ("task awsvpc", lambda s: s.single("aws_ecs_task_definition")["network_mode"], "awsvpc"),
+    ("task awsvpc", lambda s: s.service_task_definition()["network_mode"], "awsvpc"),
     (
         "task Fargate",
-        lambda s: s.single("aws_ecs_task_definition")["requires_compatibilities"],
+        lambda s: s.service_task_definition()["requires_compatibilities"],
         ["FARGATE"],
     ),
-    ("task cpu", lambda s: s.single("aws_ecs_task_definition")["cpu"], "512"),
-    ("task memory", lambda s: s.single("aws_ecs_task_definition")["memory"], "1024"),
+    ("task cpu", lambda s: s.service_task_definition()["cpu"], "512"),
+    ("task memory", lambda s: s.service_task_definition()["memory"], "1024"),
     (
         "separate execution and task roles",
         lambda s: (
-            s.single("aws_ecs_task_definition")["execution_role_arn"]
-            != s.single("aws_ecs_task_definition")["task_role_arn"]
+            s.service_task_definition()["execution_role_arn"]
+            != s.service_task_definition()["task_role_arn"]
         ),
         True,
     ),
@@ -228,7 +247,7 @@ SINGLE_RESOURCE_CHECKS: list[tuple[str, Check, object]] = [
     ),
     (
         "secret version written once per token version (no perpetual diff)",
-        lambda s: s.single("aws_secretsmanager_secret_version")["secret_string_wo_version"],
+        lambda s: redis_secret_version(s)["secret_string_wo_version"],
         1,
     ),
     (
@@ -312,15 +331,19 @@ SINGLE_RESOURCE_CHECKS: list[tuple[str, Check, object]] = [
     ),
     (
         "rotation every 30 days",
-        lambda s: s.single("aws_secretsmanager_secret_rotation")["rotation_rules"],
+        lambda s: master_secret_rotation(s)["rotation_rules"],
         {"automatically_after_days": 30},
     ),
     (
         "rotation of the RDS-managed secret",
-        lambda s: s.single("aws_secretsmanager_secret_rotation")["secret_id"].endswith(
-            ".master_user_secret[0].secret_arn}"
+        lambda s: len(
+            [
+                r
+                for r in s.resources("aws_secretsmanager_secret_rotation").values()
+                if r["secret_id"].endswith(".master_user_secret[0].secret_arn}")
+            ]
         ),
-        True,
+        1,
     ),
     # Network
     ("VPC DNS", lambda s: s.single("aws_vpc")["enable_dns_hostnames"], True),
