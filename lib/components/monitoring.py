@@ -8,6 +8,7 @@ are counted from its JSON log lines (``"level": "ERROR"`` or ``"CRITICAL"``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,10 +84,13 @@ class Monitoring(Construct):
             ("email", config.alarm_emails),
             ("https", config.alarm_https_endpoints),
         ):
-            for index, endpoint in enumerate(endpoints):
+            for endpoint in endpoints:
+                # Id from the endpoint, not its position: removing one address from
+                # the list must not re-create (and re-confirm) the others.
+                digest = hashlib.sha256(endpoint.encode()).hexdigest()[:10]
                 SnsTopicSubscription(
                     self,
-                    f"alarm-{protocol}-{index}",
+                    f"alarm-{protocol}-{digest}",
                     topic_arn=topic.arn,
                     protocol=protocol,
                     endpoint=endpoint,
