@@ -873,6 +873,7 @@ class Worker:
             "processor stopped",
             extra={"event": "stopped", "shutdown_ms": round((time.monotonic() - started) * 1000)},
         )
+        self.detector_overrides.stop()
         self.cache.close()
         self.store.close()
 

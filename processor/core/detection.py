@@ -265,6 +265,10 @@ class DeviceState(msgspec.Struct, array_like=True, gc=False):
     shift_pos: float = 0.0  # step CUSUMs of the one-step residual
     shift_neg: float = 0.0
     shift_reported: bool = False
+    shift_pos_seq: int = 0  # where each step CUSUM last left zero (the change point)
+    shift_pos_ts: float = 0.0
+    shift_neg_seq: int = 0
+    shift_neg_ts: float = 0.0
     first_ts: float = 0.0  # first analog reading (profile readiness)
     profile: list[float] = msgspec.field(default_factory=list)  # 24 levels then 24 MADs
     season_level: float = 0.0  # hour-smoothed departure from the profile (sigmas)
@@ -727,9 +731,15 @@ class DetectorBank:
         k = cfg.shift_k
         pos = st.shift_pos + u - k
         neg = st.shift_neg - u - k
+        # The classic CUSUM change-point estimate: where the sum last left zero.
+        if pos > 0.0 and st.shift_pos == 0.0:
+            st.shift_pos_seq, st.shift_pos_ts = reading.seq, reading.ts.timestamp()
+        if neg > 0.0 and st.shift_neg == 0.0:
+            st.shift_neg_seq, st.shift_neg_ts = reading.seq, reading.ts.timestamp()
         st.shift_pos = pos if pos > 0.0 else 0.0
         st.shift_neg = neg if neg > 0.0 else 0.0
-        top = st.shift_pos if st.shift_pos >= st.shift_neg else st.shift_neg
+        up = st.shift_pos >= st.shift_neg
+        top = st.shift_pos if up else st.shift_neg
         if top < cfg.shift_h:
             if top == 0.0:
                 st.shift_reported = False
@@ -738,16 +748,28 @@ class DetectorBank:
             return
         st.shift_reported = True
         st.shift_pos = st.shift_neg = 0.0
-        side = "above" if u > 0 else "below"
+        side = "above" if up else "below"
+        # Reported on the reading where the step began (a pure function of the
+        # state, so a replay gives the same identity), which is what a maintenance
+        # log says: the sensor was swapped *then*, not ten readings later.
+        change_seq = st.shift_pos_seq if up else st.shift_neg_seq
+        change_ts = st.shift_pos_ts if up else st.shift_neg_ts
         out.append(
-            self._anomaly(
-                reading,
-                AnomalyType.DRIFT,
-                Severity.WARNING,
-                top,
-                f"{st.sensor_type} {x:g} {reading.unit} stays {side} the device baseline "
-                f"{expected:.1f} {reading.unit} (step CUSUM {top:.0f} scales of "
-                f"{scale:.2g} {reading.unit}, limit {cfg.shift_h:g})",
+            Anomaly(
+                device_id=reading.device_id,
+                seq=change_seq,
+                ts=_epoch_to_datetime(change_ts),
+                anomaly_type=AnomalyType.DRIFT,
+                severity=Severity.WARNING,
+                score=round(top, 3),
+                explanation=(
+                    f"{st.sensor_type} stays {side} the device baseline since seq "
+                    f"{change_seq}: {x:g} {reading.unit} now, baseline {expected:.1f} "
+                    f"{reading.unit} (step CUSUM {top:.0f} scales of {scale:.2g} "
+                    f"{reading.unit}, limit {cfg.shift_h:g}, reading seq {reading.seq})"
+                ),
+                sensor_type=st.sensor_type,
+                value=x,
             )
         )
 

@@ -80,6 +80,8 @@ def test_scenarios_change_what_their_labels_say(runs: dict[str, Any]) -> None:
         if clean[key] > 10:
             assert 0.64 <= dirty[key] / clean[key] <= 0.86
     for label in by_kind[Scenario.DROPOUT]:
+        if label.truncated:
+            continue  # cut off by the end of the run
         seqs = range(label.start_seq, label.end_seq + 1)
         sent = [(label.device_id, s) in dirty for s in seqs]
         assert any(sent), label  # intermittent, not a silence
