@@ -16,10 +16,9 @@ as ``tap detect --labels`` and ``tap demo``. Cost per reading: the bank alone
 of three, for this bank and for :mod:`bench.reference_detection` (the bank before
 issue 9), in the same run.
 
-Silence: until the learned per-device cadence lands (silence is another change of
-issue 9), the month profile sets ``silence_after_seconds`` to 6 reporting periods
-(1800 s) instead of the processor's 60 s default, which would call every 5-minute
-series silent; the day profile uses the default.
+Silence is judged by :class:`processor.core.silence.SilenceTracker` as in the
+processor and in ``tap detect``: the newest reading's time is the shard's progress and
+each device's cadence is learned, so the month profile needs no special setting.
 
 Exit status 1 (and MISSED lines) when any goal is not met: recall >= 0.9 per
 scenario, precision >= 0.9 per detector, <= 1 false alarm per healthy device-week,
@@ -39,6 +38,7 @@ from typing import Any, Final
 from processor.contract.record import Reading, ValidationLimits, decode_reading
 from processor.core.detection import DetectorBank, DetectorConfig
 from processor.core.model import Anomaly
+from processor.core.silence import SilenceTracker
 from simulator.anomalies import PLANT_SCENARIOS
 from simulator.fleet import Fleet
 from simulator.scoring import ScenarioScore, ScoreReport, score
@@ -60,14 +60,11 @@ class Profile:
     #: device per run, so about 40 % of the devices stay healthy (false-alarm rate).
     anomaly_rate: float
     start: datetime
-    silence_after_s: float | None = None
 
 
 PROFILES: Final = {
     "day": Profile(201, 1.0, 24.0, 1e-5, datetime(2026, 11, 24, 0, 0, tzinfo=UTC)),
-    "month": Profile(
-        102, 1 / 300, 30 * 24.0, 1e-4, datetime(2026, 10, 5, 0, 0, tzinfo=UTC), 1800.0
-    ),
+    "month": Profile(102, 1 / 300, 30 * 24.0, 1e-4, datetime(2026, 10, 5, 0, 0, tzinfo=UTC)),
 }
 
 _LIMITS: Final = ValidationLimits(
@@ -89,6 +86,7 @@ def _run_seed(
         temperature_resolution=0.1,
     )
     bank = DetectorBank(config)
+    silence = SilenceTracker()
     anomalies: list[Anomaly] = []
     spans: dict[str, list[float]] = {}
     sample: list[Reading] = []
@@ -106,9 +104,11 @@ def _run_seed(
                 continue
             readings += 1
             t = record.ts_ms / 1000.0
+            silence.advance(t)
             if t >= next_silence:
-                anomalies.extend(bank.check_silence(reading.ts))
+                anomalies.extend(silence.check())
                 next_silence = t + SILENCE_TICK_S
+            silence.observe(reading.device_id, reading.seq, t, reading.sensor_type.value)
             bank.observe_into(reading, anomalies)
             span = spans.get(reading.device_id)
             if span is None:
@@ -172,8 +172,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.hours:
         profile = dataclasses.replace(profile, hours=args.hours)
     config = DetectorConfig()
-    if profile.silence_after_s is not None:
-        config = dataclasses.replace(config, silence_after_seconds=profile.silence_after_s)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     reports = []
     sample: list[Reading] = []
@@ -197,9 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 
     new_us = _cost_us(lambda: DetectorBank(config), sample)
     old_us = _cost_us(
-        lambda: reference_detection.DetectorBank(
-            reference_detection.DetectorConfig(silence_after_seconds=config.silence_after_seconds)
-        ),
+        lambda: reference_detection.DetectorBank(reference_detection.DetectorConfig()),
         sample,
     )
     result = {
