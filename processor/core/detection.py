@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
 import msgspec
@@ -311,6 +311,10 @@ _EMPTY_PROFILE: Final = (0.0,) * _PROFILE_BINS + (-1.0,) * _PROFILE_BINS
 def _bin_name(b: int) -> str:
     day, block = divmod(b, 6)
     return f"{_WEEKDAYS[day]} {block * 4:02d}-{block * 4 + 4:02d} UTC"
+
+
+def _epoch_to_datetime(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def _level(x: float, lim: AnalogLimits, inset: float) -> tuple[int, float | None]:
