@@ -351,7 +351,7 @@ def _detect(
         if t >= next_silence:
             anomalies.extend(silence.check())
             next_silence = t + tick_s
-        silence.observe(reading.device_id, reading.seq, t, reading.sensor_type.value)
+        silence.observe(reading.device_id, reading.seq, t, reading.sensor_type.value, reading.boot)
         bank.observe_into(reading, anomalies)
         span = spans.get(reading.device_id)
         spans[reading.device_id] = (t, t, 1) if span is None else (span[0], t, span[2] + 1)

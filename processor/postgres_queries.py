@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import psycopg
@@ -167,14 +167,17 @@ class StoredAnomaly:
     detected_at: datetime
     sensor_type: str
     value: float | None
+    #: Migration 0007: with the seq and the event day, the anomaly's identity.
+    boot: int = 0
+    event_day: date | None = None
 
 
 def anomalies(conn: Connection, device_id: str | None = None) -> list[StoredAnomaly]:
     cur = conn.execute(
         "SELECT device_id, seq, anomaly_type, severity, score, explanation, event_ts, detected_at,"
-        " sensor_type, value FROM tap.anomalies"
+        " sensor_type, value, boot, event_day FROM tap.anomalies"
         " WHERE %(device)s::text IS NULL OR device_id = %(device)s"
-        " ORDER BY device_id, seq, anomaly_type",
+        " ORDER BY device_id, seq, anomaly_type, boot, event_day",
         {"device": device_id},
     )
     return [StoredAnomaly(*r) for r in cur]

@@ -817,9 +817,11 @@ class PostgresStore:
            they become ``seq_conflict`` dead letters (payload: the reading re-encoded,
            detail: where and what the stored one is); exact re-sends and replays of
            our own records are dropped as duplicates.
-        3. Anomalies of newly stored readings (and ``silent`` ones, which belong to no
-           reading of the batch), ``ON CONFLICT DO NOTHING``: a replay's detectors may
-           see a different history, but the first commit's verdict stands.
+        3. Anomalies of newly stored readings — matched on the reading's identity
+           ``(device_id, boot, seq, event time)`` — and ``silent`` ones, which belong
+           to no reading of the batch, ``ON CONFLICT (device_id, boot, seq,
+           anomaly_type, event_day) DO NOTHING``: a replay's detectors may see a
+           different history, but the first commit's verdict stands.
         4. Dead letters ``ON CONFLICT (shard_id, sequence_number) DO NOTHING``.
 
         Idempotent: committing the same batch again stores nothing new and sets the
@@ -870,9 +872,9 @@ class PostgresStore:
                 stored_anomalies = 0
                 if anomalies:
                     _copy(conn, _STAGE_ANOMALIES, ANOMALIES_COPY_COLUMNS, anomalies)
-                    devices = [device for device, _ in inserted_keys]
-                    seqs = [seq for _, seq in inserted_keys]
-                    stored_anomalies = conn.execute(_INSERT_ANOMALIES_SQL, (devices, seqs)).rowcount
+                    stored_anomalies = conn.execute(
+                        _INSERT_ANOMALIES_SQL, (list(inserted_records),)
+                    ).rowcount
 
                 stored_dead = 0
                 if dead_letters:
@@ -893,7 +895,8 @@ class PostgresStore:
 
     def _prepare_staging(self, conn: psycopg.Connection[Any]) -> None:
         """Create this session's staging tables once (committed on their own, so a
-        rolled-back batch does not take them away). ``ON COMMIT DELETE ROWS`` empties
+        rolled-back batch does not take them away). ``INCLUDING GENERATED``: the
+        anomalies' ``event_day`` is computed, not copied. ``ON COMMIT DELETE ROWS`` empties
         them at each commit; reusing them avoids the catalog churn that a
         ``CREATE TEMP TABLE ... ON COMMIT DROP`` per batch causes."""
         if conn in self._staged:
@@ -905,7 +908,8 @@ class PostgresStore:
         ):
             conn.execute(
                 sql.SQL(
-                    "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS"
+                    "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING GENERATED)"
+                    " ON COMMIT DELETE ROWS"
                 ).format(sql.Identifier(stage), sql.Identifier(PG_SCHEMA, table))
             )
         self._staged.add(conn)
@@ -1241,14 +1245,19 @@ INSERT INTO {anomalies} ({cols})
 SELECT {a_cols}
 FROM {stage} a
 WHERE a.anomaly_type = 'silent'
-   OR (a.device_id, a.seq) IN (SELECT * FROM unnest(%s::text[], %s::bigint[]))
-ON CONFLICT (device_id, seq, anomaly_type) DO NOTHING
+   OR EXISTS (
+       SELECT 1 FROM {readings_stage} s
+       WHERE s.sequence_number = ANY(%s::text[])
+         AND s.device_id = a.device_id AND s.boot = a.boot AND s.seq = a.seq
+         AND s.event_ts = a.event_ts)
+ON CONFLICT (device_id, boot, seq, anomaly_type, event_day) DO NOTHING
 """
 ).format(
     anomalies=_table(ANOMALIES_TABLE),
     cols=_columns(ANOMALIES_COPY_COLUMNS),
     a_cols=_prefixed("a", ANOMALIES_COPY_COLUMNS),
     stage=sql.Identifier(_STAGE_ANOMALIES),
+    readings_stage=sql.Identifier(_STAGE_READINGS),
 )
 
 _INSERT_DEAD_LETTERS_SQL: Final = sql.SQL(

@@ -18,7 +18,8 @@ the server, applying per device and per anomaly what follows:
 * **Anomaly stream** (:data:`REDIS_ANOMALY_STREAM`, ``MAXLEN ~``): stream ids must
   grow, and anomalies of different devices and shards arrive in any order, so ids
   cannot be derived from the reading. Instead each anomaly has a stable identity
-  ``<device_id>:<seq>:<anomaly_type>`` (the PostgreSQL key): a Lua script does
+  ``<device_id>:<seq>:<anomaly_type>:<boot>:<event day>`` (the PostgreSQL key, see
+  :func:`anomaly_identity`): a Lua script does
   ``SET <dedup key> NX EX`` and only when that succeeds ``XADD *``, atomically. A
   replay within the dedup TTL (1 day, far longer than any redelivery) adds nothing;
   the entry carries ``anomaly_id`` so readers can de-duplicate beyond that too.
@@ -63,7 +64,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Final, Protocol
 
 import msgspec
@@ -99,7 +100,17 @@ def redis_anomaly_dedup_key(anomaly_id: str) -> str:
 
 def anomaly_id(anomaly: Anomaly) -> str:
     """Stable identity of an anomaly (the PostgreSQL unique key)."""
-    return f"{anomaly.device_id}:{anomaly.seq}:{anomaly.anomaly_type.value}"
+    return anomaly_identity(
+        anomaly.device_id, anomaly.boot, anomaly.seq, anomaly.anomaly_type.value, anomaly.event_day
+    )
+
+
+def anomaly_identity(device_id: str, boot: int, seq: int, anomaly_type: str, day: date) -> str:
+    """``<device_id>:<seq>:<anomaly_type>`` (the format before issue 10 item 4), then
+    ``:<boot>:<event day>``: the anomalies table's key (migration 0007), so a rebooted
+    device's anomaly (boot + 1, seq again from 0) and a version 1 device's anomaly
+    on a seq reused on a later day each get their own stream entry."""
+    return f"{device_id}:{seq}:{anomaly_type}:{boot}:{day.isoformat()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +365,7 @@ def _anomaly_entry(anomaly: Anomaly) -> list[Any]:
         "sensor_type": anomaly.sensor_type,
         "value": "" if anomaly.value is None else repr(anomaly.value),
         "explanation": anomaly.explanation,
+        "boot": str(anomaly.boot),
     }
     return [identity, _flatten(fields)]
 

@@ -78,7 +78,8 @@ READINGS_COPY_COLUMNS: Final[tuple[str, ...]] = (
     "boot",
 )
 
-#: Anomalies: identity (device_id, seq, anomaly_type) makes a replay idempotent.
+#: Anomalies: identity (device_id, boot, seq, anomaly_type, event_day) makes a replay
+#: idempotent; event_day is generated from event_ts (migration 0007), so not copied.
 ANOMALIES_COPY_COLUMNS: Final[tuple[str, ...]] = (
     "device_id",
     "seq",
@@ -90,6 +91,8 @@ ANOMALIES_COPY_COLUMNS: Final[tuple[str, ...]] = (
     "detected_at",
     "sensor_type",
     "value",
+    # Migration 0007 (issue 10 item 4): the reading's boot counter, 0 without one.
+    "boot",
 )
 
 #: Dead letters: the full raw payload (bytea) with the reject reason code.

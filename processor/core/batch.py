@@ -129,11 +129,16 @@ def committed_part(
     anomalies are dropped with it, exactly as the store's anomaly insert does (only
     anomalies of stored readings, and ``silent`` ones, which belong to no reading).
     Readings are matched by their Kinesis sequence number, which identifies the record
-    even when a device's ``seq`` repeats; anomalies by ``(device_id, seq)``.
+    even when a device's ``seq`` repeats; anomalies by their reading's identity,
+    ``(device_id, boot, seq, event time)``, taken from the kept readings (a reading
+    anomaly's ``ts`` is its reading's event time): ``(device_id, seq)`` alone let
+    the anomaly of a rejected boot 0 reading ride on a stored boot 1 reading with the
+    same seq. ``stored_keys`` is kept for the callers; the readings say more.
     """
     readings = [a for a in batch.readings if a.sequence_number in stored_sequence_numbers]
     if len(readings) == len(batch.readings):
         return batch
+    kept = {(a.reading.device_id, a.reading.series, a.reading.seq, a.reading.ts) for a in readings}
     return ProcessedBatch(
         shard_id=batch.shard_id,
         readings=readings,
@@ -141,7 +146,8 @@ def committed_part(
         anomalies=[
             an
             for an in batch.anomalies
-            if an.anomaly_type is AnomalyType.SILENT or (an.device_id, an.seq) in stored_keys
+            if an.anomaly_type is AnomalyType.SILENT
+            or (an.device_id, an.boot, an.seq, an.ts) in kept
         ],
         checkpoint=batch.checkpoint,
         shard_end=batch.shard_end,
@@ -192,6 +198,7 @@ def anomaly_rows(batch: ProcessedBatch, detected_at: datetime) -> list[tuple[Any
             detected_at,
             an.sensor_type,
             an.value,
+            an.boot,
         )
         for an in batch.anomalies
     ]

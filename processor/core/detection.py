@@ -29,10 +29,13 @@ re-arms only after the signal is back inside a hysteresis band.
 
 Replays and idempotency. A reading whose ``seq`` is not above the device's last
 ``seq`` (a duplicate or an out-of-order record) neither changes the state nor
-emits anything. The identity of an anomaly is ``(device_id, seq, anomaly_type)``,
-a pure function of (state, reading), so an at-least-once replay of the same
-reading from the same saved state yields the same identity, which the store
-de-duplicates (``ON CONFLICT DO NOTHING``). For that to hold the adapter must
+emits anything — unless it is of a newer boot, or of a later UTC event day than
+the last reading (a restarted sequence the store keeps as new readings). The
+identity of an anomaly is ``(device_id, boot, seq, anomaly_type, event day)``, the
+reading's de-duplication key plus the type: a pure function of (state, reading),
+so an at-least-once replay of the same reading from the same saved state yields
+the same identity, which the store de-duplicates (``ON CONFLICT DO NOTHING``).
+For that to hold the adapter must
 save states (:meth:`DetectorBank.dirty_states`) only *after* the batch commit,
 and, when a commit fails, retry the same :class:`ProcessedBatch` (or
 :meth:`DetectorBank.forget` the shard's devices and reload their saved states)
@@ -298,6 +301,8 @@ class DeviceState(msgspec.Struct, array_like=True, gc=False):
 _state_encoder: Final = msgspec.msgpack.Encoder()
 _state_decoder: Final = msgspec.msgpack.Decoder(DeviceState)
 _STATUS_FAULT: Final = EquipmentStatus.FAULT.value
+#: Seconds per UTC day: the event day of the de-duplication key is ``ts // _DAY_S``.
+_DAY_S: Final = 86_400.0
 #: The profile's bins: four hours of each day of the week (a plant's shifts start
 #: at 06, 14 and 22, all on 4-hour boundaries, and its Saturday is not its Tuesday).
 _PROFILE_BINS: Final = 42
@@ -473,9 +478,16 @@ class DetectorBank:
             # The device restarted (issue 10 item 4): its seq starts again, and the
             # baseline carries on (same machine, same sensor).
             st.last_boot = boot
-        elif reading.seq <= st.last_seq:
+        elif reading.seq <= st.last_seq and (
+            reading.ts.timestamp() // _DAY_S <= st.last_ts // _DAY_S
+        ):
             self.ignored += 1
             return
+        # else a seq that went back on a later UTC event day: a restarted sequence
+        # (no boot counter, or one left unchanged). The store keeps it (its key,
+        # (device_id, boot, seq, event day), is new), so the detectors judge it too; a
+        # re-send or a late record carries its original, earlier time and is ignored,
+        # and a same-day restart is a seq_conflict dead letter, ignored here as well.
         if shard_id and self._shard_of.get(device_id) != shard_id:
             self._shard_of[device_id] = shard_id
         current = self.overrides() if self.overrides is not None else None
@@ -961,6 +973,7 @@ class DetectorBank:
             explanation=why,
             sensor_type=reading.sensor_type.value,
             value=reading.value,
+            boot=reading.series,
         )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
 
 import msgspec
 
@@ -59,8 +59,11 @@ class Severity(enum.StrEnum):
 
 
 class Anomaly(msgspec.Struct, frozen=True):
-    """One detected anomaly. ``(device_id, seq, anomaly_type)`` identifies it, so
-    replaying the same reading yields the same anomaly (idempotent storage)."""
+    """One detected anomaly. ``(device_id, boot, seq, anomaly_type, event_day)``
+    identifies it, so replaying the same reading yields the same anomaly (idempotent
+    storage), while a device that restarted its sequence (a new ``boot``, or a
+    version 1 device whose seq starts again on a later day) raises anomalies of its
+    own: the identity follows the reading's de-duplication key (issue 10 item 4)."""
 
     device_id: str
     seq: int  # the reading's seq; for SILENT the last seq seen
@@ -71,6 +74,15 @@ class Anomaly(msgspec.Struct, frozen=True):
     explanation: str
     sensor_type: str = ""
     value: float | None = None
+    #: The reading's boot counter (0 for schema version 1); for SILENT the boot of the
+    #: last reading seen. Last, with a default: constructors that predate it still work.
+    boot: int = 0
+
+    @property
+    def event_day(self) -> date:
+        """The UTC day of ``ts``: for a reading's anomaly the reading's event day (the
+        day in its de-duplication key); for SILENT the day the silence became definite."""
+        return self.ts.astimezone(UTC).date()
 
 
 @dataclass(slots=True)

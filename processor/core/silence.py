@@ -27,13 +27,24 @@ often the next one comes, and an hourly historian export must not be called sile
 before its second row.
 
 **One anomaly per episode, with a deterministic identity.** The episode is "no
-reading after ``seq`` N", so its anomaly is ``(device_id, N, silent)`` — the same
-key the anomalies table and the Redis stream de-duplicate on. A replay, a second
+reading after ``seq`` N of boot B", so its anomaly is ``(device_id, B, N, silent)``
+on the UTC day of its ``ts`` — the same key the anomalies table and the Redis stream
+de-duplicate on. A replay, a second
 owner after a handoff, or the parent's and the child's owner after a split all
 report the same episode under the same key, so it is stored once. Its ``ts`` is the
 moment the silence became definite (last arrival + threshold), not the moment a
-timer noticed it, so the row is the same whoever writes it. The next reading (a
-higher ``seq``) ends the episode: recovery needs no extra state.
+timer noticed it, so the row is the same whoever writes it. The next reading ends
+the episode: recovery needs no extra state.
+
+**A reading proves the device alive by its arrival, whatever its seq** (issue 10
+item 4). A device that reboots starts its seq again; ignoring every seq not above
+the last one called a rebooted device silent while it was sending. So any reading
+that arrived later than the last one moves ``last_arrival`` (and ends an episode);
+which series the entry follows is decided apart: with a boot counter (schema
+version 2) by ``(boot, seq)`` — a higher boot is the new series, a lower one a late
+record of an old series (alive, but the series stays); without one (version 1) a
+seq that went back on a newer arrival is followed (a restart, or a producer's
+re-send of an old reading, which the next reading corrects).
 
 **The registry.** The per-device entries (:class:`SilenceEntry`: last seq, last
 arrival, recent gaps, whether the episode was reported) are what a
@@ -103,8 +114,12 @@ class SilenceEntry(msgspec.Struct, array_like=True, gc=False):
     last_arrival_ms: int  # epoch ms, Kinesis arrival (event time offline)
     gaps_ms: list[int] = msgspec.field(default_factory=list)
     #: ``last_seq`` of the episode already reported (-1: none). Reported iff equal to
-    #: ``last_seq``, so a newer reading clears it without touching it.
+    #: ``last_seq``; any reading that changes the entry sets it back to -1.
     reported_seq: int = -1
+    #: The boot counter of the series followed (0 for schema version 1 readings).
+    #: Last, with a default: entries saved before it existed decode as boot 0, and
+    #: an older decoder ignores it (msgspec drops trailing array elements).
+    boot: int = 0
 
     def expected_interval(self, min_gaps: int) -> float | None:
         """Median of the recent gaps in seconds; None while fewer than ``min_gaps``."""
@@ -161,6 +176,40 @@ def fetch_progress(
     return received_at - max(0, millis_behind_latest) / 1000.0
 
 
+def _position(st: SilenceEntry) -> tuple[int, int, int]:
+    """How far an entry has followed its device: a newer boot, then a later arrival,
+    then a higher seq (a version 1 device's restarted seq arrives later)."""
+    return (st.boot, st.last_arrival_ms, st.last_seq)
+
+
+def _update(st: SilenceEntry, boot: int | None, seq: int, arrival_ms: int, window: int) -> bool:
+    """Apply one reading to a known device's entry (the rule in the module doc);
+    returns whether the entry changed."""
+    changed = False
+    if boot is not None and boot != st.boot:
+        if boot > st.boot:  # the device restarted: a new series
+            st.boot = boot
+            st.last_seq = seq
+            changed = True
+        # else a late record of an earlier series: alive (below), the series stays
+    elif seq > st.last_seq or (
+        boot is None and seq < st.last_seq and arrival_ms > st.last_arrival_ms
+    ):
+        st.last_seq = seq
+        changed = True
+    gap = arrival_ms - st.last_arrival_ms
+    if gap > 0:
+        gaps = st.gaps_ms
+        gaps.append(gap)
+        if len(gaps) > window:
+            del gaps[0]
+        st.last_arrival_ms = arrival_ms
+        changed = True
+    if changed:
+        st.reported_seq = -1
+    return changed
+
+
 @dataclass(slots=True)
 class SilenceTracker:
     """The silence registry of one shard, and the detector that judges it."""
@@ -192,8 +241,9 @@ class SilenceTracker:
     ) -> list[str]:
         """Merge saved entries (a registry hash); returns the devices whose entry was
         corrupt. ``hash_range`` keeps only the devices whose partition key hashes into
-        it (a child shard taking its share of a parent's registry). The entry with the
-        higher ``last_seq`` wins; on a tie a reported episode stays reported. Entries
+        it (a child shard taking its share of a parent's registry). The newer entry wins
+        (:func:`_position`: boot, then last arrival, then seq); on a tie a reported
+        episode stays reported. Entries
         taken from another shard's registry (``inherited``) are marked to be saved
         under this shard, so the parent's registry may expire."""
         bad: list[str] = []
@@ -208,15 +258,15 @@ class SilenceTracker:
                 bad.append(device_id)
                 continue
             mine = self._entries.get(device_id)
-            if mine is None or other.last_seq > mine.last_seq:
+            if mine is None or _position(other) > _position(mine):
                 if mine is not None and len(other.gaps_ms) < len(mine.gaps_ms):
                     other.gaps_ms = mine.gaps_ms
                 self._entries[device_id] = other
                 if inherited:
                     self._dirty.add(device_id)
-            elif other.last_seq == mine.last_seq and other.reported_seq > mine.reported_seq:
+            elif _position(other) == _position(mine) and other.reported_seq > mine.reported_seq:
                 mine.reported_seq = other.reported_seq
-            elif mine.last_seq > other.last_seq and len(mine.gaps_ms) < len(other.gaps_ms):
+            elif _position(mine) > _position(other) and len(mine.gaps_ms) < len(other.gaps_ms):
                 mine.gaps_ms = other.gaps_ms + mine.gaps_ms
                 del mine.gaps_ms[: -self.config.gap_window]
         return sorted(bad)
@@ -252,32 +302,30 @@ class SilenceTracker:
 
     # -- readings ---------------------------------------------------------------------
 
-    def observe(self, device_id: str, seq: int, arrival: float, sensor_type: str) -> None:
-        """One reading that arrived at ``arrival`` (epoch s). A duplicate or an
-        out-of-order ``seq`` changes nothing."""
-        self._observe(device_id, seq, round(arrival * 1000.0), sensor_type)
+    def observe(
+        self, device_id: str, seq: int, arrival: float, sensor_type: str, boot: int | None = None
+    ) -> None:
+        """One reading that arrived at ``arrival`` (epoch s); ``boot`` is its restart
+        counter (None for schema version 1). A duplicate arriving no later than the
+        last reading changes nothing; see the module doc for a seq that went back."""
+        self._observe(device_id, seq, round(arrival * 1000.0), sensor_type, boot)
 
-    def _observe(self, device_id: str, seq: int, arrival_ms: int, sensor_type: str) -> None:
+    def _observe(
+        self, device_id: str, seq: int, arrival_ms: int, sensor_type: str, boot: int | None
+    ) -> None:
         arrival = arrival_ms / 1000.0
         if self.progress is None or arrival > self.progress:
             self.progress = arrival
         st = self._entries.get(device_id)
         if st is None:
-            self._entries[device_id] = SilenceEntry(ENTRY_VERSION, sensor_type, seq, arrival_ms)
+            self._entries[device_id] = SilenceEntry(
+                ENTRY_VERSION, sensor_type, seq, arrival_ms, boot=boot or 0
+            )
             self._dirty.add(device_id)
             self._forgotten.discard(device_id)
             return
-        if seq <= st.last_seq:
-            return
-        gap = arrival_ms - st.last_arrival_ms
-        if gap > 0:
-            gaps = st.gaps_ms
-            gaps.append(gap)
-            if len(gaps) > self.config.gap_window:
-                del gaps[0]
-            st.last_arrival_ms = arrival_ms
-        st.last_seq = seq
-        self._dirty.add(device_id)
+        if _update(st, boot, seq, arrival_ms, self.config.gap_window):
+            self._dirty.add(device_id)
 
     def observe_batch(self, readings: Iterable[AcceptedReading]) -> None:
         """:meth:`observe` every reading of a batch (in shard order): the hot path,
@@ -295,20 +343,10 @@ class SilenceTracker:
                 newest = arrival_ms
             st = entries.get(device_id)
             if st is None:
-                self._observe(device_id, r.seq, arrival_ms, r.sensor_type.value)
+                self._observe(device_id, r.seq, arrival_ms, r.sensor_type.value, r.boot)
                 continue
-            seq = r.seq
-            if seq <= st.last_seq:
-                continue
-            gap = arrival_ms - st.last_arrival_ms
-            if gap > 0:
-                gaps = st.gaps_ms
-                gaps.append(gap)
-                if len(gaps) > window:
-                    del gaps[0]
-                st.last_arrival_ms = arrival_ms
-            st.last_seq = seq
-            dirty.add(device_id)
+            if _update(st, r.boot, r.seq, arrival_ms, window):
+                dirty.add(device_id)
         if newest:
             self.advance(newest / 1000.0)
 
@@ -351,6 +389,7 @@ class SilenceTracker:
             out.append(
                 Anomaly(
                     device_id=device_id,
+                    boot=st.boot,
                     seq=st.last_seq,
                     ts=datetime.fromtimestamp(last_arrival + limit, UTC),
                     anomaly_type=AnomalyType.SILENT,

@@ -139,7 +139,9 @@ def test_apply_is_idempotent_and_bounded(cache: RedisCache, raw: Any) -> None:
     assert json.loads(window[-1][0])["seq"] == 149
     assert stream_length == 2
     entry = raw.xrange(REDIS_ANOMALY_STREAM)[0][1]
-    assert entry[b"anomaly_id"] == b"d1:120:limit"
+    # the PostgreSQL key (migration 0007): boot 0, the UTC day of the anomaly's ts
+    assert entry[b"anomaly_id"] == f"d1:120:limit:0:{NOW.date().isoformat()}".encode()
+    assert entry[b"boot"] == b"0"
     for key in (redis_latest_key("d1"), redis_window_key("d1")):
         assert 0 < raw.ttl(key) <= 7 * 86_400
     assert raw.zscore(REDIS_LAST_SEEN, "d1") == int(

@@ -14,6 +14,7 @@ from e2e.verify import ProcessorCluster, Record, make_readings, wait_until, wait
 from processor.contract.record import Reading, SensorType, encode_reading
 from processor.contract.storage import REDIS_ANOMALY_STREAM, redis_latest_key
 from processor.postgres_queries import anomalies
+from processor.redis_cache import anomaly_identity
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -43,7 +44,10 @@ def _redis_anomaly_ids(client: object) -> set[str]:
 
 def _table_anomaly_ids(cluster: ProcessorCluster) -> set[str]:
     rows = cluster.view._run(anomalies)
-    return {f"{a.device_id}:{a.seq}:{a.anomaly_type}" for a in rows}
+    return {
+        anomaly_identity(a.device_id, a.boot, a.seq, a.anomaly_type, a.event_day)  # type: ignore[arg-type]
+        for a in rows
+    }
 
 
 @pytest.mark.timeout(120)
@@ -81,7 +85,7 @@ def test_a_conflicting_duplicate_never_reaches_redis(
             f"{latest.seq}\n{cluster.logs()}"
         )
         assert _redis_anomaly_ids(client) == _table_anomaly_ids(cluster)
-        assert f"{DEVICE}:10:limit" not in _redis_anomaly_ids(client)
+        assert not any(i.startswith(f"{DEVICE}:10:limit:") for i in _redis_anomaly_ids(client))
     finally:
         client.close()
 
@@ -142,6 +146,62 @@ def test_a_device_reboot_mid_stream_loses_nothing_silently(
             lambda: int(client.hgetall(redis_latest_key(DEVICE)).get(b"seq", -1)) == 9,
             timeout=10,
         )
+        assert _redis_anomaly_ids(client) == _table_anomaly_ids(cluster)
+    finally:
+        client.close()
+
+
+@pytest.mark.timeout(150)
+def test_a_reboot_keeps_both_anomalies_of_a_reused_seq(
+    make_cluster: Callable[..., ProcessorCluster],
+) -> None:
+    """Issue 10 item 4 for anomalies: a device (schema version 2) trips the limit
+    detector at seq 10 of boot 0, reboots, and trips it again at seq 10 of boot 1.
+    Both are anomalies of their own readings: both rows in PostgreSQL, both entries in
+    the Redis stream. The identity (device_id, seq, anomaly_type) dropped the second
+    one in both places (ON CONFLICT, and the stream's de-dup mark)."""
+    cluster = make_cluster(1, lease_duration_s=LEASE_S)
+    cluster.start("w1")
+    start = datetime.now(UTC) - timedelta(minutes=25)
+
+    def series(boot: int, t0: datetime) -> list[Record]:
+        # seq 10 far above the critical limit, then 9 normal readings a minute apart
+        # (longer than the limit detector's re-arm time, 300 s).
+        times = [t0 + timedelta(seconds=s) for s in range(11)]
+        times += [t0 + timedelta(seconds=10, minutes=m) for m in range(1, 10)]
+        out = []
+        for seq, ts in enumerate(times):
+            r = msgspec.structs.replace(
+                msgspec.json.decode(
+                    _reading(seq, ts, 590.0 if seq == 10 else 65.0).data, type=Reading
+                ),
+                schema_version=2,
+                boot=boot,
+            )
+            out.append(Record(encode_reading(r), DEVICE, (DEVICE, seq)))
+        return out
+
+    cluster.send(series(0, start))
+    assert wait_until(lambda: cluster.view.count_readings() == 20, timeout=45), cluster.logs()
+    cluster.send(series(1, start + timedelta(minutes=11)))
+    assert wait_until(lambda: cluster.view.count_readings() == 40, timeout=45), cluster.logs()
+
+    def limit_rows() -> list[int]:
+        rows = cluster.view._run(anomalies)
+        return [a.seq for a in rows if a.anomaly_type == "limit"]
+
+    client = cluster.services.redis.client()
+    try:
+
+        def limit_entries() -> list[bytes]:
+            entries = client.xrange(REDIS_ANOMALY_STREAM)
+            return [f[b"seq"] for _, f in entries if f[b"type"] == b"limit"]
+
+        assert wait_until(lambda: len(limit_entries()) >= 2, timeout=15), (
+            f"stream {limit_entries()}, table {limit_rows()}\n{cluster.logs()}"
+        )
+        assert limit_rows() == [10, 10]
+        assert limit_entries() == [b"10", b"10"]
         assert _redis_anomaly_ids(client) == _table_anomaly_ids(cluster)
     finally:
         client.close()

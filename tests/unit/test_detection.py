@@ -490,3 +490,28 @@ def test_a_restarted_sequence_with_a_new_boot_is_observed() -> None:
     ignored = bank.ignored
     assert bank.observe(booted(analog(150, 150, 135.0), 0)) == []
     assert bank.ignored == ignored + 1
+
+
+def test_a_v1_sequence_restarted_on_a_later_day_is_observed() -> None:
+    """Issue 10 item 4 without a boot counter: a version 1 device restarts its seq on
+    a later event day. The store keeps those readings (their key's day is new), so
+    the detectors must judge them; before, they were ignored until seq passed the old
+    value. A re-send (its original time) and a same-day restart (a seq_conflict dead
+    letter in the store) are still ignored."""
+    bank = DetectorBank()
+    feed(bank, noisy(100))  # seq 1..100 on T0's day
+    ignored = bank.ignored
+    assert bank.observe(analog(50, 50, 135.0)) == []  # a re-send
+    assert bank.observe(analog(1, 3600, 135.0)) == []  # restarted the same day
+    assert bank.ignored == ignored + 2
+    next_day = 86_400 + 600
+    assert feed(bank, [analog(i, next_day + i, 70.0) for i in range(3)]) == []
+    fired = bank.observe(analog(3, next_day + 3, 135.0))
+    assert (AnomalyType.LIMIT, Severity.WARNING) in kinds(fired)
+    assert next((a.boot, a.seq, a.event_day) for a in fired) == (
+        0,
+        3,
+        (T0 + timedelta(seconds=next_day)).date(),
+    )
+    state = bank.state_of("d1")
+    assert state is not None and state.last_seq == 3

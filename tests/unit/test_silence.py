@@ -205,7 +205,9 @@ def test_duplicates_change_nothing_and_config_is_checked() -> None:
     tracker = SilenceTracker()
     feed(tracker, "a", regular(5, 1.0))
     before = tracker.entry("a").to_text()  # type: ignore[union-attr]
-    feed(tracker, "a", [(4, T0 + 50), (2, T0 + 60)])
+    # Re-sends arriving no later than the last reading; a later arrival proves the
+    # device alive whatever its seq (test_a_v1_device_restarting_its_seq_is_alive).
+    feed(tracker, "a", [(4, T0 + 4), (2, T0 + 1)])
     assert tracker.entry("a").to_text() == before  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="min_silence_s"):
         SilenceConfig(min_silence_s=0)
@@ -262,3 +264,59 @@ def test_the_batch_path_matches_one_reading_at_a_time() -> None:
         batch.observe_batch(readings[offset : offset + 37])
     assert one.dirty_entries() == batch.dirty_entries()
     assert one.progress == batch.progress
+
+
+def test_a_reboot_mid_stream_is_not_a_silence() -> None:
+    """Issue 10 item 4 for silence: a device sends seq 0..119 (boot 0), reboots and
+    sends seq 0..199 again (boot 1) while another device keeps the shard moving. It
+    is sending all along: no SILENT. The old tracker ignored every reading whose seq
+    was not above 119 and called the rebooted device silent while it sent."""
+    tracker = SilenceTracker()
+    for i in range(120):
+        tracker.observe("a", i, T0 + i, "temperature", boot=0)
+    for i in range(200):
+        tracker.observe("a", i, T0 + 120 + i, "temperature", boot=1)
+        tracker.observe("b", i, T0 + 120 + i + 0.5, "temperature")
+    assert tracker.check() == []
+    entry = tracker.entry("a")
+    assert entry is not None and (entry.boot, entry.last_seq) == (1, 199)
+    # A late record of the old series proves the device alive but does not move the
+    # series back.
+    tracker.observe("a", 119, T0 + 330, "temperature", boot=0)
+    assert (entry.boot, entry.last_seq, entry.last_arrival_ms) == (1, 199, (T0 + 330) * 1000)
+    # A real silence after the reboot: one SILENT whose identity carries the new boot.
+    tracker.advance(T0 + 330 + 61)
+    got = tracker.check()
+    assert [(a.device_id, a.boot, a.seq, a.anomaly_type) for a in got] == [
+        ("a", 1, 199, AnomalyType.SILENT),
+        ("b", 0, 199, AnomalyType.SILENT),
+    ]
+    tracker.advance(T0 + 3600)
+    assert tracker.check() == []  # one anomaly per episode
+
+
+def test_a_v1_device_restarting_its_seq_is_alive() -> None:
+    """Without a boot counter (schema version 1) a restarted sequence is told apart
+    only by its arrival: a newer arrival with a lower seq is the device, alive, and
+    its series is followed from there."""
+    tracker = SilenceTracker()
+    feed(tracker, "a", regular(100, 1.0))
+    feed(tracker, "a", regular(100, 1.0, start=T0 + 100))  # seq 0..99 again
+    feed(tracker, "b", regular(200, 1.0, start=T0 + 0.5))
+    assert tracker.check() == []
+    tracker.advance(T0 + 199 + 61)
+    got = tracker.check()
+    assert [(a.device_id, a.boot, a.seq) for a in got] == [("a", 0, 99), ("b", 0, 199)]
+    assert got[0].ts.timestamp() == pytest.approx(T0 + 199 + 60)
+
+
+def test_entries_saved_before_the_boot_field_still_load() -> None:
+    """The registry written by the running version (six fields) decodes as boot 0,
+    and the old decoder's shape is a prefix of the new one (a rolling deploy)."""
+    old = b'[1,"temperature",41,1700000000000,[1000,1000],41]'
+    entry = SilenceEntry.from_text(old)
+    assert (entry.boot, entry.last_seq, entry.reported_seq) == (0, 41, 41)
+    tracker = SilenceTracker()
+    assert tracker.load({"a": old}) == []
+    tracker.observe("a", 0, 1_700_000_100.0, "temperature", boot=1)
+    assert (tracker.entry("a").boot, tracker.entry("a").last_seq) == (1, 0)  # type: ignore[union-attr]
