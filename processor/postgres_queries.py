@@ -95,7 +95,7 @@ def duplicate_keys(conn: Connection) -> list[tuple[str, int, int]]:
     """(device_id, seq, copies) of every key stored more than once (must be empty).
 
     The key is (device_id, boot, seq, event day), as tap.reading_keys decides it
-    (migration 0004): a restarted sequence on another day is not a duplicate."""
+    (migration 0005): a restarted sequence on another day is not a duplicate."""
     return [
         (device, seq, n)
         for device, seq, n in conn.execute(

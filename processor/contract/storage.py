@@ -74,7 +74,7 @@ READINGS_COPY_COLUMNS: Final[tuple[str, ...]] = (
     "shard_id",
     "sequence_number",
     "schema_version",
-    # Migration 0004 (issue 10 item 4): the device's restart counter, 0 without one.
+    # Migration 0005 (issue 10 item 4): the device's restart counter, 0 without one.
     "boot",
 )
 

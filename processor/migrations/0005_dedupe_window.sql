@@ -1,4 +1,4 @@
--- 0004: a bounded de-duplication key, and the device's boot counter (issue 10
+-- 0005: a bounded de-duplication key, and the device's boot counter (issue 10
 -- items 4 and 10). See docs/PROCESSOR-STORAGE.md, "De-duplication".
 --
 -- Before: tap.reading_keys (device_id, seq) was one unpartitioned, append-only table

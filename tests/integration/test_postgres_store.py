@@ -921,7 +921,7 @@ def test_latest_per_device_uses_the_index(
     from processor.postgres_queries import _LATEST_PER_DEVICE
 
     plan = "\n".join(r[0] for r in admin.execute("EXPLAIN " + _LATEST_PER_DEVICE))
-    # Partitioned since migration 0004: the partitions' copies of the index are used.
+    # Partitioned since migration 0005: the partitions' copies of the index are used.
     assert "reading_keys_p" in plan and "Index" in plan, plan
     assert "Seq Scan on reading_keys" not in plan
     assert len(store.latest_per_device()) == 20
@@ -1243,17 +1243,17 @@ def test_dedupe_keys_live_in_the_readings_daily_partitions(
         admin.rollback()
 
 
-def test_migration_0004_moves_existing_keys(
+def test_migration_0005_moves_existing_keys(
     make_store: StoreFactory, admin: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A database migrated before 0004, with readings and keys: 0004 moves the keys to
+    """A database migrated before 0005, with readings and keys: 0005 moves the keys to
     the partitioned table (boot 0, their event day), and they still de-duplicate."""
     import processor.postgres_store as postgres_store
 
     migrations = load_migrations()
     dedupe = next(m.version for m in migrations if m.name == "dedupe_window")
     old = make_store()
-    with monkeypatch.context() as patch:  # only the migrations before 0004
+    with monkeypatch.context() as patch:  # only the migrations before 0005
         patch.setattr(
             postgres_store,
             "load_migrations",
