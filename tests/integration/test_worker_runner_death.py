@@ -12,10 +12,12 @@ the repair was ever stored while ``/health/live`` said 200.
 from __future__ import annotations
 
 import json
+import secrets as secrets_module
 import time
 from collections.abc import Callable
 
 import pytest
+from psycopg import sql
 
 from e2e.services import PostgresServer
 from e2e.verify import (
@@ -26,6 +28,7 @@ from e2e.verify import (
     wait_until,
     wait_until_stored,
 )
+from processor.contract.storage import APP_ROLE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -53,19 +56,28 @@ def test_runner_killed_by_a_malformed_secret_gives_its_shard_back(
     sent = cluster.send(make_readings(10, 5))
     wait_until_stored(cluster.view, sent.keys, timeout=30)
 
+    # The processors log in with the application role's secret (issue 11): break that
+    # one. A new password for its login, so that a fresh login needs the secret.
     secrets = cluster.services.secrets_client()
-    good = json.loads(secrets.get_secret_value(SecretId=cluster.db_secret_arn)["SecretString"])
-    new_password = restartable_pg_server.set_app_password()
+    app_secret_arn = cluster.app_secret_arn
+    good = json.loads(secrets.get_secret_value(SecretId=app_secret_arn)["SecretString"])
+    new_password = secrets_module.token_urlsafe(24)
+    with restartable_pg_server.admin_connection(cluster.database) as admin:
+        admin.execute(
+            sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
+                sql.Identifier(good["username"]), sql.Literal(new_password)
+            )
+        )
     # A reshaped secret (keys renamed): a refresh raises SecretFormatError.
     secrets.put_secret_value(
-        SecretId=cluster.db_secret_arn,
+        SecretId=app_secret_arn,
         SecretString=json.dumps({"user": good["username"], "pass": new_password}),
     )
     with restartable_pg_server.admin_connection(cluster.database) as admin:
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE usename = %s AND pid <> pg_backend_pid()",
-            (restartable_pg_server.app_user,),
+            (good["username"],),
         )
     # Records in flight make the runner commit (and fail) while the secret is broken.
     deadline = time.monotonic() + 8
@@ -77,7 +89,7 @@ def test_runner_killed_by_a_malformed_secret_gives_its_shard_back(
     crashed = w1.wait_for_event("runner_crashed", timeout=10)
 
     secrets.put_secret_value(
-        SecretId=cluster.db_secret_arn,
+        SecretId=app_secret_arn,
         SecretString=json.dumps({**good, "password": new_password}),
     )
     repaired_at = time.monotonic()
@@ -117,7 +129,7 @@ def test_a_shard_that_cannot_commit_makes_liveness_fail_until_it_advances(
     assert w1.health("/health/live")[0] == 200
 
     with cluster.services.postgres.admin_connection(cluster.database) as admin:
-        admin.execute("REVOKE INSERT ON tap.readings FROM tap_app")
+        admin.execute(f"REVOKE INSERT ON tap.readings FROM {APP_ROLE}")
     try:
         stalled_at = time.monotonic()
         sent.merge(cluster.send(make_readings(5, 5, first_seq=5)))
@@ -132,7 +144,7 @@ def test_a_shard_that_cannot_commit_makes_liveness_fail_until_it_advances(
         print(f"liveness failed {unhealthy_after:.1f} s after the shard stalled")
     finally:
         with cluster.services.postgres.admin_connection(cluster.database) as admin:
-            admin.execute("GRANT INSERT ON tap.readings TO tap_app")
+            admin.execute(f"GRANT INSERT ON tap.readings TO {APP_ROLE}")
     stored = wait_until_stored(cluster.view, sent.keys, timeout=RECOVERY_BOUND_S)
     assert sent.keys <= stored, _summary(w1)
     assert compare(sent.keys, cluster.view).ok
