@@ -65,6 +65,16 @@ class SynthesizedStack:
     def outputs(self) -> dict[str, dict[str, Any]]:
         return dict(self.document.get("output", {}))
 
+    def cache_secret_version(self) -> dict[str, Any]:
+        """The Redis AUTH token's secret version (the application role's secret has
+        one too): the one the cache construct declares."""
+        (version,) = [
+            v
+            for k, v in self.resources("aws_secretsmanager_secret_version").items()
+            if k.startswith("cache_")
+        ]
+        return version
+
     def service_task_definition(self) -> dict[str, Any]:
         """The task definition the ECS service runs (the stack also has the one-off
         migrate task's); the only one when there is one."""

@@ -113,7 +113,7 @@ def test_auth_token_is_ephemeral_and_written_write_only(stack: SynthesizedStack)
     assert "aws_secretsmanager_random_password" not in document.get("data", {})
     (generator,) = document["ephemeral"]["aws_secretsmanager_random_password"]
     expression = f"ephemeral.aws_secretsmanager_random_password.{generator}.random_password"
-    version = stack.single("aws_secretsmanager_secret_version")
+    version = stack.cache_secret_version()
     assert expression in version["secret_string_wo"]
     assert "secret_string" not in version
     assert version["secret_string_wo_version"] == DEFAULT_CONFIG.redis_auth_token_version
@@ -126,7 +126,7 @@ def test_auth_token_is_ephemeral_and_written_write_only(stack: SynthesizedStack)
 
 
 def test_token_version_bump_reaches_the_secret(prod_stack: SynthesizedStack) -> None:
-    version = prod_stack.single("aws_secretsmanager_secret_version")
+    version = prod_stack.cache_secret_version()
     assert version["secret_string_wo_version"] == PRODUCTION_CONFIG.redis_auth_token_version == 2
 
 
@@ -333,7 +333,7 @@ PLATFORMS = {"X86_64": "linux/amd64", "ARM64": "linux/arm64"}
 
 
 def test_build_instructions_target_the_tasks_cpu_architecture(stack: SynthesizedStack) -> None:
-    architecture = stack.single("aws_ecs_task_definition")["runtime_platform"]["cpu_architecture"]
+    architecture = stack.service_task_definition()["runtime_platform"]["cpu_architecture"]
     platform = PLATFORMS[architecture]
     builds = []
     for doc in ("processor/Dockerfile", "docs/STACK.md", "docs/PROCESSOR.md", "README.md"):

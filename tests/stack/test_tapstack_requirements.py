@@ -25,12 +25,7 @@ def ref_type(value: str) -> str:
 
 def redis_secret_version(stack: SynthesizedStack) -> dict[str, Any]:
     """The Redis AUTH token's secret version (the application role's is another)."""
-    (version,) = [
-        v
-        for k, v in stack.resources("aws_secretsmanager_secret_version").items()
-        if k.startswith("cache_")
-    ]
-    return version
+    return stack.cache_secret_version()
 
 
 def master_secret_rotation(stack: SynthesizedStack) -> dict[str, Any]:
