@@ -198,7 +198,10 @@ def test_outputs_are_present_and_named_with_the_suffix(smoke: SmokeResult) -> No
     assert int(values["db_port"]) == 5432
     environment = values["processor_task_environment"]
     assert environment["TAP_STREAM_NAME"] == values["stream_name"]
-    assert environment["TAP_DB_SECRET_ARN"] == values["db_secret_arn"]
+    # The processor logs in with the application role's secret; the master secret is
+    # read only by the migrate task (issue 11, the application role).
+    assert environment["TAP_DB_SECRET_ARN"] == values["db_app_secret_arn"]
+    assert environment["TAP_DB_SECRET_ARN"] != values["db_secret_arn"]
     assert all(SUFFIX in name for name in values["log_group_names"].values())
 
 
