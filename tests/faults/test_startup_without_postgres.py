@@ -43,6 +43,10 @@ def test_postgres_down_for_minutes_at_start_keeps_the_process_live(
 ) -> None:
     # The task's defaults (10 s lease): liveness tolerates max(15 s, 2 x lease).
     cluster = make_cluster(2)
+    # The migrate step runs first, as in a deployment (issue 11: the processor waits
+    # for the schema, it no longer migrates); then PostgreSQL goes away before the
+    # processor starts.
+    assert cluster.app_secret_arn
     restartable_pg_server.stop()
     try:
         w1 = cluster.start("w1")
