@@ -130,9 +130,11 @@ def _stack_variables(root: Path, environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def synth_key(root: Path = REPO_ROOT, environ: Mapping[str, str] | None = None) -> str:
-    """Digest of everything a synth depends on: the stack's sources and its config."""
+    """Digest of everything a synth depends on: the stack's sources, its config and
+    where the checkout is (the document names the project root's absolute path as
+    the local state's location, so two clones must not share one synth)."""
     env = dict(os.environ if environ is None else environ)
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(str(root.resolve()).encode() + b"\0")
     for path in _synth_inputs(root):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     for name, value in _stack_variables(root, env).items():

@@ -209,3 +209,17 @@ def test_synthesized_stack_parser_is_the_stack_tests_one(tmp_path: Path) -> None
     path = tmp_path / "cdk.tf.json"
     path.write_text(json.dumps(_document()))
     assert SynthesizedStack.load(path).task_environment()["TAP_DB_PORT"] == "5432"
+
+
+def test_synth_key_differs_between_two_clones_with_the_same_sources(tmp_path: Path) -> None:
+    # The synthesized document names the checkout's absolute path (the local state
+    # file lives at the project root), so one clone must not reuse another's synth
+    # from the shared cache: CI's clone once read a worktree's state path.
+    keys = []
+    for clone in ("one", "two"):
+        root = tmp_path / clone
+        (root / "lib").mkdir(parents=True)
+        (root / "lib" / "config.py").write_text('read("TAP_SENSORS", "sensors", int)\n')
+        (root / "main.py").write_text("print()\n")
+        keys.append(synth_key(root, {"ENVIRONMENT_SUFFIX": "local"}))
+    assert keys[0] != keys[1]
