@@ -10,8 +10,9 @@ STAMP  := $(VENV)/.bootstrapped
 NODE_STAMP := e2e/node/node_modules/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-# `make test` runs tox's env_list (the `suite` env: every suite in one environment).
-# The list of suites lives in tox.ini only.
+# `make test` runs every env of tox's env_list at the same time (`tox run-parallel
+# --parallel all`; each env's output is printed when it ends). The list of suites
+# lives in tox.ini only.
 
 .PHONY: help bootstrap test synth demo lint fmt bench clean
 help:
@@ -35,7 +36,7 @@ $(NODE_STAMP): e2e/node/package.json
 bootstrap: $(STAMP) $(NODE_STAMP)
 
 test: bootstrap
-	$(BIN)/tox run
+	$(BIN)/tox run-parallel --parallel all --parallel-no-spinner
 
 synth: $(STAMP)
 	$(BIN)/python main.py

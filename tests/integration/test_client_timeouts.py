@@ -67,7 +67,10 @@ def test_a_call_past_its_deadline_fails_as_unavailable_and_the_store_recovers(
     with pytest.raises(StoreUnavailable), store.call_deadline(1.0):
         store.run_query(lambda c: c.execute("SELECT pg_sleep(30)"))
     elapsed = time.monotonic() - started
-    assert elapsed < 1.0 + 4 * bounds.PG_WATCHDOG_TICK_S + 1.0, elapsed
+    # The query would hold its connection 30 s; the deadline cut it (nominally after
+    # 1 s plus a watchdog tick; the slack absorbs a loaded machine: 4.1 s was seen
+    # with other suites beside it).
+    assert elapsed < 10.0, elapsed
     assert store.deadline_hits == 1
     assert store.ping()  # a new connection; the cut one was never pooled again
 

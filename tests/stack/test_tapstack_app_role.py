@@ -9,10 +9,17 @@ from typing import Any
 
 import pytest
 
-from lib.components.database import MULTI_USER_ROTATION_APPLICATION
 from lib.config import ConfigError, StackConfig
 from lib.synthesized import SynthesizedStack
 from processor.contract.storage import APP_ROLE
+
+#: AWS's alternating-users rotation application for RDS PostgreSQL, as AWS publishes it
+#: (written out here rather than imported: importing lib.components.database loads the
+#: provider bindings at collection, in every xdist worker).
+MULTI_USER_ROTATION_APPLICATION = (
+    "arn:aws:serverlessrepo:us-east-1:297356227824:applications/"
+    "SecretsManagerRDSPostgreSQLRotationMultiUser"
+)
 
 
 def _as_list(value: str | list[str]) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from lib.components.processor_container import TaskEnvironmentError, task_environment
 from lib.synthesized import REFERENCE, SynthesizedStack
 from processor.contract.environment import (
     FORBIDDEN_SECRET_NAMES,
@@ -73,10 +74,6 @@ def test_environment_is_also_an_output(stack: SynthesizedStack) -> None:
         {v.name: "x" for v in TASK_VARIABLES if v.stack_provided} | {"DB_PASSWORD": "x"},
     ],
 )
-@pytest.mark.xdist_group("synth")  # imports the provider bindings
 def test_task_environment_rejects_drift_from_the_contract(values: dict[str, str]) -> None:
-    # Imported here, not at module level: collection must not load the bindings.
-    from lib.components.processing import TaskEnvironmentError, task_environment
-
     with pytest.raises(TaskEnvironmentError):
         task_environment(values)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from lib.components.processor_container import HEALTH_PATH, health_check_command
 from processor.contract.environment import VARIABLES_BY_NAME, ProcessorSettings
 from processor.health import HealthServer, probe
 
@@ -47,13 +48,10 @@ def test_the_bind_address_is_a_setting_the_stack_does_not_set() -> None:
         ProcessorSettings.from_environ(base | {"TAP_HEALTH_HOST": "not an address"})
 
 
-@pytest.mark.stack  # imports the provider bindings (slow)
 @pytest.mark.parametrize("healthy", [True, False])
 def test_the_task_health_check_command_reaches_a_loopback_server(healthy: bool) -> None:
     """The exact command of the ECS task definition's health check, run against a
     server bound to 127.0.0.1 (as it runs inside the container)."""
-    from lib.components.processing import HEALTH_PATH, health_check_command
-
     assert HEALTH_PATH == "/health/live"
 
     def live() -> tuple[bool, dict[str, Any]]:

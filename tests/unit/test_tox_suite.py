@@ -1,7 +1,6 @@
-"""tox.ini is the one place that lists the suites: ``make test`` runs its env_list
-(the ``suite`` env, every suite in one environment), and ``suite`` runs every
-suite env's commands exactly once. A suite env added without joining ``suite``
-would silently never run in ``make test`` or CI."""
+"""tox.ini is the one place that lists the suites: ``make test`` runs every env of
+its env_list at once (``tox run-parallel --parallel all``). A suite env left out of
+the env_list would silently never run in ``make test`` or CI."""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 #: Envs that are deliberately not part of `make test`, with the reason.
 OUTSIDE_THE_SUITE = {
-    "suite": "the aggregate itself",
     "bench": "the full benchmark: minutes of load, figures for docs/BENCHMARKS.md",
     "faults": "tests that hold servers down for minutes: .ci/run runs them after make test",
 }
@@ -24,20 +22,36 @@ def _tox() -> configparser.ConfigParser:
     return parser
 
 
-def test_make_test_runs_the_suite_env_only() -> None:
-    env_list = [e.strip() for e in _tox()["tox"]["env_list"].split(",")]
-    assert env_list == ["suite"]
+def _env_list() -> list[str]:
+    return [e.strip() for e in _tox()["tox"]["env_list"].split(",")]
+
+
+def test_make_test_runs_the_whole_env_list_in_parallel() -> None:
     makefile = (ROOT / "Makefile").read_text()
     (recipe,) = re.findall(r"^test:.*\n\t(.+)$", makefile, flags=re.MULTILINE)
-    assert recipe.strip() == "$(BIN)/tox run", "make test must run tox.ini's env_list"
+    argv = recipe.split()
+    assert argv[:2] == ["$(BIN)/tox", "run-parallel"], "make test must run tox.ini's env_list"
+    assert "-e" not in argv and "-m" not in argv, "the env_list, not a selection of it"
+    assert argv[argv.index("--parallel") + 1] == "all", "every env at once"
 
 
-def test_suite_runs_every_suite_env_exactly_once() -> None:
+def test_every_suite_env_is_in_the_env_list_exactly_once() -> None:
     tox = _tox()
     envs = {s.removeprefix("testenv:") for s in tox.sections() if s.startswith("testenv:")}
-    referenced = re.findall(r"\{\[testenv:([\w-]+)\]commands\}", tox["testenv:suite"]["commands"])
-    assert len(referenced) == len(set(referenced)), referenced
-    assert set(referenced) == envs - set(OUTSIDE_THE_SUITE)
+    env_list = _env_list()
+    assert len(env_list) == len(set(env_list)), env_list
+    assert set(env_list) == envs - set(OUTSIDE_THE_SUITE)
+
+
+def test_every_env_prints_its_output_in_parallel_mode() -> None:
+    # Without it tox run-parallel shows only failing envs' output: CI's log would
+    # not show what passed, or how long it took.
+    assert _tox()["testenv"]["parallel_show_output"].strip() == "true"
+
+
+def test_embedded_env_takes_the_wheel_servers_even_where_debians_exist() -> None:
+    set_env = _tox()["testenv:embedded"]["set_env"]
+    assert "TAP_LOCAL_SERVERS = embedded" in set_env
 
 
 def test_faults_env_exists_and_tolerates_an_empty_folder() -> None:
