@@ -58,3 +58,21 @@ def test_faults_env_exists_and_tolerates_an_empty_folder() -> None:
     commands = _tox()["testenv:faults"]["commands"]
     assert "tests/faults" in commands and "-m faults" in commands
     assert '"$code" = 5' in commands  # pytest's "no tests collected"
+
+
+def test_the_env_list_runs_in_three_lanes() -> None:
+    # At most three envs at once on CI's 2 cores (tox.ini's header says why): each
+    # env depends on at most one other, and three envs start the lanes.
+    tox = _tox()
+    depends = {
+        env: [d.strip() for d in tox[f"testenv:{env}"].get("depends", "").split(",") if d.strip()]
+        for env in _env_list()
+    }
+    assert all(len(d) <= 1 for d in depends.values()), depends
+    assert all(d in depends for deps in depends.values() for d in deps), depends
+    followers: dict[str, int] = {}
+    for deps in depends.values():
+        for d in deps:
+            followers[d] = followers.get(d, 0) + 1
+    assert all(n == 1 for n in followers.values()), "a lane must not fork"
+    assert sorted(env for env, d in depends.items() if not d) == ["e2e", "integration", "lint"]
