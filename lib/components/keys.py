@@ -81,7 +81,11 @@ class EncryptionKeys(Construct):
         )
         self.stream: KmsKey = self._key("stream", "Kinesis stream", account_statements)
         # AWS's documented key policy for Fargate ephemeral storage: the service may
-        # generate data keys and create Decrypt-only grants for this account's cluster.
+        # generate data keys and create Decrypt-only grants for this account's cluster
+        # (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-create-storage-key.html;
+        # the same two statements as the Terraform provider's aws_ecs_cluster example
+        # and AWS CDK's Cluster). The page's kms:DescribeKey is called by ECS as the
+        # principal that configures the cluster, which the account statements allow.
         fargate_context = {
             "kms:EncryptionContext:aws:ecs:clusterAccount": account.account_id,
             "kms:EncryptionContext:aws:ecs:clusterName": config.fargate_cluster_name,
