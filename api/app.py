@@ -17,6 +17,7 @@ come from PostgreSQL, bounded by :mod:`api.limits`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -373,15 +374,8 @@ def _routes(app: FastAPI) -> None:
     ) -> StreamingResponse:
         """Server-sent events: one ``anomaly`` event per entry of the processor's Redis
         anomaly stream, from now on (or after ``Last-Event-ID`` on a reconnect)."""
-        side = _side(request)
-        cursor = last_event_id
-        if cursor is None:
-            try:
-                cursor = await side.redis.last_anomaly_id()
-            except CacheUnavailable:
-                cursor = "$"
         return StreamingResponse(
-            _events(request, side, cursor),
+            _events(request, _side(request), last_event_id or "$"),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -431,10 +425,19 @@ async def _devices_from_redis(
 
 
 async def _events(request: Request, side: ReadSide, cursor: str) -> AsyncIterator[str]:
+    if cursor == "$":
+        # Before the first byte: an entry added once the client sees the stream open
+        # must come after the cursor. (Redis out: the loop below resolves it later.)
+        with contextlib.suppress(CacheUnavailable):
+            cursor = await side.redis.last_anomaly_id()
     # The browser's EventSource reconnects after `retry` ms, sending Last-Event-ID.
     yield "retry: 2000\n\n"
     while not await request.is_disconnected():
         try:
+            if cursor == "$":
+                # Resolve "now" to the newest entry id once: reading with "$" again on
+                # each round would skip entries added between two reads.
+                cursor = await side.redis.last_anomaly_id()
             entries = await side.redis.read_anomalies(cursor, block_ms=side.stream_block_ms)
         except CacheUnavailable as exc:
             yield f": anomaly stream unavailable ({type(exc).__name__}); retrying\n\n"

@@ -25,6 +25,7 @@ from e2e.services import LocalServices, RedisServer
 from e2e.services.api_reader import ApiThread, api_environment
 from processor.contract.environment import ProcessorSettings
 from processor.contract.record import RejectReason, SensorType
+from processor.contract.storage import REDIS_ANOMALY_STREAM
 from processor.core.model import AnomalyType, Severity
 
 pytestmark = pytest.mark.integration
@@ -371,3 +372,27 @@ def test_no_query_reads_partitions_outside_its_range(plant: Plant) -> None:
             read = {p for p in existing if p in plan}
             assert read, f"{name}: reads no readings partition?\n{plan}"
             assert not (read & outside), f"{name} reads partitions outside its range:\n{plan}"
+
+
+def test_stream_resumes_after_last_event_id(plant: Plant, clean_redis: RedisServer) -> None:
+    """A reconnecting EventSource sends Last-Event-ID: entries after it are replayed."""
+    first = PlantWriter.reading("d1", 1, NOW, 1.0)
+    second = PlantWriter.reading("d1", 2, NOW + timedelta(seconds=1), 2.0)
+    plant.writer.write([first, second], [PlantWriter.anomaly(first), PlantWriter.anomaly(second)])
+    admin = clean_redis.client()
+    try:
+        ids = [entry_id.decode() for entry_id, _ in admin.xrange(REDIS_ANOMALY_STREAM)]
+    finally:
+        admin.close()
+    assert len(ids) == 2
+    headers = {"Last-Event-ID": ids[0]}
+    with plant.http.stream("GET", "/anomalies/stream", headers=headers, timeout=20) as response:
+        for line in response.iter_lines():
+            if line.startswith("id:"):
+                assert line == f"id: {ids[1]}"
+                break
+            if line.startswith("data:"):
+                pytest.fail(f"an event without id: {line}")
+    refused = plant.http.get("/anomalies/stream", headers={"Last-Event-ID": "yesterday"})
+    assert refused.status_code == 422
+    assert "last-event-id" in [str(e["loc"][-1]).lower() for e in refused.json()["detail"]]
