@@ -396,3 +396,21 @@ def test_stream_resumes_after_last_event_id(plant: Plant, clean_redis: RedisServ
     refused = plant.http.get("/anomalies/stream", headers={"Last-Event-ID": "yesterday"})
     assert refused.status_code == 422
     assert "last-event-id" in [str(e["loc"][-1]).lower() for e in refused.json()["detail"]]
+
+
+def test_openapi_describes_every_endpoint_and_the_board_is_served(plant: Plant) -> None:
+    assert plant.get("/docs").status_code == 200
+    paths = set(plant.get("/openapi.json").json()["paths"])
+    assert paths == {
+        "/devices",
+        "/devices/{device_id}/latest",
+        "/devices/{device_id}/readings",
+        "/anomalies",
+        "/anomalies/stream",
+        "/dead-letters/summary",
+        "/health/live",
+        "/health/ready",
+    }
+    board = plant.http.get("/", follow_redirects=True)
+    assert board.status_code == 200 and "board.js" in board.text
+    assert plant.get("/board/board.js").status_code == 200
