@@ -122,6 +122,10 @@ class DeadLetterSummary(BaseModel):
     counts: list[DeadLetterCount]
 
 
+class Liveness(BaseModel):
+    ok: bool
+
+
 class Health(BaseModel):
     ok: bool
     postgres: bool

@@ -53,12 +53,14 @@ def _plant(
     **api_overrides: Any,
 ) -> Iterator[Plant]:
     env = services.processor_environment(
-        "unused", db_secret_arn, redis_secret_arn, db_name=db.name, redis=redis
-    )
+        "unused", db_secret_arn, redis_secret_arn, db_name=db.name, redis=redis,
+        postgres=db.server,
+    )  # fmt: skip
     settings = ProcessorSettings.from_environ(env)
+    api_env = api_environment(services, db.name, redis=redis, postgres=db.server, **api_overrides)
     with (
         PlantWriter(settings) as writer,
-        ApiThread(api_environment(services, db.name, redis=redis, **api_overrides)) as api,
+        ApiThread(api_env) as api,
         httpx.Client(base_url=api.url, timeout=10) as http,
     ):
         yield Plant(writer, api, http, db)
@@ -138,6 +140,32 @@ def test_redis_down_every_answer_comes_from_postgres(
         ready = plant.get("/health/ready")
         assert ready.status_code == 200
         assert ready.json() == {"ok": True, "postgres": True, "redis": False}
+        assert plant.get("/health/live").json() == {"ok": True}
+
+
+def test_postgres_down_latest_still_served_from_redis_and_not_ready(
+    local_services: LocalServices,
+    private_pg_server: Any,
+    clean_redis: RedisServer,
+    redis_secret_arn: str,
+    aws_env: dict[str, str],
+) -> None:
+    db = FreshDatabase(private_pg_server.database, private_pg_server)
+    db_arn = local_services.create_db_secret(postgres=private_pg_server)
+    for plant in _plant(local_services, db, db_arn, redis_secret_arn):
+        plant.writer.write([PlantWriter.reading("d1", 1, NOW, 7.0)])
+        private_pg_server.stop()
+        latest = plant.get("/devices/d1/latest").json()
+        assert (latest["source"], latest["cache"], latest["reading"]["value"]) == (
+            "redis", "hit", 7.0,
+        )  # fmt: skip
+        assert plant.get("/devices").json()["source"] == "redis"
+        history = plant.get("/devices/d1/readings")
+        assert history.status_code == 503 and "PostgreSQL unavailable" in history.text
+        ready = plant.get("/health/ready")
+        assert ready.status_code == 503
+        assert ready.json() == {"ok": False, "postgres": False, "redis": True}
+        assert plant.get("/health/live").json() == {"ok": True}
 
 
 # --- devices --------------------------------------------------------------------------
