@@ -400,16 +400,26 @@ def _verify(
 
 
 def _keep_running(pipeline: Any) -> None:
-    """--keep: leave everything up until Ctrl-C (the servers die with this process)."""
+    """--keep: leave everything up until Ctrl-C (the servers die with this process),
+    with the read API serving the plant board over the demo's data (issue 13)."""
+    from e2e.local.api_component import ApiComponent
     from e2e.local.state import write_state
 
+    api = ApiComponent(pipeline.services, pipeline.logs_dir)
+    try:
+        api.start()
+    except Exception as exc:
+        _log(f"--keep: the read API did not start ({exc}); the stack stays up without it")
     state = pipeline.services.describe() | {
         "status": "ready",
         "supervisor_pid": os.getpid(),
         "client_environment": pipeline.services.client_environment(),
         "logs_dir": str(pipeline.logs_dir),
+        "components": {api.name: api.describe()} if api.healthy() else {},
     }
     write_state(pipeline.run_dir, state)
+    if api.healthy():
+        _log(f"--keep: the plant board: {api.url}/board/ (API: {api.url}/docs)")
     _log(
         f"--keep: stack up in {pipeline.run_dir} (state.json; `tap local status --run-dir "
         f"{pipeline.run_dir}`); Ctrl-C to stop"
@@ -417,7 +427,10 @@ def _keep_running(pipeline: Any) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    try:
+        stop.wait()
+    finally:
+        api.stop()
 
 
 def _copy_logs(run_dir: Path, report_dir: Path) -> None:

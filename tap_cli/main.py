@@ -17,6 +17,7 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "load": ("simulator.load.cli", "run a headless Locust campaign against Kinesis"),
     "detect": ("processor.detect_cli", "run the anomaly detectors offline over a CSV"),
     "process": ("processor.__main__", "run the processor (what the Fargate task runs)"),
+    "api": ("api.cli", "serve the read API (OpenAPI at /docs) and the live plant board"),
     "local": ("e2e.local.cli", "bring the local stack up, down, or show its status"),
     "demo": ("e2e.demo", "run the whole pipeline locally and verify it"),
     "bench": ("bench.cli", "run the benchmarks"),

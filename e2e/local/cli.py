@@ -417,7 +417,7 @@ def _check_components(state: dict[str, Any]) -> dict[str, Health]:
     for name, facts in state.get("components", {}).items():
         started = time.perf_counter()
         try:
-            if facts.get("kind") == "processor":
+            if facts.get("kind") in ("processor", "api"):
                 url = str(facts["endpoint_url"])
                 try:
                     with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 - loopback
@@ -575,6 +575,10 @@ def endpoints(state: Mapping[str, Any]) -> dict[str, Any]:
     }
     if processors:
         result["processors"] = processors
+    api = components.get("api", {})
+    if api.get("board_url"):
+        # The read API (issue 13): the board, the OpenAPI page and its log.
+        result["api"] = {k: api.get(k) for k in ("board_url", "docs_url", "pid", "log")}
     return result
 
 

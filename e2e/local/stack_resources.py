@@ -598,8 +598,10 @@ class LazyProcessor(SupervisedProcessor):
 
 
 def processor_components(services: LocalServices, count: int, *, log: Any = None) -> list[Any]:
-    """``[stack, processor-1, ..., processor-N]`` for ``tap local up --processors N``."""
+    """``[stack, processor-1, ..., processor-N, api]`` for ``tap local up --processors
+    N``: the read API last, once the processors have migrated the database."""
+    from e2e.local.api_component import ApiComponent
+
     stack = StackComponent(services, log=log)
-    return [stack] + [
-        LazyProcessor(stack, name, services.logs_dir) for name in processor_names(count)
-    ]
+    processors = [LazyProcessor(stack, name, services.logs_dir) for name in processor_names(count)]
+    return [stack, *processors, ApiComponent(services, services.logs_dir)]

@@ -80,6 +80,7 @@ def _exports(text: str) -> dict[str, str]:
 
 @pytest.mark.timeout(420)
 def test_up_with_processors_status_env_rotate_down() -> None:
+    import httpx
     import psycopg
     import redis
 
@@ -105,6 +106,10 @@ def test_up_with_processors_status_env_rotate_down() -> None:
         assert report["run_dir"] == str(run_dir.resolve())
         assert report["services"]["processor-1"]["healthy"], report
         assert report["services"]["stack"]["healthy"], report
+        # The read API runs beside the processors (issue 13 item 4) and serves the board.
+        assert report["services"]["api"]["healthy"], report
+        board = httpx.get(report["endpoints"]["api"]["board_url"], timeout=10)
+        assert board.status_code == 200 and "Plant board" in board.text
         assert any("WITHOUT TLS" in w for w in report["warnings"]) == (not redis_tls), report
 
         processor = state["components"]["processor-1"]

@@ -22,3 +22,12 @@ class AnomalyType(enum.StrEnum):
     SILENT = "silent"  # device stopped reporting
     DRIFT = "drift"  # slow, lasting departure from the device's long-run level (CUSUM)
     SEASONAL = "seasonal"  # departure from the device's usual level at this hour of day
+
+
+class Severity(enum.StrEnum):
+    """How urgent an anomaly is (``tap.anomalies.severity``; the read API filters on
+    it, so it lives in the contract beside the types, issue 13)."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"

@@ -141,3 +141,46 @@ APP_ROLE_TABLE_PRIVILEGES: Final[dict[str, frozenset[str]]] = {
 APP_ROLE_DEFINER_FUNCTIONS: Final[tuple[str, ...]] = (
     f"{PG_SCHEMA}.ensure_partitions(date, integer)",
 )
+
+# --- the API's read-only logins (issue 13, item 1) ---------------------------------------
+
+#: The PostgreSQL role the read API (``tap api``) runs with: SELECT only, created
+#: NOLOGIN by migration ``*_api_reader.sql``; its login comes from the API's secret.
+API_READER_ROLE: Final = "tap_api_reader"
+
+#: The privilege decision for the API's role on every table of schema ``tap`` (an
+#: empty set: nothing). A migration that adds a table must add it here;
+#: ``tests/integration/test_api_reader.py`` checks the database against it.
+API_READER_TABLE_PRIVILEGES: Final[dict[str, frozenset[str]]] = {
+    READINGS_TABLE: frozenset({"SELECT"}),
+    f"{PG_SCHEMA}.reading_keys": frozenset({"SELECT"}),
+    ANOMALIES_TABLE: frozenset({"SELECT"}),
+    DEAD_LETTERS_TABLE: frozenset({"SELECT"}),
+    # Operational tables the API does not read: no access at all.
+    SHARD_LEASES_TABLE: frozenset(),
+    f"{PG_SCHEMA}.workers": frozenset(),
+    MIGRATIONS_TABLE: frozenset(),
+    DETECTOR_OVERRIDES_TABLE: frozenset(),
+}
+
+#: The Redis ACL user the API connects as (ElastiCache RBAC user name as well).
+REDIS_API_READER_USER: Final = "tap-api-reader"
+
+#: Key patterns the API's Redis user may read: the serving cache only (latest
+#: readings, windows, the anomaly stream, last seen), not detector or silence state.
+REDIS_API_READER_KEY_PATTERNS: Final[tuple[str, ...]] = (
+    redis_latest_key("*"),
+    redis_window_key("*"),
+    REDIS_ANOMALY_STREAM,
+    REDIS_LAST_SEEN,
+)
+
+
+def redis_api_reader_access_string() -> str:
+    """The ACL rules of :data:`REDIS_API_READER_USER` (without ``on`` and the
+    password): read commands on the cache keys, and ``PING`` (health checks). No
+    ``CLIENT``: redis-py's ``CLIENT SETINFO`` at connect is refused and ignored (a
+    ``client|setinfo`` rule does not exist before Redis 7.2). The same grammar is an
+    ElastiCache user's ``access_string``."""
+    keys = " ".join(f"~{pattern}" for pattern in REDIS_API_READER_KEY_PATTERNS)
+    return f"{keys} -@all +@read +ping"

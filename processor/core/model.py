@@ -7,7 +7,6 @@ into a :class:`ProcessedBatch`; the PostgreSQL store commits it under a
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -15,6 +14,7 @@ import msgspec
 
 # Re-exported (``as``): the contract defines it so the simulator can import it too.
 from processor.contract.anomaly import AnomalyType as AnomalyType
+from processor.contract.anomaly import Severity as Severity
 from processor.contract.record import Reading, RejectReason
 
 
@@ -50,12 +50,6 @@ class DeadLetter:
     reason: RejectReason
     detail: str
     arrival: datetime
-
-
-class Severity(enum.StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    CRITICAL = "critical"
 
 
 class Anomaly(msgspec.Struct, frozen=True):
