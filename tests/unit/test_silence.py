@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from processor.contract.environment import ProcessorSettings, SettingsError
 from processor.core.model import AnomalyType, Severity
 from processor.core.silence import (
     HASH_KEY_MAX,
@@ -451,3 +452,24 @@ def test_saved_entries_past_the_forget_time_are_forgotten_at_load() -> None:
     assert tracker.devices() == ["fresh"] and tracker.forgotten() == ["ancient"]
     with pytest.raises(ValueError, match="forget_after_s"):
         SilenceConfig(forget_after_s=1800.0)  # below the unknown-cadence limit (1 h)
+
+
+def test_the_forget_time_is_a_checked_setting() -> None:
+    base = {
+        "TAP_STREAM_NAME": "s",
+        "TAP_DB_HOST": "db",
+        "TAP_DB_NAME": "tap",
+        "TAP_DB_SECRET_ARN": "arn:aws:secretsmanager:eu-west-2:123456789012:secret:db",
+        "TAP_REDIS_HOST": "redis",
+        "TAP_REDIS_AUTH_SECRET_ARN": "arn:aws:secretsmanager:eu-west-2:123456789012:secret:r",
+        "AWS_REGION": "eu-west-2",
+        "TAP_ENVIRONMENT": "dev",
+    }
+    assert ProcessorSettings.from_environ(base).silence_forget_after_s == 7 * 86_400
+    chosen = ProcessorSettings.from_environ(base | {"TAP_SILENCE_FORGET_AFTER_S": "172800"})
+    assert chosen.silence_forget_after_s == 172_800
+    for bad in ("3600", "nan", "a week", "1e9"):
+        with pytest.raises(SettingsError, match="TAP_SILENCE_FORGET_AFTER_S"):
+            ProcessorSettings.from_environ(base | {"TAP_SILENCE_FORGET_AFTER_S": bad})
+    # Any accepted value makes a valid tracker config (above every silence limit).
+    SilenceConfig(min_silence_s=86_400.0, forget_after_s=172_800.0)
