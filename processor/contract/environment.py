@@ -327,8 +327,9 @@ TASK_VARIABLES: Final[tuple[EnvVar, ...]] = (
         "silence_forget_after_s",
         "A device silent this long (shard progress) leaves the shard's silence registry "
         "in Redis; the worker's memory drops it as soon as its silence is reported and "
-        "saved. Bounds the registry under device churn; at least 2 days (longer than "
-        "any silence limit, so a silence is reported before its device is forgotten).",
+        "saved. Bounds the registry under device churn; at least 2 days (above "
+        "TAP_SILENCE_AFTER_S and the 1 h unknown-cadence limit). A device whose own "
+        "limit (5 x its interval) exceeds it is forgotten by Redis before it is due.",
         _float_between(2 * 86_400, 366 * 86_400),
         default="604800",
     ),
