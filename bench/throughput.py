@@ -120,6 +120,7 @@ def _pipeline(
         bank = DetectorBank()
         silence = SilenceTracker()
         next_check = [time.monotonic()]
+        registry_loaded = [False]  # the runner recalls evicted devices once it loaded
 
         def one(records: list[KinesisRecord]) -> ProcessedBatch:
             # What ShardRunner._run and ._commit do per batch, minus Kinesis and metrics.
@@ -130,16 +131,29 @@ def _pipeline(
                 shard_id=SHARD_ID,
                 state_loader=cache.load_detector_states,
             )
+            if registry_loaded[0] and batch.readings:  # ShardRunner._recall_silence_entries
+                unknown = silence.unknown(a.reading.device_id for a in batch.readings)
+                if unknown:
+                    silence.recall(cache.load_silence_entries(SHARD_ID, unknown))
             silence.observe_batch(batch.readings)  # the silence registry, as the runner
             if time.monotonic() >= next_check[0]:
                 next_check[0] = time.monotonic() + 5.0
+                registry_loaded[0] = True
                 batch.anomalies.extend(silence.check())
             result = store.commit_batch(batch, lease, datetime.now(UTC))
             entries = silence.dirty_entries()
             committed = committed_part(
                 batch, result.inserted_keys, result.inserted_sequence_numbers
             )
-            if cache.apply(committed, entries):
+            progress = silence.progress
+            if cache.apply(
+                committed,
+                entries,
+                silence_arrivals=silence.arrivals_ms(entries),
+                silence_forget_before_ms=None
+                if progress is None
+                else round((progress - silence.config.forget_after_s) * 1000),
+            ):
                 silence.clear_dirty(entries)
             states = bank.dirty_states()
             if states and cache.save_detector_states(states):

@@ -52,6 +52,12 @@ class SteadyFleet(threading.Thread):
         self.wait_rounds(2)
         return self.last_seq[device_id]
 
+    def revive(self, device_id: str) -> None:
+        """``device_id`` reports again from the next round (a unit back from repair)."""
+        with self._lock:
+            self._silenced.discard(device_id)
+        self.wait_rounds(2)
+
     def wait_rounds(self, n: int, timeout: float = 30.0) -> None:
         with self._round:
             target = self.rounds + n

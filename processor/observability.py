@@ -18,7 +18,9 @@ Metric names (namespace from ``TAP_METRICS_NAMESPACE``, dimension ``Stream``):
 ``CommitLatency`` (ms per batch), ``MillisBehindLatest`` (per ``ShardId``),
 ``LeasesHeld``, ``LeasesLost``, ``StoreRetries``, ``RedisErrors``, ``Duplicates``
 (readings already stored: producer retries and replays), ``DetectorStatesEvicted``
-(idle devices dropped from memory, their state kept in Redis), ``SeqConflicts``
+(idle devices dropped from memory, their state kept in Redis),
+``SilenceEntriesEvicted`` (silence registry entries dropped from memory once their
+silence was reported and saved, kept in Redis), ``SeqConflicts``
 (readings repeating a stored key with another payload, dead-lettered).
 """
 
@@ -220,6 +222,7 @@ class Metrics:
             "RedisErrors",
             "Duplicates",
             "DetectorStatesEvicted",  # issue 10 item 9
+            "SilenceEntriesEvicted",  # issue 10 item 9, the silence registry
             "SeqConflicts",  # issue 10 item 4
         ):
             if counters.get(name):

@@ -30,7 +30,11 @@ the server, applying per device and per anomaly what follows:
   entries of devices forgotten by the tracker are deleted. Loaded (one pipelined
   ``HGETALL`` of the shard and its parents) when a runner takes the shard, so a new
   owner — after a handoff, a deploy, a ``kill -9`` or a split — knows every device,
-  not only those that appear again.
+  not only those that appear again; and per device (``HMGET``) when a device the
+  worker let go of after reporting its silence reads again. Bounded (issue 10 item
+  9): a sorted set beside it (:func:`redis_silence_arrivals_key`) holds each
+  entry's last arrival, and the script deletes up to 1,000 entries older than the
+  forget time (``TAP_SILENCE_FORGET_AFTER_S``, on the shard's progress) per call.
 * **Detector state** (:func:`redis_detector_key`): saved (one script call) for the
   devices whose state changed, after a commit (the worker throttles this, see
   ``processor.worker.STATE_SAVE_EVERY_S``); loaded (MGET) when a device first shows
@@ -82,6 +86,7 @@ from processor.contract.storage import (
     REDIS_PREFIX,
     redis_detector_key,
     redis_latest_key,
+    redis_silence_arrivals_key,
     redis_silence_key,
     redis_window_key,
 )
@@ -141,7 +146,8 @@ MAX_ITEMS_PER_CALL: Final = 1_000
 #   prune_before_ms ('' = no pruning), latest_prefix, window_prefix, dedup_prefix,
 #   stream_key, last_seen_key, devices, anomalies, latest field names,
 #   silence_key ('' = none), {device, entry JSON, ...}, {device to delete, ...},
-#   silence_ttl_ms}
+#   silence_ttl_ms, silence arrivals key, {last arrival ms, device, ...},
+#   silence forget before ms ('' = no pruning)}
 # devices: {device_id, ts_us, seq, last_seen_ms, {latest values, in the order of the
 #   field names}, {window seq, member, ...}} (an empty window list leaves the window
 #   untouched: reconciliation); anomalies: {anomaly_id, {stream field, value, ...}}.
@@ -224,10 +230,25 @@ if silence ~= '' then
   for i = 1, #entries, 1000 do  -- field/value pairs: 1000 is even
     redis.call('HSET', silence, unpack(entries, i, math.min(i + 999, #entries)))
   end
+  local arrivals, scores, forget_before = p[19], p[20], p[21]
   for i = 1, #gone, 1000 do
     redis.call('HDEL', silence, unpack(gone, i, math.min(i + 999, #gone)))
+    redis.call('ZREM', arrivals, unpack(gone, i, math.min(i + 999, #gone)))
+  end
+  for i = 1, #scores, 1000 do  -- score/member pairs
+    redis.call('ZADD', arrivals, unpack(scores, i, math.min(i + 999, #scores)))
+  end
+  if forget_before ~= '' then
+    -- bounded work per call: a backlog (a long-dead shard's devices) goes 1,000 a call
+    local old = redis.call('ZRANGEBYSCORE', arrivals, '-inf', '(' .. forget_before,
+                           'LIMIT', 0, 1000)
+    if #old > 0 then
+      redis.call('HDEL', silence, unpack(old))
+      redis.call('ZREM', arrivals, unpack(old))
+    end
   end
   redis.call('PEXPIRE', silence, p[18])
+  redis.call('PEXPIRE', arrivals, p[18])
 end
 return {replaced, added, streamed}
 """
@@ -370,6 +391,18 @@ def _anomaly_entry(anomaly: Anomaly) -> list[Any]:
     return [identity, _flatten(fields)]
 
 
+@dataclass(frozen=True, slots=True)
+class _SilenceWrite:
+    """A batch's changes to the shard's silence registry (see :data:`_APPLY_BATCH`)."""
+
+    key: str  # '' = none
+    registry: Sequence[str]  # device, entry JSON, ...
+    forgotten: Sequence[str]
+    arrivals_key: str
+    scores: Sequence[str]  # last arrival ms, device, ... (same order as registry)
+    forget_before_ms: str  # '' = no pruning
+
+
 def _chunks(items: Sequence[Any], per_item: int = 1) -> list[Sequence[Any]]:
     """Slices of :data:`MAX_ITEMS_PER_CALL` items of ``per_item`` elements each."""
     size = MAX_ITEMS_PER_CALL * per_item
@@ -510,23 +543,44 @@ class RedisCache:
         batch: ProcessedBatch,
         silence: Mapping[str, str] | None = None,
         forgotten: Sequence[str] = (),
+        *,
+        silence_arrivals: Mapping[str, int] | None = None,
+        silence_forget_before_ms: int | None = None,
     ) -> bool:
         """Apply a committed batch, and the shard's changed silence registry entries
         (device -> JSON) and forgotten devices in the same call. False when skipped or
-        failed (cache stale): the caller keeps the entries to save them next time."""
+        failed (cache stale): the caller keeps the entries to save them next time.
+
+        ``silence_arrivals`` gives each saved entry's last arrival (epoch ms) for the
+        registry's arrival index; registry entries whose last arrival is before
+        ``silence_forget_before_ms`` are deleted (up to 1,000 per call)."""
         if self._stale:
             return False
         if not batch.readings and not batch.anomalies and not silence and not forgotten:
             return True
         try:
-            self._call("apply", lambda: self._apply(batch, silence or {}, forgotten))
+            self._call(
+                "apply",
+                lambda: self._apply(
+                    batch,
+                    silence or {},
+                    forgotten,
+                    silence_arrivals or {},
+                    silence_forget_before_ms,
+                ),
+            )
         except (RedisError, OSError, SecretsError) as exc:
             self._mark_stale(exc, "apply")
             return False
         return True
 
     def _apply(
-        self, batch: ProcessedBatch, silence: Mapping[str, str], forgotten: Sequence[str]
+        self,
+        batch: ProcessedBatch,
+        silence: Mapping[str, str],
+        forgotten: Sequence[str],
+        arrivals: Mapping[str, int],
+        forget_before_ms: int | None,
     ) -> None:
         window_size = self.limits.window_size
         by_device: dict[str, list[AcceptedReading]] = {}
@@ -535,10 +589,29 @@ class RedisCache:
         devices = [_device_entry(items, window_size) for items in by_device.values()]
         anomalies = [_anomaly_entry(a) for a in batch.anomalies]
         registry: list[str] = []
+        scores: list[str] = []
         for device_id, entry in silence.items():
             registry += (device_id, entry)
-        key = redis_silence_key(batch.shard_id) if registry or forgotten else ""
-        self._run_batch(devices, anomalies, prune=True, silence=(key, registry, forgotten))
+            # An entry without its arrival is still indexed: as new (never pruned early).
+            scores += (str(arrivals.get(device_id, 2**53)), device_id)
+        key = (
+            redis_silence_key(batch.shard_id)
+            if registry or forgotten or forget_before_ms is not None
+            else ""
+        )
+        self._run_batch(
+            devices,
+            anomalies,
+            prune=True,
+            silence=_SilenceWrite(
+                key,
+                registry,
+                forgotten,
+                redis_silence_arrivals_key(batch.shard_id) if key else "",
+                scores,
+                "" if forget_before_ms is None else str(forget_before_ms),
+            ),
+        )
 
     def _run_batch(
         self,
@@ -546,11 +619,11 @@ class RedisCache:
         anomalies: Sequence[list[Any]],
         *,
         prune: bool,
-        silence: tuple[str, Sequence[str], Sequence[str]] = ("", (), ()),
+        silence: _SilenceWrite | None = None,
     ) -> list[int]:
         """Run :data:`_APPLY_BATCH` over ``devices``, ``anomalies`` and the silence
-        registry's ``(key, [device, entry, ...], [forgotten device, ...])`` (one call
-        per :data:`MAX_ITEMS_PER_CALL` of each); returns the summed counters."""
+        registry's changes (one call per :data:`MAX_ITEMS_PER_CALL` of each); returns
+        the summed counters."""
         limits = self.limits
         prune_before = ""
         now = time.monotonic()
@@ -559,8 +632,11 @@ class RedisCache:
             prune_before = str(int((time.time() - limits.last_seen_horizon_s) * 1000))
         device_chunks = _chunks(devices) or [[]]
         anomaly_chunks = _chunks(anomalies) or [[]]
-        silence_key, registry, forgotten = silence
+        if silence is None:
+            silence = _SilenceWrite("", (), (), "", (), "")
+        silence_key, registry, forgotten = silence.key, silence.registry, silence.forgotten
         registry_chunks = _chunks(registry, 2) or [[]]
+        score_chunks = _chunks(silence.scores, 2) or [[]]
         forgotten_chunks = _chunks(forgotten) or [[]]
         totals = [0, 0, 0]
         calls = max(len(device_chunks), len(anomaly_chunks), len(registry_chunks))
@@ -585,6 +661,9 @@ class RedisCache:
                     registry_chunks[i] if i < len(registry_chunks) else [],
                     forgotten_chunks[i] if i < len(forgotten_chunks) else [],
                     limits.silence_ttl_s * 1000,
+                    silence.arrivals_key,
+                    score_chunks[i] if i < len(score_chunks) else [],
+                    silence.forget_before_ms if i == 0 else "",
                 ]
             )
             counts = self._apply_batch(keys=[], args=[payload])
@@ -665,6 +744,22 @@ class RedisCache:
             shard: {_text(k): _text(v) for k, v in saved.items()}
             for shard, saved in zip(shard_ids, hashes, strict=True)
         }
+
+    def load_silence_entries(self, shard_id: str, device_ids: Sequence[str]) -> dict[str, str]:
+        """The saved registry entries of ``device_ids`` (one ``HMGET``), for devices the
+        worker no longer holds that read again; {} when Redis is stale or fails (the
+        device is then learned again: a silence may be late, never false)."""
+        if self._stale or not device_ids:
+            return {}
+        key = redis_silence_key(shard_id)
+        try:
+            values = self._call(
+                "load_silence_entries", lambda: self.client.hmget(key, list(device_ids))
+            )
+        except (RedisError, OSError, SecretsError) as exc:
+            self._mark_stale(exc, "load_silence_entries")
+            return {}
+        return {d: _text(v) for d, v in zip(device_ids, values, strict=True) if v is not None}
 
     # -- reconciliation ---------------------------------------------------------------
 

@@ -224,8 +224,15 @@ class ShardRunner(threading.Thread):
             config=DetectorConfig(), overrides=worker.detector_overrides.current
         )
         #: The shard's silence registry: loaded from Redis when the runner starts (own
-        #: and parents' entries), saved with every batch's Redis call.
-        self.silence = SilenceTracker(SilenceConfig(min_silence_s=worker.settings.silence_after_s))
+        #: and parents' entries), saved with every batch's Redis call. It holds only the
+        #: devices that can still fall silent; reported and saved ones live in Redis
+        #: until the forget time (issue 10 item 9).
+        self.silence = SilenceTracker(
+            SilenceConfig(
+                min_silence_s=worker.settings.silence_after_s,
+                forget_after_s=worker.settings.silence_forget_after_s,
+            )
+        )
         self._silence_loaded = False
         self._silence_reconciliations = worker.cache.reconciliations
 
@@ -341,6 +348,7 @@ class ShardRunner(threading.Thread):
                 state_loader=w.cache.load_detector_states,
             )
             self.timings["process_ms"] = (time.monotonic() - process_started) * 1000
+            self._recall_silence_entries(batch)
             self.silence.observe_batch(batch.readings)
             full = len(result.records) >= w.settings.get_records_limit
             self.silence.advance(
@@ -349,7 +357,10 @@ class ShardRunner(threading.Thread):
             if time.monotonic() >= next_silence:
                 next_silence = time.monotonic() + SILENCE_CHECK_S
                 self._load_silence_registry()
+                evicted = self.silence.evicted
                 batch.anomalies.extend(self.silence.check())
+                if self.silence.evicted > evicted:
+                    w.metrics.count("SilenceEntriesEvicted", self.silence.evicted - evicted)
             if not (batch.readings or batch.dead_letters or batch.anomalies or batch.shard_end):
                 self._bank_committed = True  # nothing new for the detectors either
                 continue
@@ -409,7 +420,16 @@ class ShardRunner(threading.Thread):
             self.silence.mark_all_dirty()
         entries, forgotten = self.silence.dirty_entries(), self.silence.forgotten()
         committed = committed_part(batch, result.inserted_keys, result.inserted_sequence_numbers)
-        if w.cache.apply(committed, entries, forgotten):
+        progress = self.silence.progress
+        if w.cache.apply(
+            committed,
+            entries,
+            forgotten,
+            silence_arrivals=self.silence.arrivals_ms(entries),
+            silence_forget_before_ms=None
+            if progress is None
+            else round((progress - self.silence.config.forget_after_s) * 1000),
+        ):
             self.silence.clear_dirty([*entries, *forgotten])
         if time.monotonic() - self._states_saved_at >= STATE_SAVE_EVERY_S:
             self._save_states()
@@ -444,6 +464,19 @@ class ShardRunner(threading.Thread):
         if result.seq_conflicts:  # issue 10 item 4: dead-lettered, never silent
             w.metrics.count("SeqConflicts", result.seq_conflicts)
         return True
+
+    def _recall_silence_entries(self, batch: ProcessedBatch) -> None:
+        """Fetch the saved entries of the batch's devices the tracker does not hold: a
+        device let go of after its silence was reported that now reads again keeps its
+        reported episode and its cadence (issue 10 item 9). Before the registry is
+        loaded the load merges them anyway; most unknown devices are new (no entry)."""
+        if not self._silence_loaded or not batch.readings:
+            return
+        unknown = self.silence.unknown(a.reading.device_id for a in batch.readings)
+        if unknown:
+            saved = self.worker.cache.load_silence_entries(self.shard_id, unknown)
+            if saved:
+                self.silence.recall(saved)
 
     def _load_silence_registry(self) -> None:
         """Learn every device of the shard from Redis: its own registry, and for a

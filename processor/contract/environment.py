@@ -321,6 +321,18 @@ TASK_VARIABLES: Final[tuple[EnvVar, ...]] = (
         _float_between(5, 3600),
         default="30",
     ),
+    # -- issue 10 item 9: the silence registry's bound ----------------------------------
+    EnvVar(
+        "TAP_SILENCE_FORGET_AFTER_S",
+        "silence_forget_after_s",
+        "A device silent this long (shard progress) leaves the shard's silence registry "
+        "in Redis; the worker's memory drops it as soon as its silence is reported and "
+        "saved. Bounds the registry under device churn; at least 2 days (above "
+        "TAP_SILENCE_AFTER_S and the 1 h unknown-cadence limit). A device whose own "
+        "limit (5 x its interval) exceeds it is forgotten by Redis before it is due.",
+        _float_between(2 * 86_400, 366 * 86_400),
+        default="604800",
+    ),
 )
 
 VARIABLES_BY_NAME: Final = {var.name: var for var in TASK_VARIABLES}
@@ -360,6 +372,7 @@ class ProcessorSettings:
     db_migration_secret_arn: str = ""
     health_host: str = "127.0.0.1"
     detector_overrides_refresh_s: float = 30.0
+    silence_forget_after_s: float = 7 * 86_400.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod

@@ -48,6 +48,13 @@ def redis_silence_key(shard_id: str) -> str:
     return f"{REDIS_PREFIX}:silence:{shard_id}"
 
 
+def redis_silence_arrivals_key(shard_id: str) -> str:
+    """Sorted set beside :func:`redis_silence_key`: device id -> last arrival (epoch
+    ms), so the registry's entries older than the forget time are found and removed
+    without reading the whole hash (issue 10 item 9)."""
+    return f"{REDIS_PREFIX}:silence-arrivals:{shard_id}"
+
+
 #: Stream: recent anomalies, entry ids derived from the reading so a replay is idempotent.
 REDIS_ANOMALY_STREAM: Final = f"{REDIS_PREFIX}:anomalies"
 #: Sorted set: device id -> last event time (epoch ms).

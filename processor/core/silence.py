@@ -52,6 +52,22 @@ new owner of the shard needs to judge devices that never show up again; the adap
 persists them per shard (see ``processor.redis_cache``) and feeds them back with
 :meth:`SilenceTracker.load`. After a shard split a child inherits the parent's
 entries whose partition key hashes into its range (:func:`partition_hash`).
+
+**Memory holds the devices that can still fall silent, the saved registry the rest**
+(issue 10 item 9). Under device churn (replaced units, renamed ids, test rigs) a
+tracker that kept every device until ``forget_after_s`` (a week) grew by every id
+ever seen. An entry whose episode is reported *and saved* has nothing left to
+decide until the device reads again, so :meth:`SilenceTracker.check` drops it from
+memory; the saved registry keeps it until the forget time, so a new owner or a
+restart still knows it (and :meth:`SilenceTracker.load` does not bring such entries
+back into memory). A device that reads again after that is unknown to the tracker:
+the adapter fetches its saved entry first (:meth:`SilenceTracker.unknown`,
+:meth:`SilenceTracker.recall`), so its return ends the reported episode, its
+learned cadence survives and the old episode is never reported twice; without the
+saved entry (Redis down) it is learned again, which is late at worst, never
+false. The saved registry itself drops entries whose last arrival is older than
+``forget_after_s`` (the adapter prunes them by arrival time; :meth:`load` forgets
+those it meets), so it is bounded by the devices seen within the forget time.
 """
 
 from __future__ import annotations
@@ -87,8 +103,10 @@ class SilenceConfig:
     gap_window: int = 9
     #: Gaps needed before the learned cadence is trusted.
     min_gaps: int = 2
-    #: Entries of devices silent for longer than this are dropped from the registry
-    #: (the episode was reported long ago; the registry must not grow for ever).
+    #: Entries of devices silent for longer than this are dropped from the saved
+    #: registry (``TAP_SILENCE_FORGET_AFTER_S``): the episode was reported long ago,
+    #: and the registry must not grow for ever. Longer than the unknown-cadence limit,
+    #: or a device seen once would be forgotten before it could be called silent.
     forget_after_s: float = 7 * 86_400.0
 
     def __post_init__(self) -> None:
@@ -97,6 +115,12 @@ class SilenceConfig:
                 raise ValueError(f"SilenceConfig.{name} must be > 0, not {getattr(self, name)!r}")
         if self.gap_window < 1 or self.min_gaps < 1 or self.min_gaps > self.gap_window:
             raise ValueError("SilenceConfig needs 1 <= min_gaps <= gap_window")
+        if self.forget_after_s <= max(self.min_silence_s, self.unknown_cadence_silence_s):
+            raise ValueError(
+                f"SilenceConfig.forget_after_s ({self.forget_after_s!r}) must exceed the "
+                "minimum silence and the unknown-cadence limit "
+                f"({max(self.min_silence_s, self.unknown_cadence_silence_s)!r})"
+            )
 
 
 class SilenceEntry(msgspec.Struct, array_like=True, gc=False):
@@ -220,6 +244,9 @@ class SilenceTracker:
     _forgotten: set[str] = field(default_factory=set)
     #: How far the shard has been read (epoch s); None until anything was read.
     progress: float | None = None
+    #: Entries dropped from memory so far because their episode was reported and
+    #: saved (they live on in the saved registry); a counter for the metrics.
+    evicted: int = 0
 
     # -- registry ---------------------------------------------------------------------
 
@@ -231,6 +258,19 @@ class SilenceTracker:
 
     def devices(self) -> list[str]:
         return sorted(self._entries)
+
+    def unknown(self, device_ids: Iterable[str]) -> list[str]:
+        """The devices among ``device_ids`` with no entry in memory: new ones, or ones
+        evicted after their silence was reported, whose saved entry the adapter fetches
+        and hands to :meth:`recall` before the readings are observed."""
+        entries = self._entries
+        return sorted({d for d in device_ids if d not in entries})
+
+    def recall(self, saved: Mapping[str, str | bytes]) -> list[str]:
+        """Take back the saved entries of devices that read again (a reported entry
+        too: the reading about to be observed ends its episode). Returns the corrupt
+        ones, as :meth:`load` does."""
+        return self._merge(saved, None, inherited=False, keep_reported=True)
 
     def load(
         self,
@@ -245,8 +285,28 @@ class SilenceTracker:
         (:func:`_position`: boot, then last arrival, then seq); on a tie a reported
         episode stays reported. Entries
         taken from another shard's registry (``inherited``) are marked to be saved
-        under this shard, so the parent's registry may expire."""
+        under this shard, so the parent's registry may expire.
+
+        An own entry whose episode is reported stays out of memory (it is saved, and
+        :meth:`recall` brings it back if the device reads again); one whose last
+        arrival is older than ``forget_after_s`` before ``progress`` is forgotten (to
+        delete from the saved registry)."""
+        return self._merge(saved, hash_range, inherited=inherited, keep_reported=inherited)
+
+    def _merge(
+        self,
+        saved: Mapping[str, str | bytes],
+        hash_range: tuple[int, int] | None,
+        *,
+        inherited: bool,
+        keep_reported: bool,
+    ) -> list[str]:
         bad: list[str] = []
+        horizon_ms = (
+            None
+            if self.progress is None
+            else round((self.progress - self.config.forget_after_s) * 1000.0)
+        )
         for device_id, data in saved.items():
             if hash_range is not None:
                 h = partition_hash(device_id)
@@ -258,6 +318,13 @@ class SilenceTracker:
                 bad.append(device_id)
                 continue
             mine = self._entries.get(device_id)
+            if mine is None:
+                if horizon_ms is not None and other.last_arrival_ms < horizon_ms:
+                    if not inherited:
+                        self._forgotten.add(device_id)
+                    continue
+                if other.reported_seq == other.last_seq and not keep_reported:
+                    continue
             if mine is None or _position(other) > _position(mine):
                 if mine is not None and len(other.gaps_ms) < len(mine.gaps_ms):
                     other.gaps_ms = mine.gaps_ms
@@ -275,6 +342,12 @@ class SilenceTracker:
         """Entries changed since the last ``clear_dirty`` (device -> text)."""
         entries = self._entries
         return {d: entries[d].to_text() for d in sorted(self._dirty) if d in entries}
+
+    def arrivals_ms(self, device_ids: Iterable[str]) -> dict[str, int]:
+        """Last arrival (epoch ms) of each known device among ``device_ids``: the saved
+        registry's index, by which entries past the forget time are removed."""
+        entries = self._entries
+        return {d: entries[d].last_arrival_ms for d in device_ids if d in entries}
 
     def forgotten(self) -> list[str]:
         """Devices dropped by :meth:`check` (to delete from the saved registry)."""
@@ -361,7 +434,10 @@ class SilenceTracker:
         return max(cfg.min_silence_s, cfg.intervals * interval)
 
     def check(self) -> list[Anomaly]:
-        """One SILENT anomaly per device per silence episode, judged at ``progress``."""
+        """One SILENT anomaly per device per silence episode, judged at ``progress``.
+
+        Also lets go of the entries whose episode is reported and saved (not dirty):
+        the saved registry has them (see the module doc, "Memory holds...")."""
         now = self.progress
         out: list[Anomaly] = []
         if now is None:
@@ -369,11 +445,15 @@ class SilenceTracker:
         forget_after = self.config.forget_after_s
         floor = self.config.min_silence_s
         gone: list[str] = []
+        settled: list[str] = []
+        dirty = self._dirty
         for device_id, st in self._entries.items():
             last_arrival = st.last_arrival_ms / 1000.0
             gap = now - last_arrival
             if st.reported_seq == st.last_seq:
-                if gap > forget_after:
+                if device_id not in dirty:
+                    settled.append(device_id)  # reported and saved: the registry has it
+                elif gap > forget_after:
                     gone.append(device_id)
                 continue
             if gap <= floor:  # the threshold is never below the floor: no sort needed
@@ -407,4 +487,7 @@ class SilenceTracker:
             del self._entries[device_id]
             self._dirty.discard(device_id)
             self._forgotten.add(device_id)
+        for device_id in settled:
+            del self._entries[device_id]
+        self.evicted += len(settled)
         return out

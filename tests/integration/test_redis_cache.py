@@ -21,10 +21,12 @@ from processor.contract.storage import (
     REDIS_LAST_SEEN,
     redis_detector_key,
     redis_latest_key,
+    redis_silence_arrivals_key,
     redis_silence_key,
     redis_window_key,
 )
 from processor.core.model import AcceptedReading, Anomaly, AnomalyType, ProcessedBatch, Severity
+from processor.core.silence import SilenceConfig, SilenceTracker
 from processor.redis_cache import CacheLimits, RedisCache
 from processor.secrets import SecretsProvider
 
@@ -250,6 +252,56 @@ def test_the_silence_registry_rides_in_the_batch_call(cache: RedisCache, raw: An
     assert loaded["shardId-parent"] == {}
     assert len(loaded[shard]) == 2_498 and loaded[shard]["d1"] == "changed"
     assert loaded[shard]["d4"] == entries["d4"]
+
+
+def test_the_silence_registry_is_bounded_by_the_forget_time(cache: RedisCache, raw: Any) -> None:
+    """Issue 10 item 9: 2,500 devices seen ten days ago are reported, saved and let go
+    of by the tracker; Redis keeps them (a new owner must know them) until the shard
+    has moved on past the forget time (two days here), then deletes them, at most
+    1,000 per call. A device that reads again in time gets its saved entry back."""
+    shard = "shardId-000000000009"
+    key, arrivals = redis_silence_key(shard), redis_silence_arrivals_key(shard)
+    tracker = SilenceTracker(SilenceConfig(forget_after_s=2 * 86_400.0))
+    then = NOW.timestamp() - 10 * 86_400
+    seq = 0
+
+    def save() -> None:
+        nonlocal seq
+        seq += 1
+        entries, forgotten = tracker.dirty_entries(), tracker.forgotten()
+        assert tracker.progress is not None
+        assert cache.apply(
+            ProcessedBatch(shard, readings=[_reading("fresh", seq)]),
+            entries,
+            forgotten,
+            silence_arrivals=tracker.arrivals_ms(entries),
+            silence_forget_before_ms=round((tracker.progress - 2 * 86_400.0) * 1000),
+        )
+        tracker.clear_dirty([*entries, *forgotten])
+
+    for i in range(2_500):
+        for k in range(3):
+            tracker.observe(f"old{i:04d}", k, then + k, "temperature")
+    save()
+    tracker.advance(then + 3_600)
+    assert len(tracker.check()) == 2_500
+    save()
+    tracker.check()
+    assert len(tracker) == 0  # out of memory ...
+    assert raw.hlen(key) == 2_500 and raw.zcard(arrivals) == 2_500  # ... kept in Redis
+    assert 0 < raw.pttl(arrivals) <= 7 * 86_400 * 1000
+    assert raw.zscore(arrivals, "old0007") == round((then + 2) * 1000)
+    assert set(cache.load_silence_entries(shard, ["old0007", "never"])) == {"old0007"}
+
+    # Ten days on: the shard's progress passes the forget time of every old device.
+    tracker.observe("fresh", 0, NOW.timestamp(), "temperature")
+    remaining = []
+    for _ in range(3):
+        save()
+        remaining.append(raw.hlen(key))
+    assert remaining == [1_501, 501, 1]  # 1,000 per call, then only "fresh"
+    assert raw.zrange(arrivals, 0, -1) == [b"fresh"] and raw.hkeys(key) == [b"fresh"]
+    assert cache.load_silence_entries(shard, ["old0007"]) == {}
 
 
 def test_outage_marks_stale_and_recovery_reconciles_latest(

@@ -6,10 +6,12 @@ once; no device that kept sending is called silent."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -118,3 +120,48 @@ def test_a_split_child_inherits_the_parents_silent_device(
     assert len(children) == 2, children
     # Each device went to exactly one child (the range filter), the dead one included.
     assert sum(e["devices"] for e in children) == len(fleet.devices), children
+
+
+def _metric_total(path: Path, name: str) -> int:
+    """Sum of one counter over a processor's EMF metric lines."""
+    total = 0
+    for line in path.read_text().splitlines():
+        try:
+            value = json.loads(line).get(name)
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(value, int | float):
+            total += int(value)
+    return total
+
+
+@pytest.mark.timeout(240)
+def test_a_device_back_after_its_entry_left_memory_is_judged_on_its_saved_cadence(
+    fleet_cluster: tuple[ProcessorCluster, SteadyFleet],
+) -> None:
+    """Issue 10 item 9: once a silence is reported and saved the worker lets the entry
+    go (it lives on in Redis). The device then reads again for about one round and
+    dies again. Its return ends the episode (the first one is not reported twice),
+    and the second silence is reported on the cadence learned before (0.5 s, so after
+    ``SILENCE_S``): the worker fetched the saved entry back. Learned again from one
+    or two readings, the cadence would be unknown and the limit an hour."""
+    cluster, fleet = fleet_cluster
+    w1 = cluster.start("w1")
+    w1.wait_for_event("shard_first_fetch", timeout=60)
+    fleet.start()
+    fleet.wait_rounds(12)
+    dead = "live-0003"
+    first = fleet.silence(dead)
+    assert wait_until(lambda: silent_anomalies(cluster) != [], timeout=45), cluster.logs()
+    metrics = w1.log_path.with_suffix(".metrics")
+    assert wait_until(lambda: _metric_total(metrics, "SilenceEntriesEvicted") >= 1, timeout=45)
+
+    fleet.revive(dead)
+    second = fleet.silence(dead)
+    assert second > first
+    assert wait_until(lambda: len(silent_anomalies(cluster)) >= 2, timeout=60), cluster.logs()
+    fleet.wait_rounds(2 * int(SILENCE_S / 0.5))  # long enough for a duplicate to show
+    sent = fleet.finish()
+    wait_until_stored(cluster.view, sent.keys, timeout=30)
+    found = silent_anomalies(cluster)
+    assert sorted((a.device_id, a.seq) for a in found) == [(dead, first), (dead, second)], found

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from processor.contract.environment import ProcessorSettings, SettingsError
 from processor.core.model import AnomalyType, Severity
 from processor.core.silence import (
     HASH_KEY_MAX,
@@ -320,3 +321,155 @@ def test_entries_saved_before_the_boot_field_still_load() -> None:
     assert tracker.load({"a": old}) == []
     tracker.observe("a", 0, 1_700_000_100.0, "temperature", boot=1)
     assert (tracker.entry("a").boot, tracker.entry("a").last_seq) == (1, 0)  # type: ignore[union-attr]
+
+
+# -- bounded memory under device churn (issue 10 item 9) -------------------------------
+
+
+class FakeRegistry:
+    """The shard's saved registry (Redis in the worker): what survives the process."""
+
+    def __init__(self) -> None:
+        self.saved: dict[str, str] = {}
+
+    def save(self, tracker: SilenceTracker) -> None:
+        """What the worker does after a commit: write the changed entries, delete the
+        forgotten ones, then mark them saved."""
+        entries, forgotten = tracker.dirty_entries(), tracker.forgotten()
+        self.saved.update(entries)
+        for device_id in forgotten:
+            self.saved.pop(device_id, None)
+        tracker.clear_dirty([*entries, *forgotten])
+
+
+def test_memory_is_bounded_by_active_devices_under_churn() -> None:
+    """50,000 device ids, 20 new per second, each reporting every 2 s for 10 s and then
+    quiet for good (replaced units). Each silence is reported once and saved; the
+    tracker must then let the device go. Before the fix it kept every device ever
+    seen for ``forget_after_s`` (a week): 50,000 entries at the end."""
+    tracker = SilenceTracker(SilenceConfig(min_silence_s=60.0))
+    registry = FakeRegistry()
+    new_per_s, period, lifetime, total = 20, 2, 10, 50_000
+    reported: list[str] = []
+    peak = 0
+    second = 0
+    while second * new_per_s < total + new_per_s * 200:  # run on until all are silent
+        now = T0 + second
+        first_live = max(0, second - lifetime) * new_per_s
+        for index in range(first_live, min(total, (second + 1) * new_per_s)):
+            age = second - index // new_per_s
+            if age % period == 0 and age < lifetime:
+                tracker.observe(f"dev-{index:06d}", age // period, now, "temperature")
+        tracker.advance(now)
+        if second % 5 == 0:  # the worker's silence check, then the batch's save
+            reported += [a.device_id for a in tracker.check()]
+            registry.save(tracker)
+        peak = max(peak, len(tracker))
+        second += 1
+    assert sorted(reported) == [f"dev-{i:06d}" for i in range(total)]  # each once
+    # Active devices: 20/s alive for 10 s, quiet for 60-70 s until reported, and up to
+    # one check interval (5 s) until the save after the report: ~90 s of creations.
+    assert peak <= new_per_s * 90, peak
+    tracker.check()  # the last saved reports leave too
+    assert len(tracker) == 0
+    assert len(registry.saved) == total  # the saved registry still knows every one
+
+
+def test_a_new_owner_reports_a_device_that_died_before_handoff_exactly_once() -> None:
+    """The first owner reports two silences but dies after saving only one report. The
+    next owner, from the saved registry, reports the other once and never the saved
+    one; an owner after it reports nothing. Reported entries stay out of memory."""
+    registry = FakeRegistry()
+    first = SilenceTracker()
+    feed(first, "dead", regular(10, 1.0))
+    feed(first, "done", regular(10, 1.0))
+    first.advance(T0 + 40)
+    assert first.check() == []
+    registry.save(first)
+    first.advance(T0 + 70)
+    assert [a.device_id for a in first.check()] == ["dead", "done"]
+    registry.saved["done"] = first.dirty_entries()["done"]  # then the owner dies
+
+    def owner() -> tuple[SilenceTracker, list[str]]:
+        tracker = SilenceTracker()
+        feed(tracker, "other", regular(90, 1.0))  # its first batch, before the load
+        assert tracker.load(registry.saved) == []
+        reported = [a.device_id for a in tracker.check()]
+        registry.save(tracker)
+        tracker.check()
+        return tracker, reported
+
+    second, reported = owner()
+    assert reported == ["dead"]
+    assert second.devices() == ["other"]  # the reported devices live in Redis only
+    third, reported = owner()
+    assert reported == []
+    assert third.devices() == ["other"]
+
+
+def test_a_device_that_returns_after_eviction_is_alive_and_reported_once_more() -> None:
+    registry = FakeRegistry()
+    tracker = SilenceTracker()
+    feed(tracker, "a", regular(10, 1.0))
+    feed(tracker, "b", regular(300, 1.0))
+    assert [a.seq for a in tracker.check()] == [9]
+    registry.save(tracker)
+    tracker.check()
+    assert tracker.entry("a") is None  # reported and saved: evicted
+
+    # It reports again: the worker fetches the unknown device's saved entry first.
+    assert tracker.unknown(["a", "b"]) == ["a"]
+    assert tracker.recall({"a": registry.saved["a"]}) == []
+    feed(tracker, "a", [(10 + i, T0 + 300 + i) for i in range(10)])
+    entry = tracker.entry("a")
+    assert entry is not None and entry.reported_seq == -1 and entry.last_seq == 19
+    assert entry.expected_interval(2) == 1.0  # the learned cadence survived (median)
+    feed(tracker, "b", regular(50, 1.0, start=T0 + 300, first_seq=300))
+    assert tracker.check() == []  # alive: the old episode is not reported again
+    registry.save(tracker)
+    feed(tracker, "b", regular(100, 1.0, start=T0 + 350, first_seq=350))
+    assert [(a.device_id, a.seq) for a in tracker.check()] == [("a", 19)]  # a new episode
+
+    # A late re-send of an old reading after eviction changes nothing, reports nothing.
+    registry.save(tracker)
+    tracker.check()
+    assert tracker.entry("a") is None
+    tracker.recall({"a": registry.saved["a"]})
+    feed(tracker, "a", [(5, T0 + 5)])
+    assert tracker.check() == [] and tracker.entry("a") is None
+
+    # Without its saved entry (Redis down) it is learned again: alive, no duplicate.
+    feed(tracker, "a", [(20, T0 + 460)])
+    assert tracker.check() == [] and tracker.entry("a") is not None
+
+
+def test_saved_entries_past_the_forget_time_are_forgotten_at_load() -> None:
+    old = SilenceTracker()
+    feed(old, "ancient", regular(3, 1.0))
+    tracker = SilenceTracker(SilenceConfig(forget_after_s=7200.0))
+    feed(tracker, "fresh", [(0, T0 + 8000)])
+    tracker.load(old.dirty_entries())
+    assert tracker.devices() == ["fresh"] and tracker.forgotten() == ["ancient"]
+    with pytest.raises(ValueError, match="forget_after_s"):
+        SilenceConfig(forget_after_s=1800.0)  # below the unknown-cadence limit (1 h)
+
+
+def test_the_forget_time_is_a_checked_setting() -> None:
+    base = {
+        "TAP_STREAM_NAME": "s",
+        "TAP_DB_HOST": "db",
+        "TAP_DB_NAME": "tap",
+        "TAP_DB_SECRET_ARN": "arn:aws:secretsmanager:eu-west-2:123456789012:secret:db",
+        "TAP_REDIS_HOST": "redis",
+        "TAP_REDIS_AUTH_SECRET_ARN": "arn:aws:secretsmanager:eu-west-2:123456789012:secret:r",
+        "AWS_REGION": "eu-west-2",
+        "TAP_ENVIRONMENT": "dev",
+    }
+    assert ProcessorSettings.from_environ(base).silence_forget_after_s == 7 * 86_400
+    chosen = ProcessorSettings.from_environ(base | {"TAP_SILENCE_FORGET_AFTER_S": "172800"})
+    assert chosen.silence_forget_after_s == 172_800
+    for bad in ("3600", "nan", "a week", "1e9"):
+        with pytest.raises(SettingsError, match="TAP_SILENCE_FORGET_AFTER_S"):
+            ProcessorSettings.from_environ(base | {"TAP_SILENCE_FORGET_AFTER_S": bad})
+    # Any accepted value makes a valid tracker config (above every silence limit).
+    SilenceConfig(min_silence_s=86_400.0, forget_after_s=172_800.0)
