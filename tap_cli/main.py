@@ -15,7 +15,7 @@ from typing import Final
 COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "simulate": ("simulator.cli", "simulate a sensor fleet into Kinesis, a JSONL file or stdout"),
     "load": ("tap_cli.load", "run a headless Locust campaign against Kinesis"),
-    "detect": ("processor.detect_cli", "run the anomaly detectors offline over a CSV"),
+    "detect": ("tap_cli.detect", "run the anomaly detectors offline over a CSV"),
     "process": ("processor.__main__", "run the processor (what the Fargate task runs)"),
     "local": ("e2e.local.cli", "bring the local stack up, down, or show its status"),
     "demo": ("e2e.demo", "run the whole pipeline locally and verify it"),
