@@ -35,7 +35,7 @@ Public API (see each docstring):
   (fencing check failed, the batch was rolled back); :class:`MigrationError`;
   :class:`SchemaBehind` (a :class:`StoreUnavailable`: wait for the migrate task).
 
-Why (issue 3): each batch is one transaction that writes readings, anomalies and dead
+Why: each batch is one transaction that writes readings, anomalies and dead
 letters and advances the shard checkpoint only while this worker still holds the
 lease with the fencing counter it acquired. A worker that paused past its lease and
 lost it to a peer therefore commits nothing, and a batch is either fully stored
