@@ -81,6 +81,7 @@ from processor.contract.storage import (
     SHARD_LEASES_TABLE,
     WORKERS_TABLE,
 )
+from processor.core.backoff import Backoff, Jitter
 from processor.core.batch import anomaly_rows, dead_letter_rows, reading_rows
 from processor.core.model import AcceptedReading, LeaseToken, ProcessedBatch
 from processor.error_kinds import ErrorKind, classify
@@ -1318,13 +1319,18 @@ def _one(cur: psycopg.Cursor[Any]) -> Any:
 
 @dataclass(slots=True)
 class RetryPolicy:
-    """Exponential back-off with full jitter for :func:`with_pg_retry`."""
+    """Exponential back-off with full jitter for :func:`with_pg_retry`
+    (:mod:`processor.core.backoff`, the processor's one policy)."""
 
     initial_delay_s: float = 0.2
     max_delay_s: float = 5.0
     #: None: retry until ``stop`` is set.
     max_attempts: int | None = None
     sleep: Callable[[float], None] = field(default=time.sleep)
+
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(self.initial_delay_s, self.max_delay_s, Jitter.FULL)
 
 
 def with_pg_retry(
@@ -1351,9 +1357,8 @@ def with_pg_retry(
                 stop is not None and stop.is_set()
             ):
                 raise
-            ceiling = min(policy.max_delay_s, policy.initial_delay_s * 2 ** (attempt - 1))
             # Full jitter spreads reconnects of many workers after a failover.
-            delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not crypto
+            delay = policy.backoff.delay(attempt - 1, random)
             if on_retry is not None:
                 on_retry(attempt, exc, delay)
             else:
