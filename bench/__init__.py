@@ -1,6 +1,7 @@
 """``tap bench``: the pipeline's speed, each figure measured beside its reference.
 
-One module per benchmark (issue 6), each with a ``run(stack, options) -> dict``:
+One module per benchmark, so that each figure can be run and read alone (``tap bench
+--only NAME``), each with a ``run(stack, options) -> dict``:
 
 * :mod:`bench.throughput` — one process: decode, validate, detect, PostgreSQL commit
   under a lease, Redis update; beside the COPY limit and the naive per-record baseline.

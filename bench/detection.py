@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             handle.write(text + "\n")
-    from processor.detect_cli import _print_score
+    from tap_cli.detect import _print_score
 
     _print_score(total, sys.stderr)
     print(

@@ -7,7 +7,9 @@ the *other* worker's first GetRecords on each moved shard returned (its
 After each measurement a new worker joins, the shards rebalance 2/2, and the next
 repetition stops the worker that has been running longest.
 
-Goals (issue 6): SIGTERM < 1 s; ``kill -9`` <= lease duration + 1 s.
+Goals: SIGTERM < 1 s (a stopping worker releases its leases at once, so a rolling
+deploy pauses a shard for less than a second); ``kill -9`` <= lease duration + 1 s (a
+killed worker releases nothing: its shards wait for the lease to expire, and no longer).
 
 :func:`e2e.verify.measure_sigterm_handoff` and
 :func:`e2e.verify.measure_kill_takeover` are the measurement, shared with the

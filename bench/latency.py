@@ -52,7 +52,12 @@ from psycopg import sql
 from bench.machine import LoadWindow
 from bench.stack import BenchStack
 from processor.contract.environment import VARIABLES_BY_NAME
-from processor.contract.storage import READINGS_TABLE, redis_latest_key
+from processor.contract.storage import (
+    READINGS_TABLE,
+    LatestField,
+    redis_latest_key,
+    split_qualified,
+)
 
 #: The issue's goal: p99 event -> PostgreSQL at 1,000 records/s with 200 ms polling.
 P99_GOAL_S: Final = 1.0
@@ -109,7 +114,7 @@ class _RedisObserver(threading.Thread):
             started = time.monotonic()
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
-                pipe.hmget(key, "seq", "ts")
+                pipe.hmget(key, LatestField.SEQ, LatestField.TS)
             answers = pipe.execute()
             seen_at = time.time()
             for key, (seq, ts) in zip(keys, answers, strict=True):
@@ -180,7 +185,7 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 # The warm-up is counted from the first event the sender produced.
-_READINGS: Final = sql.Identifier(*READINGS_TABLE.split("."))
+_READINGS: Final = sql.Identifier(*split_qualified(READINGS_TABLE))
 _PG_LATENCY_SQL: Final = sql.SQL(
     """
 SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - event_ts),

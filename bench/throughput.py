@@ -19,7 +19,10 @@ In the same run, each on a fresh database of its own and the same servers:
   validate, run the detectors, one autocommit ``INSERT`` and one Redis ``SET``.
   Run on a bounded slice of the records (it is slow by design).
 
-Goal (issue 6): ``ratio_vs_copy >= 0.5`` and ``ratio_vs_naive >= 20``.
+Goal: ``ratio_vs_copy >= 0.5`` (validation, detection, de-duplication, fencing and
+Redis together may cost at most half of what the storage path can take) and
+``ratio_vs_naive >= 20`` (batching must beat the per-record writes a first version
+would do by more than an order of magnitude).
 """
 
 from __future__ import annotations

@@ -253,9 +253,12 @@ def _verify(
     sim_began: float,
     report_dir: Path,
 ) -> dict[str, Any]:
+    from psycopg import sql
+
     from e2e.report import latency_summary, per_second, write_png
     from e2e.verify import compare, redis_latest_mismatches, wait_until
     from processor import postgres_queries
+    from processor.contract.storage import READINGS_TABLE
     from simulator.scoring import score
 
     view = pipeline.view
@@ -266,8 +269,10 @@ def _verify(
     # Event -> PostgreSQL, per reading (burst extras excluded, see above).
     rows = view._run(
         lambda c: c.execute(
-            "SELECT device_id, seq, extract(epoch FROM processed_at)::float8,"
-            " (extract(epoch FROM processed_at - event_ts) * 1000)::float8 FROM tap.readings"
+            sql.SQL(
+                "SELECT device_id, seq, extract(epoch FROM processed_at)::float8,"
+                " (extract(epoch FROM processed_at - event_ts) * 1000)::float8 FROM {}"
+            ).format(postgres_queries.table_identifier(READINGS_TABLE))
         ).fetchall()
     )
     pg_latencies = [ms for device, seq, _, ms in rows if (device, seq) not in burst_keys]

@@ -56,6 +56,7 @@ from e2e.terraform import (
     terraform_environment,
     write_cli_config,
 )
+from processor.contract import stack_outputs as out
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 STACK: Final = "TapStack"
@@ -397,7 +398,7 @@ def scan_for_token(
     """Search the Redis AUTH token (read from the emulated secret) in every plan and
     show output the smoke can produce. Returns where it was found; empty lists mean
     nowhere (``token_read`` says the search had a token to look for)."""
-    secret_arn = outputs["redis_auth_secret_arn"]["value"]
+    secret_arn = outputs[out.REDIS_AUTH_SECRET_ARN]["value"]
     secret = emulator_client("secretsmanager", endpoint_url).get_secret_value(SecretId=secret_arn)
     token = str(json.loads(secret["SecretString"])["auth_token"])
     findings: dict[str, Any] = {"token_read": len(token) >= 16}
@@ -560,7 +561,7 @@ def run_smoke(
         )
         result.scalable_targets = scalable_targets(server.endpoint_url)
         result.alarm_subscriptions = alarm_subscriptions(
-            server.endpoint_url, result.outputs["alarm_topic_arn"]["value"]
+            server.endpoint_url, result.outputs[out.ALARM_TOPIC_ARN]["value"]
         )
         clock = time.perf_counter()
         result.token_findings = scan_for_token(

@@ -29,7 +29,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from processor.contract.storage import redis_latest_key
+from psycopg import sql
+
+from processor.contract.storage import READINGS_TABLE, LatestField, redis_latest_key
+from processor.postgres_queries import table_identifier
 
 #: Percentiles every latency block reports.
 PERCENTILES: Final = (50, 95, 99)
@@ -64,14 +67,16 @@ def postgres_latencies(
     conn: Any, device_ids: Sequence[str] | None = None
 ) -> list[tuple[float, float]]:
     """``(processed_at epoch s, latency ms)`` of every stored reading (of some devices)."""
-    query = (
+    query = sql.SQL(
         "SELECT extract(epoch FROM processed_at)::float8,"
-        " (extract(epoch FROM processed_at - event_ts) * 1000)::float8 FROM tap.readings"
-    )
+        " (extract(epoch FROM processed_at - event_ts) * 1000)::float8 FROM {}"
+    ).format(table_identifier(READINGS_TABLE))
     if device_ids is None:
         rows = conn.execute(query).fetchall()
     else:
-        rows = conn.execute(query + " WHERE device_id = ANY(%s)", (list(device_ids),)).fetchall()
+        rows = conn.execute(
+            query + sql.SQL(" WHERE device_id = ANY(%s)"), (list(device_ids),)
+        ).fetchall()
     return [(float(at), float(ms)) for at, ms in rows]
 
 
@@ -118,7 +123,7 @@ class RedisArrivalSampler(threading.Thread):
                     client = self._factory()
                 pipe = client.pipeline(transaction=False)
                 for key in keys:
-                    pipe.hmget(key, "seq", "ts_us")
+                    pipe.hmget(key, LatestField.SEQ, LatestField.TS_US)
                 replies = pipe.execute()
                 seen = self._clock()
                 for device, (seq, ts_us) in zip(self.device_ids, replies, strict=True):

@@ -36,9 +36,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+from psycopg import sql
+
 from processor import postgres_queries
 from processor.contract.record import Reading, SensorType, encode_reading
-from processor.contract.storage import redis_latest_key
+from processor.contract.storage import (
+    READINGS_TABLE,
+    SHARD_LEASES_TABLE,
+    LatestField,
+    redis_latest_key,
+)
 from processor.core.model import AcceptedReading
 
 #: Kinesis PutRecords takes at most 500 records per call.
@@ -196,6 +203,9 @@ def send_paced(
 # --- reading back ---------------------------------------------------------------------
 
 
+_LEASES: Final = postgres_queries.table_identifier(SHARD_LEASES_TABLE)
+
+
 class StoreView:
     """Read-only views of one processor database (over any connection that can read
     schema ``tap``; tests use the superuser connection of their database)."""
@@ -225,7 +235,9 @@ class StoreView:
 
     def schema_ready(self) -> bool:
         return bool(
-            self._run(lambda c: c.execute("SELECT to_regclass('tap.readings')").fetchone()[0])
+            self._run(
+                lambda c: c.execute("SELECT to_regclass(%s)", (READINGS_TABLE,)).fetchone()[0]
+            )
         )
 
     def stored_keys(self) -> set[Key]:
@@ -252,8 +264,10 @@ class StoreView:
         return list(
             self._run(
                 lambda c: c.execute(
-                    "SELECT shard_id, owner, fencing, finished, checkpoint"
-                    " FROM tap.shard_leases ORDER BY shard_id"
+                    sql.SQL(
+                        "SELECT shard_id, owner, fencing, finished, checkpoint"
+                        " FROM {} ORDER BY shard_id"
+                    ).format(_LEASES)
                 ).fetchall()
             )
         )
@@ -263,8 +277,10 @@ class StoreView:
         return dict(
             self._run(
                 lambda c: c.execute(
-                    "SELECT shard_id, owner FROM tap.shard_leases"
-                    " WHERE owner IS NOT NULL AND expires_at > now() ORDER BY shard_id"
+                    sql.SQL(
+                        "SELECT shard_id, owner FROM {}"
+                        " WHERE owner IS NOT NULL AND expires_at > now() ORDER BY shard_id"
+                    ).format(_LEASES)
                 ).fetchall()
             )
         )
@@ -273,8 +289,10 @@ class StoreView:
         """shard -> (first, last) processed_at of its readings (children-after-parents)."""
         rows = self._run(
             lambda c: c.execute(
-                "SELECT shard_id, min(processed_at), max(processed_at)"
-                " FROM tap.readings GROUP BY shard_id"
+                sql.SQL(
+                    "SELECT shard_id, min(processed_at), max(processed_at)"
+                    " FROM {} GROUP BY shard_id"
+                ).format(postgres_queries.table_identifier(READINGS_TABLE))
             ).fetchall()
         )
         return {shard: (first, last) for shard, first, last in rows}
@@ -349,7 +367,7 @@ def redis_latest_mismatches(redis_client: Any, latest: Mapping[str, AcceptedRead
     problems = []
     for device_id, accepted in sorted(latest.items()):
         cached = redis_client.hgetall(redis_latest_key(device_id))
-        seq = cached.get(b"seq") if cached else None
+        seq = cached.get(LatestField.SEQ.encode()) if cached else None
         if seq is None:
             problems.append(
                 f"{device_id}: missing in Redis (PostgreSQL seq {accepted.reading.seq})"

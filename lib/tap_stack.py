@@ -21,6 +21,7 @@ from lib.components.network import Network, NetworkConfig
 from lib.components.processing import Processing, ProcessingConfig
 from lib.components.producer_access import ProducerAccess, ProducerAccessConfig
 from lib.config import StackConfig, contract_default
+from processor.contract import stack_outputs as out
 
 
 def default_tags(config: StackConfig) -> dict[str, str]:
@@ -211,27 +212,27 @@ class TapStack(TerraformStack):
         )
 
         outputs: dict[str, tuple[object, str]] = {
-            "stream_name": (ingestion.stream_name, "Kinesis stream sensors write to"),
-            "stream_arn": (ingestion.stream_arn, "Kinesis stream ARN"),
-            "ecs_cluster_name": (processing.cluster_name, "ECS cluster"),
-            "ecs_service_name": (processing.service_name, "Processor service"),
-            "ecr_repository_url": (processing.repository_url, "Push the processor image here"),
-            "db_endpoint": (database.address, "PostgreSQL host name"),
-            "db_port": (database.port, "PostgreSQL port"),
-            "db_secret_arn": (database.master_secret_arn, "RDS-managed master secret"),
-            "db_app_secret_arn": (
+            out.STREAM_NAME: (ingestion.stream_name, "Kinesis stream sensors write to"),
+            out.STREAM_ARN: (ingestion.stream_arn, "Kinesis stream ARN"),
+            out.ECS_CLUSTER_NAME: (processing.cluster_name, "ECS cluster"),
+            out.ECS_SERVICE_NAME: (processing.service_name, "Processor service"),
+            out.ECR_REPOSITORY_URL: (processing.repository_url, "Push the processor image here"),
+            out.DB_ENDPOINT: (database.address, "PostgreSQL host name"),
+            out.DB_PORT: (database.port, "PostgreSQL port"),
+            out.DB_SECRET_ARN: (database.master_secret_arn, "RDS-managed master secret"),
+            out.DB_APP_SECRET_ARN: (
                 database.app_secret_arn,
                 "The processor's database login (application role), rotated by alternating users",
             ),
-            "migrate_task_definition": (
+            out.MIGRATE_TASK_DEFINITION: (
                 processing.migrate_task_definition_family,
                 "Run this task (python -m processor migrate) before rolling the service",
             ),
-            "redis_primary_endpoint": (cache.primary_endpoint, "Redis primary endpoint"),
-            "redis_port": (cache.port, "Redis port"),
-            "redis_auth_secret_arn": (cache.auth_secret_arn, "Secret holding the AUTH token"),
-            "processor_log_group_name": (processing.log_group_name, "Processor logs"),
-            "log_group_names": (
+            out.REDIS_PRIMARY_ENDPOINT: (cache.primary_endpoint, "Redis primary endpoint"),
+            out.REDIS_PORT: (cache.port, "Redis port"),
+            out.REDIS_AUTH_SECRET_ARN: (cache.auth_secret_arn, "Secret holding the AUTH token"),
+            out.PROCESSOR_LOG_GROUP_NAME: (processing.log_group_name, "Processor logs"),
+            out.LOG_GROUP_NAMES: (
                 {
                     "processor": processing.log_group_name,
                     "container_insights": processing.insights_log_group_name,
@@ -243,24 +244,24 @@ class TapStack(TerraformStack):
                 },
                 "Every log group of the stack",
             ),
-            "processor_task_environment": (
+            out.PROCESSOR_TASK_ENVIRONMENT: (
                 processing.environment,
                 "The processor task's environment (name -> value), as in the task definition",
             ),
-            "alarm_topic_arn": (monitoring.topic_arn, "SNS topic of every alarm"),
-            "alarm_subscriptions": (
+            out.ALARM_TOPIC_ARN: (monitoring.topic_arn, "SNS topic of every alarm"),
+            out.ALARM_SUBSCRIPTIONS: (
                 monitoring.subscription_endpoints,
                 "protocol:endpoint of every alarm subscription (e-mail ones await confirmation)",
             ),
-            "producer_role_arn": (
+            out.PRODUCER_ROLE_ARN: (
                 producers.role_arn,
                 "Gateways assume this role to put readings (TAP_PRODUCER_PRINCIPAL may)",
             ),
-            "producer_policy_arn": (
+            out.PRODUCER_POLICY_ARN: (
                 producers.policy_arn,
                 "Managed policy: PutRecord(s) on the stream, GenerateDataKey on its key",
             ),
-            "dashboard_name": (monitoring.dashboard_name, "CloudWatch dashboard"),
+            out.DASHBOARD_NAME: (monitoring.dashboard_name, "CloudWatch dashboard"),
         }
         for name, (value, description) in outputs.items():
             TerraformOutput(self, name, value=value, description=description)

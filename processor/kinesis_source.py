@@ -34,6 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from processor import client_timeouts
 from processor.contract.environment import ProcessorSettings
+from processor.core.backoff import Backoff, Jitter
 from processor.core.model import KinesisRecord
 
 log = logging.getLogger(__name__)
@@ -112,13 +113,16 @@ class KinesisError(RuntimeError):
     """A Kinesis call failed in a way retrying the same call will not fix."""
 
 
+#: The processor's back-off policy (:mod:`processor.core.backoff`) for Kinesis calls.
+KINESIS_BACKOFF: Final = Backoff(BACKOFF_BASE_S, BACKOFF_MAX_S, Jitter.UPPER_THREE_QUARTERS)
+
+
 def backoff_delay(attempt: int, rng: random.Random | None = None) -> float:
     """Exponential back-off with jitter: uniform in [c/4, c], c = min(max, base * 2**attempt).
 
     The jitter spreads the retries of the readers that a throttled stream slowed down
     together; the floor keeps a retry from landing inside the same 200 ms window."""
-    ceiling = min(BACKOFF_MAX_S, BACKOFF_BASE_S * (2 ** min(attempt, 10)))
-    return (rng or random).uniform(ceiling / 4, ceiling)
+    return KINESIS_BACKOFF.delay(attempt, rng or random)
 
 
 def _error_code(exc: ClientError) -> str:

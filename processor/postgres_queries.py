@@ -1,53 +1,102 @@
 """Read-only queries over the processor's tables, for Redis reconciliation, the e2e
 verifier, tests and the data team's examples (docs/PROCESSOR-STORAGE.md).
 
-Each function takes an open psycopg connection (any role that can read schema
-``tap``), so the verifier can use its own administrative connection and the
-processor its pooled one (:meth:`processor.postgres_store.PostgresStore.run_query`).
-Nothing here writes.
+Each function takes an open psycopg connection (any role that can read the schema
+:data:`~processor.contract.storage.PG_SCHEMA`), so the verifier can use its own
+administrative connection and the processor its pooled one
+(:meth:`processor.postgres_store.PostgresStore.run_query`). Nothing here writes.
+Table and column names come from :mod:`processor.contract.storage`, composed with
+:mod:`psycopg.sql`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Final
 
 import psycopg
+from psycopg import sql
 
 from processor.contract.record import BOOT_SCHEMA_VERSION, EquipmentStatus, Reading, SensorType
+from processor.contract.storage import (
+    ANOMALIES_COPY_COLUMNS,
+    ANOMALIES_GENERATED_COLUMNS,
+    ANOMALIES_TABLE,
+    DEAD_LETTERS_COPY_COLUMNS,
+    DEAD_LETTERS_TABLE,
+    READING_KEYS_TABLE,
+    READINGS_DEFAULT_PARTITION,
+    READINGS_TABLE,
+    split_qualified,
+)
 from processor.core.model import AcceptedReading
 
 Connection = psycopg.Connection[Any]
 
+
+def table_identifier(qualified: str) -> sql.Identifier:
+    """``schema.table`` of the contract as a quoted SQL identifier."""
+    return sql.Identifier(*split_qualified(qualified))
+
+
+def column_list(columns: Sequence[str], alias: str | None = None) -> sql.Composable:
+    """``a, b, c`` (or ``t.a, t.b, t.c``) as quoted identifiers."""
+    prefix = () if alias is None else (alias,)
+    return sql.SQL(", ").join(sql.Identifier(*prefix, c) for c in columns)
+
+
+_READINGS: Final = table_identifier(READINGS_TABLE)
+_READING_KEYS: Final = table_identifier(READING_KEYS_TABLE)
+_ANOMALIES: Final = table_identifier(ANOMALIES_TABLE)
+_DEAD_LETTERS: Final = table_identifier(DEAD_LETTERS_TABLE)
+
+#: The columns :func:`_accepted` unpacks, in its order.
+_LATEST_COLUMNS: Final = (
+    "device_id",
+    "facility",
+    "line",
+    "sensor_type",
+    "unit",
+    "event_ts",
+    "seq",
+    "schema_version",
+    "value",
+    "status",
+    "shard_id",
+    "sequence_number",
+    "arrival_ts",
+    "boot",
+)
+
 # The newest (event_ts, seq) per device without reading every row: a "loose index
 # scan" that hops from one device to the next on reading_keys_latest
 # (device_id, event_ts DESC, seq DESC), then fetches each device's newest key and
-# its row from tap.readings by primary key. Cost grows with the number of devices,
+# its row from the readings by primary key. Cost grows with the number of devices,
 # not of readings, which matters once the table holds months of data.
-_LATEST_PER_DEVICE = """
+_LATEST_PER_DEVICE: Final = sql.SQL(
+    """
 WITH RECURSIVE devices AS (
-    (SELECT device_id FROM tap.reading_keys ORDER BY device_id LIMIT 1)
+    (SELECT device_id FROM {keys} ORDER BY device_id LIMIT 1)
     UNION ALL
-    SELECT (SELECT k.device_id FROM tap.reading_keys k
+    SELECT (SELECT k.device_id FROM {keys} k
             WHERE k.device_id > d.device_id ORDER BY k.device_id LIMIT 1)
     FROM devices d WHERE d.device_id IS NOT NULL
 )
-SELECT r.device_id, r.facility, r.line, r.sensor_type, r.unit, r.event_ts, r.seq,
-       r.schema_version, r.value, r.status, r.shard_id, r.sequence_number, r.arrival_ts,
-       r.boot
+SELECT {r_cols}
 FROM devices d
 CROSS JOIN LATERAL (
-    SELECT k.device_id, k.event_ts, k.seq, k.boot FROM tap.reading_keys k
+    SELECT k.device_id, k.event_ts, k.seq, k.boot FROM {keys} k
     WHERE k.device_id = d.device_id
     ORDER BY k.event_ts DESC, k.seq DESC LIMIT 1
 ) newest
-JOIN tap.readings r
+JOIN {readings} r
   ON r.device_id = newest.device_id AND r.event_ts = newest.event_ts AND r.seq = newest.seq
  AND r.boot = newest.boot
 WHERE d.device_id IS NOT NULL
 """
+).format(keys=_READING_KEYS, readings=_READINGS, r_cols=column_list(_LATEST_COLUMNS, "r"))
 
 
 def _accepted(row: tuple[Any, ...]) -> AcceptedReading:
@@ -78,15 +127,16 @@ def latest_per_device(conn: Connection) -> dict[str, AcceptedReading]:
 
 
 def stored_keys(conn: Connection, device_ids: Iterable[str] | None = None) -> set[tuple[str, int]]:
-    """(device_id, seq) of the rows in tap.readings (optionally of some devices).
+    """(device_id, seq) of the stored readings (optionally of some devices).
 
     A set hides duplicates; the verifier checks :func:`duplicate_keys` as well.
     """
     if device_ids is None:
-        cur = conn.execute("SELECT device_id, seq FROM tap.readings")
+        cur = conn.execute(sql.SQL("SELECT device_id, seq FROM {}").format(_READINGS))
     else:
         cur = conn.execute(
-            "SELECT device_id, seq FROM tap.readings WHERE device_id = ANY(%s)", (list(device_ids),)
+            sql.SQL("SELECT device_id, seq FROM {} WHERE device_id = ANY(%s)").format(_READINGS),
+            (list(device_ids),),
         )
     return {(device, seq) for device, seq in cur}
 
@@ -94,27 +144,30 @@ def stored_keys(conn: Connection, device_ids: Iterable[str] | None = None) -> se
 def duplicate_keys(conn: Connection) -> list[tuple[str, int, int]]:
     """(device_id, seq, copies) of every key stored more than once (must be empty).
 
-    The key is (device_id, boot, seq, event day), as tap.reading_keys decides it
+    The key is (device_id, boot, seq, event day), as the reading keys decide it
     (migration 0005): a restarted sequence on another day is not a duplicate."""
     return [
         (device, seq, n)
         for device, seq, n in conn.execute(
-            "SELECT device_id, seq, count(*) FROM tap.readings"
-            " GROUP BY device_id, boot, seq, (event_ts AT TIME ZONE 'UTC')::date"
-            " HAVING count(*) > 1 ORDER BY device_id, seq"
+            sql.SQL(
+                "SELECT device_id, seq, count(*) FROM {}"
+                " GROUP BY device_id, boot, seq, (event_ts AT TIME ZONE 'UTC')::date"
+                " HAVING count(*) > 1 ORDER BY device_id, seq"
+            ).format(_READINGS)
         )
     ]
 
 
 def count_readings(conn: Connection) -> int:
-    row = conn.execute("SELECT count(*) FROM tap.readings").fetchone()
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_READINGS)).fetchone()
     return int(row[0]) if row else 0
 
 
 def count_dead_letters(conn: Connection, reason: str | None = None) -> int:
     row = conn.execute(
-        "SELECT count(*) FROM tap.dead_letters"
-        " WHERE %(reason)s::text IS NULL OR reason = %(reason)s",
+        sql.SQL(
+            "SELECT count(*) FROM {} WHERE %(reason)s::text IS NULL OR reason = %(reason)s"
+        ).format(_DEAD_LETTERS),
         {"reason": reason},
     ).fetchone()
     return int(row[0]) if row else 0
@@ -124,13 +177,15 @@ def dead_letters_by_reason(conn: Connection) -> dict[str, int]:
     return {
         reason: int(n)
         for reason, n in conn.execute(
-            "SELECT reason, count(*) FROM tap.dead_letters GROUP BY reason"
+            sql.SQL("SELECT reason, count(*) FROM {} GROUP BY reason").format(_DEAD_LETTERS)
         )
     }
 
 
 @dataclass(frozen=True, slots=True)
 class StoredDeadLetter:
+    """A dead letter as stored: the fields in the table's COPY column order."""
+
     shard_id: str
     sequence_number: str
     partition_key: str
@@ -144,9 +199,10 @@ class StoredDeadLetter:
 def dead_letters(conn: Connection, shard_id: str | None = None) -> list[StoredDeadLetter]:
     """Dead letters (optionally of one shard), in shard and Kinesis order."""
     cur = conn.execute(
-        "SELECT shard_id, sequence_number, partition_key, payload, reason, detail, arrival_ts,"
-        " received_at FROM tap.dead_letters WHERE %(shard)s::text IS NULL OR shard_id = %(shard)s"
-        " ORDER BY shard_id, length(sequence_number), sequence_number",
+        sql.SQL(
+            "SELECT {cols} FROM {table} WHERE %(shard)s::text IS NULL OR shard_id = %(shard)s"
+            " ORDER BY shard_id, length(sequence_number), sequence_number"
+        ).format(cols=column_list(DEAD_LETTERS_COPY_COLUMNS), table=_DEAD_LETTERS),
         {"shard": shard_id},
     )
     return [
@@ -157,6 +213,8 @@ def dead_letters(conn: Connection, shard_id: str | None = None) -> list[StoredDe
 
 @dataclass(frozen=True, slots=True)
 class StoredAnomaly:
+    """An anomaly as stored: the COPY columns, then the generated ones, in that order."""
+
     device_id: str
     seq: int
     anomaly_type: str
@@ -174,10 +232,13 @@ class StoredAnomaly:
 
 def anomalies(conn: Connection, device_id: str | None = None) -> list[StoredAnomaly]:
     cur = conn.execute(
-        "SELECT device_id, seq, anomaly_type, severity, score, explanation, event_ts, detected_at,"
-        " sensor_type, value, boot, event_day FROM tap.anomalies"
-        " WHERE %(device)s::text IS NULL OR device_id = %(device)s"
-        " ORDER BY device_id, seq, anomaly_type, boot, event_day",
+        sql.SQL(
+            "SELECT {cols} FROM {table} WHERE %(device)s::text IS NULL OR device_id = %(device)s"
+            " ORDER BY device_id, seq, anomaly_type, boot, event_day"
+        ).format(
+            cols=column_list((*ANOMALIES_COPY_COLUMNS, *ANOMALIES_GENERATED_COLUMNS)),
+            table=_ANOMALIES,
+        ),
         {"device": device_id},
     )
     return [StoredAnomaly(*r) for r in cur]
@@ -188,25 +249,29 @@ def anomaly_counts_since(conn: Connection, since: datetime) -> dict[str, int]:
     return {
         kind: int(n)
         for kind, n in conn.execute(
-            "SELECT anomaly_type, count(*) FROM tap.anomalies"
-            " WHERE event_ts >= %s GROUP BY anomaly_type",
+            sql.SQL(
+                "SELECT anomaly_type, count(*) FROM {} WHERE event_ts >= %s GROUP BY anomaly_type"
+            ).format(_ANOMALIES),
             (since,),
         )
     }
 
 
 def reading_partitions(conn: Connection) -> list[str]:
-    """Names of tap.readings' partitions (daily ones and ``readings_default``), sorted."""
+    """Names of the readings' partitions (daily ones and the default one), sorted."""
     return [
         name
         for (name,) in conn.execute(
             "SELECT c.relname FROM pg_inherits i"
             " JOIN pg_class c ON c.oid = i.inhrelid"
-            " WHERE i.inhparent = 'tap.readings'::regclass ORDER BY c.relname"
+            " WHERE i.inhparent = %s::regclass ORDER BY c.relname",
+            (READINGS_TABLE,),
         )
     ]
 
 
 def rows_in_default_partition(conn: Connection) -> int:
-    row = conn.execute("SELECT count(*) FROM tap.readings_default").fetchone()
+    row = conn.execute(
+        sql.SQL("SELECT count(*) FROM {}").format(table_identifier(READINGS_DEFAULT_PARTITION))
+    ).fetchone()
     return int(row[0]) if row else 0

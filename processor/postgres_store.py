@@ -35,7 +35,7 @@ Public API (see each docstring):
   (fencing check failed, the batch was rolled back); :class:`MigrationError`;
   :class:`SchemaBehind` (a :class:`StoreUnavailable`: wait for the migrate task).
 
-Why (issue 3): each batch is one transaction that writes readings, anomalies and dead
+Why: each batch is one transaction that writes readings, anomalies and dead
 letters and advances the shard checkpoint only while this worker still holds the
 lease with the fencing counter it acquired. A worker that paused past its lease and
 lost it to a peer therefore commits nothing, and a batch is either fully stored
@@ -72,12 +72,16 @@ from processor.contract.storage import (
     ANOMALIES_TABLE,
     DEAD_LETTERS_COPY_COLUMNS,
     DEAD_LETTERS_TABLE,
+    ENSURE_PARTITIONS_FUNCTION,
     MIGRATIONS_TABLE,
     PG_SCHEMA,
+    READING_KEYS_TABLE,
     READINGS_COPY_COLUMNS,
     READINGS_TABLE,
     SHARD_LEASES_TABLE,
+    WORKERS_TABLE,
 )
+from processor.core.backoff import Backoff, Jitter
 from processor.core.batch import anomaly_rows, dead_letter_rows, reading_rows
 from processor.core.model import AcceptedReading, LeaseToken, ProcessedBatch
 from processor.error_kinds import ErrorKind, classify
@@ -535,9 +539,7 @@ def _columns(columns: Sequence[str]) -> sql.Composable:
     return sql.SQL(", ").join(sql.Identifier(c) for c in columns)
 
 
-def _table(qualified: str) -> sql.Identifier:
-    schema, _, name = qualified.partition(".")
-    return sql.Identifier(schema, name)
+_table = postgres_queries.table_identifier
 
 
 class PostgresStore:
@@ -786,7 +788,7 @@ class PostgresStore:
                 return int(
                     _one(
                         conn.execute(
-                            "SELECT tap.ensure_partitions(%s, %s)",
+                            sql.SQL("SELECT {}(%s, %s)").format(_table(ENSURE_PARTITIONS_FUNCTION)),
                             (start, days_back + days_ahead + 1),
                         )
                     )
@@ -1109,8 +1111,10 @@ class PostgresStore:
         """Record that this worker is alive (database clock)."""
         self._call(
             lambda c: c.execute(
-                "INSERT INTO tap.workers (worker_id) VALUES (%s)"
-                " ON CONFLICT (worker_id) DO UPDATE SET last_seen = now()",
+                sql.SQL(
+                    "INSERT INTO {} (worker_id) VALUES (%s)"
+                    " ON CONFLICT (worker_id) DO UPDATE SET last_seen = now()"
+                ).format(_table(WORKERS_TABLE)),
                 (worker_id,),
             )
         )
@@ -1121,8 +1125,10 @@ class PostgresStore:
             lambda c: [
                 r[0]
                 for r in c.execute(
-                    "SELECT worker_id FROM tap.workers"
-                    " WHERE last_seen > now() - make_interval(secs => %s) ORDER BY worker_id",
+                    sql.SQL(
+                        "SELECT worker_id FROM {}"
+                        " WHERE last_seen > now() - make_interval(secs => %s) ORDER BY worker_id"
+                    ).format(_table(WORKERS_TABLE)),
                     (float(within_s),),
                 )
             ]
@@ -1131,7 +1137,10 @@ class PostgresStore:
     def remove_worker(self, worker_id: str) -> None:
         """Forget a worker at shutdown, so peers rebalance without waiting."""
         self._call(
-            lambda c: c.execute("DELETE FROM tap.workers WHERE worker_id = %s", (worker_id,))
+            lambda c: c.execute(
+                sql.SQL("DELETE FROM {} WHERE worker_id = %s").format(_table(WORKERS_TABLE)),
+                (worker_id,),
+            )
         )
 
     # -- reads -----------------------------------------------------------------------
@@ -1171,7 +1180,7 @@ WITH staged AS (
     -- lowest Kinesis sequence number first (decimal strings: compare length, then text)
     ORDER BY device_id, boot, seq, event_day, length(sequence_number), sequence_number
 ), new_keys AS (
-    INSERT INTO tap.reading_keys (device_id, boot, seq, event_day, event_ts)
+    INSERT INTO {keys} (device_id, boot, seq, event_day, event_ts)
     SELECT device_id, boot, seq, event_day, event_ts FROM staged
     ON CONFLICT (device_id, boot, seq, event_day) DO NOTHING
     RETURNING device_id, boot, seq, event_day
@@ -1186,6 +1195,7 @@ RETURNING device_id, seq, sequence_number
 ).format(
     cols=_columns(READINGS_COPY_COLUMNS),
     stage=sql.Identifier(_STAGE_READINGS),
+    keys=_table(READING_KEYS_TABLE),
     readings=_table(READINGS_TABLE),
     s_cols=_prefixed("s", READINGS_COPY_COLUMNS),
 )
@@ -1197,7 +1207,7 @@ _SEQ_CONFLICTS_SQL: Final = sql.SQL(
     """
 SELECT s.sequence_number, r.shard_id, r.sequence_number, r.event_ts, r.value, r.status
 FROM {stage} s
-JOIN tap.reading_keys k
+JOIN {keys} k
   ON k.device_id = s.device_id AND k.boot = s.boot AND k.seq = s.seq
  AND k.event_day = (s.event_ts AT TIME ZONE 'UTC')::date
 JOIN {readings} r
@@ -1207,7 +1217,11 @@ WHERE (r.shard_id, r.sequence_number) IS DISTINCT FROM (s.shard_id, s.sequence_n
   AND (r.event_ts, r.value, r.status, r.facility, r.line, r.sensor_type, r.unit)
       IS DISTINCT FROM (s.event_ts, s.value, s.status, s.facility, s.line, s.sensor_type, s.unit)
 """
-).format(stage=sql.Identifier(_STAGE_READINGS), readings=_table(READINGS_TABLE))
+).format(
+    stage=sql.Identifier(_STAGE_READINGS),
+    keys=_table(READING_KEYS_TABLE),
+    readings=_table(READINGS_TABLE),
+)
 
 
 def _seq_conflict_row(
@@ -1305,13 +1319,18 @@ def _one(cur: psycopg.Cursor[Any]) -> Any:
 
 @dataclass(slots=True)
 class RetryPolicy:
-    """Exponential back-off with full jitter for :func:`with_pg_retry`."""
+    """Exponential back-off with full jitter for :func:`with_pg_retry`
+    (:mod:`processor.core.backoff`, the processor's one policy)."""
 
     initial_delay_s: float = 0.2
     max_delay_s: float = 5.0
     #: None: retry until ``stop`` is set.
     max_attempts: int | None = None
     sleep: Callable[[float], None] = field(default=time.sleep)
+
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(self.initial_delay_s, self.max_delay_s, Jitter.FULL)
 
 
 def with_pg_retry(
@@ -1338,9 +1357,8 @@ def with_pg_retry(
                 stop is not None and stop.is_set()
             ):
                 raise
-            ceiling = min(policy.max_delay_s, policy.initial_delay_s * 2 ** (attempt - 1))
             # Full jitter spreads reconnects of many workers after a failover.
-            delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not crypto
+            delay = policy.backoff.delay(attempt - 1, random)
             if on_retry is not None:
                 on_retry(attempt, exc, delay)
             else:

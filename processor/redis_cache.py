@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import string
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -83,7 +84,11 @@ from processor.contract.environment import ProcessorSettings
 from processor.contract.storage import (
     REDIS_ANOMALY_STREAM,
     REDIS_LAST_SEEN,
-    REDIS_PREFIX,
+    REDIS_LATEST_FIELDS,
+    AnomalyStreamField,
+    LatestField,
+    WindowMemberField,
+    redis_anomaly_dedup_key,
     redis_detector_key,
     redis_latest_key,
     redis_silence_arrivals_key,
@@ -96,11 +101,6 @@ from processor.secrets import SecretsError, SecretsProvider
 log = logging.getLogger(__name__)
 
 DAY_S: Final = 86_400
-
-
-def redis_anomaly_dedup_key(anomaly_id: str) -> str:
-    """String with TTL: marks an anomaly as already added to the stream."""
-    return f"{REDIS_PREFIX}:anomaly-seen:{anomaly_id}"
 
 
 def anomaly_id(anomaly: Anomaly) -> str:
@@ -157,7 +157,8 @@ MAX_ITEMS_PER_CALL: Final = 1_000
 # fine on a non-clustered Redis (an ElastiCache replication group with one shard,
 # what the stack creates) but a script touching many undeclared keys of different
 # hash slots is refused by Redis Cluster; cluster mode would need one call per slot.
-_APPLY_BATCH: Final = """
+# The latest hash's field names come from the contract ($ts_us, $seq).
+_APPLY_BATCH: Final = string.Template("""
 local function greater(a, b)
   -- non-negative integers as decimal strings: longer is larger, else lexicographic
   if #a ~= #b then return #a > #b end
@@ -174,7 +175,7 @@ local seen = {}
 for _, d in ipairs(p[12]) do
   local device, ts_us, seq = d[1], d[2], d[3]
   local lk = latest_prefix .. device
-  local cur = redis.call('HMGET', lk, 'ts_us', 'seq')
+  local cur = redis.call('HMGET', lk, '$ts_us', '$seq')
   if (not cur[1]) or (not cur[2]) or greater(ts_us, cur[1])
      or (ts_us == cur[1] and greater(seq, cur[2])) then
     local values = d[5]
@@ -251,7 +252,7 @@ if silence ~= '' then
   redis.call('PEXPIRE', arrivals, p[18])
 end
 return {replaced, added, streamed}
-"""
+""").substitute(ts_us=LatestField.TS_US.value, seq=LatestField.SEQ.value)
 
 # ARGV[1]: msgpack {key prefix, ttl_ms, {device_id, ...}}; ARGV[2..]: the states, in
 # the same order (raw bytes: they cannot ride in the msgpack document, see above).
@@ -283,25 +284,11 @@ def _ts_us(ts: datetime) -> int:
     return (delta.days * DAY_S + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-#: The fields of the latest-reading hash, in the order of :func:`_latest_values`.
-LATEST_FIELDS: Final = (
-    "device_id",
-    "facility",
-    "line",
-    "sensor_type",
-    "value",
-    "status",
-    "unit",
-    "ts",
-    "ts_us",
-    "seq",
-    "schema_version",
-    "shard_id",
-    "sequence_number",
-    "arrival",
-)
-_TS_US_INDEX: Final = LATEST_FIELDS.index("ts_us")
-_SEQ_INDEX: Final = LATEST_FIELDS.index("seq")
+#: The fields of the latest-reading hash (the contract's order), in the order of
+#: :func:`_latest_values`.
+LATEST_FIELDS: Final = REDIS_LATEST_FIELDS
+_TS_US_INDEX: Final = LATEST_FIELDS.index(LatestField.TS_US)
+_SEQ_INDEX: Final = LATEST_FIELDS.index(LatestField.SEQ)
 
 
 def _latest_values(accepted: AcceptedReading) -> list[str]:
@@ -334,10 +321,10 @@ def window_member(accepted: AcceptedReading) -> bytes:
     r = accepted.reading
     return _window_encoder.encode(
         {
-            "seq": r.seq,
-            "ts": r.ts.isoformat(),
-            "value": r.value,
-            "status": None if r.status is None else r.status.value,
+            WindowMemberField.SEQ: r.seq,
+            WindowMemberField.TS: r.ts.isoformat(),
+            WindowMemberField.VALUE: r.value,
+            WindowMemberField.STATUS: None if r.status is None else r.status.value,
         }
     )
 
@@ -375,18 +362,19 @@ def _newest_key(accepted: AcceptedReading) -> tuple[datetime, int]:
 
 def _anomaly_entry(anomaly: Anomaly) -> list[Any]:
     identity = anomaly_id(anomaly)
+    f = AnomalyStreamField
     fields = {
-        "anomaly_id": identity,
-        "device_id": anomaly.device_id,
-        "seq": str(anomaly.seq),
-        "type": anomaly.anomaly_type.value,
-        "severity": anomaly.severity.value,
-        "score": repr(anomaly.score),
-        "ts": anomaly.ts.isoformat(),
-        "sensor_type": anomaly.sensor_type,
-        "value": "" if anomaly.value is None else repr(anomaly.value),
-        "explanation": anomaly.explanation,
-        "boot": str(anomaly.boot),
+        f.ANOMALY_ID.value: identity,
+        f.DEVICE_ID.value: anomaly.device_id,
+        f.SEQ.value: str(anomaly.seq),
+        f.TYPE.value: anomaly.anomaly_type.value,
+        f.SEVERITY.value: anomaly.severity.value,
+        f.SCORE.value: repr(anomaly.score),
+        f.TS.value: anomaly.ts.isoformat(),
+        f.SENSOR_TYPE.value: anomaly.sensor_type,
+        f.VALUE.value: "" if anomaly.value is None else repr(anomaly.value),
+        f.EXPLANATION.value: anomaly.explanation,
+        f.BOOT.value: str(anomaly.boot),
     }
     return [identity, _flatten(fields)]
 

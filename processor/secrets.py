@@ -7,7 +7,7 @@ Usage::
     creds = secrets.db_credentials(settings.db_secret_arn, refresh=True)  # after a login failed
     psycopg.connect(user=creds.username, password=creds.password.reveal(), ...)
 
-Why it looks like this (issue 3, "Secrets"):
+Why it looks like this:
 
 * Values are fetched at run time through the task role, never passed in the
   environment, so a rotation takes effect without a restart: the PostgreSQL

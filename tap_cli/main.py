@@ -14,8 +14,8 @@ from typing import Final
 #: command -> (module with a ``main(argv) -> int``, one-line help)
 COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "simulate": ("simulator.cli", "simulate a sensor fleet into Kinesis, a JSONL file or stdout"),
-    "load": ("simulator.load.cli", "run a headless Locust campaign against Kinesis"),
-    "detect": ("processor.detect_cli", "run the anomaly detectors offline over a CSV"),
+    "load": ("tap_cli.load", "run a headless Locust campaign against Kinesis"),
+    "detect": ("tap_cli.detect", "run the anomaly detectors offline over a CSV"),
     "process": ("processor.__main__", "run the processor (what the Fargate task runs)"),
     "api": ("api.cli", "serve the read API (OpenAPI at /docs) and the live plant board"),
     "local": ("e2e.local.cli", "bring the local stack up, down, or show its status"),

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from e2e.verify import StoreView, wait_until
+from processor.contract import stack_outputs as out
 
 TARGET_ENV: Final = "TAP_TARGET"
 OUTPUTS_ENV: Final = "TAP_STACK_OUTPUTS"
@@ -214,7 +215,7 @@ class DeployedTarget(Target):
         self._ecs = _aws_client("ecs")
         super().__init__(
             "deployed",
-            str(outputs["stream_name"]),
+            str(outputs[out.STREAM_NAME]),
             StoreView(self._pg_connection),
             unsupported={
                 Capability.KILL_PROCESSOR: "Fargate has no SIGKILL of a task: StopTask is "
@@ -235,10 +236,10 @@ class DeployedTarget(Target):
     def _pg_connection(self) -> Any:
         import psycopg
 
-        secret = self._secret(str(self.outputs["db_secret_arn"]))
+        secret = self._secret(str(self.outputs[out.DB_SECRET_ARN]))
         return psycopg.connect(
-            host=str(self.outputs["db_endpoint"]),
-            port=int(self.outputs.get("db_port") or 5432),
+            host=str(self.outputs[out.DB_ENDPOINT]),
+            port=int(self.outputs.get(out.DB_PORT) or 5432),
             dbname=os.environ.get("TAP_DB_NAME", "tap"),
             user=secret["username"],
             password=secret["password"],
@@ -251,7 +252,7 @@ class DeployedTarget(Target):
     def kinesis_client(self) -> Any:
         """The producer's client: through the stack's producer role when it has one, so
         every scenario proves that role's policy is enough to write."""
-        role_arn = self.outputs.get("producer_role_arn")
+        role_arn = self.outputs.get(out.PRODUCER_ROLE_ARN)
         if not role_arn:
             return _aws_client("kinesis")
         from simulator.load.producer_role import assumed_role_session
@@ -263,10 +264,10 @@ class DeployedTarget(Target):
     def redis_client(self) -> Any:
         import redis
 
-        token = self._secret(str(self.outputs["redis_auth_secret_arn"]))["auth_token"]
+        token = self._secret(str(self.outputs[out.REDIS_AUTH_SECRET_ARN]))["auth_token"]
         return redis.Redis(
-            host=str(self.outputs["redis_primary_endpoint"]),
-            port=int(self.outputs.get("redis_port") or 6379),
+            host=str(self.outputs[out.REDIS_PRIMARY_ENDPOINT]),
+            port=int(self.outputs.get(out.REDIS_PORT) or 6379),
             password=token,
             ssl=True,
             ssl_cert_reqs="required",
@@ -276,8 +277,8 @@ class DeployedTarget(Target):
     def _tasks(self) -> list[str]:
         return list(
             self._ecs.list_tasks(
-                cluster=self.outputs["ecs_cluster_name"],
-                serviceName=self.outputs["ecs_service_name"],
+                cluster=self.outputs[out.ECS_CLUSTER_NAME],
+                serviceName=self.outputs[out.ECS_SERVICE_NAME],
                 desiredStatus="RUNNING",
             )["taskArns"]
         )
@@ -289,7 +290,9 @@ class DeployedTarget(Target):
         tasks = self._tasks()
         if not tasks:
             return None
-        described = self._ecs.describe_tasks(cluster=self.outputs["ecs_cluster_name"], tasks=tasks)
+        described = self._ecs.describe_tasks(
+            cluster=self.outputs[out.ECS_CLUSTER_NAME], tasks=tasks
+        )
         for task in described["tasks"]:
             for attachment in task.get("attachments", []):
                 for detail in attachment.get("details", []):
@@ -309,23 +312,24 @@ class DeployedTarget(Target):
             raise RuntimeError(f"no running task found for worker {worker!r}")
         at = time.time()
         self._ecs.stop_task(
-            cluster=self.outputs["ecs_cluster_name"], task=task, reason="e2e scale-in"
+            cluster=self.outputs[out.ECS_CLUSTER_NAME], task=task, reason="e2e scale-in"
         )
         return at
 
     def rotate_db_secret(self) -> None:
         # The processors' secret: AWS's alternating-users function rotates it.
-        self._secrets.rotate_secret(SecretId=str(self.outputs["db_app_secret_arn"]))
+        self._secrets.rotate_secret(SecretId=str(self.outputs[out.DB_APP_SECRET_ARN]))
 
     def lease_duration_s(self) -> float:
-        env = self.outputs.get("processor_task_environment") or {}
+        env = self.outputs.get(out.PROCESSOR_TASK_ENVIRONMENT) or {}
         return float(env.get("TAP_LEASE_DURATION_S", 10))
 
     def recover(self) -> None:
         # ECS replaces a stopped task to keep the desired count; wait until it runs
         # and every open shard is leased again.
         service = self._ecs.describe_services(
-            cluster=self.outputs["ecs_cluster_name"], services=[self.outputs["ecs_service_name"]]
+            cluster=self.outputs[out.ECS_CLUSTER_NAME],
+            services=[self.outputs[out.ECS_SERVICE_NAME]],
         )["services"][0]
         desired = int(service.get("desiredCount", 1))
         kinesis = _aws_client("kinesis")  # ListShards: not a producer's permission

@@ -1,12 +1,31 @@
-"""Names of what the processor stores, shared with the e2e verifier and Locust's
-end-to-end listener. Change a name here and every reader follows."""
+"""Names of what the processor stores, shared with the e2e verifier, the benchmarks
+and Locust's end-to-end listener. Change a name here and every reader follows.
+
+Every table of schema :data:`PG_SCHEMA` (:data:`TABLES`), every column order a
+reader or writer depends on, every Redis key pattern and every Redis hash and
+stream field is named here once; ``tests/unit/test_storage_names.py`` fails when a
+``tap.`` table name or a Redis field is written as a literal anywhere else (the SQL
+migrations excepted), and ``tests/integration/test_postgres_store.py`` compares
+this module with the schema the migrations create.
+"""
 
 from __future__ import annotations
 
+import enum
 from typing import Final
 
 #: PostgreSQL schema holding every table of the pipeline.
 PG_SCHEMA: Final = "tap"
+
+
+def split_qualified(qualified: str) -> tuple[str, str]:
+    """``"schema.table"`` -> ``("schema", "table")``, for composing SQL identifiers
+    (``psycopg.sql.Identifier(*split_qualified(READINGS_TABLE))``) and catalog queries."""
+    schema, dot, name = qualified.partition(".")
+    if not dot or not schema or not name or "." in name:
+        raise ValueError(f"not a schema-qualified name: {qualified!r}")
+    return schema, name
+
 
 #: Every reading, partitioned by day on event time; unique on (device_id, boot, seq)
 #: within an event day (see docs/PROCESSOR-STORAGE.md, "De-duplication").
@@ -21,6 +40,33 @@ SHARD_LEASES_TABLE: Final = f"{PG_SCHEMA}.shard_leases"
 MIGRATIONS_TABLE: Final = f"{PG_SCHEMA}.schema_migrations"
 #: Per-device / per-type detector settings, read at run time (issue 9).
 DETECTOR_OVERRIDES_TABLE: Final = f"{PG_SCHEMA}.detector_overrides"
+#: The de-duplication keys of the readings, (device_id, boot, seq, event_day), with the
+#: reading's event time (migration 0005); partitioned by day like the readings.
+READING_KEYS_TABLE: Final = f"{PG_SCHEMA}.reading_keys"
+#: Live processor workers and their last heartbeat (database clock).
+WORKERS_TABLE: Final = f"{PG_SCHEMA}.workers"
+
+#: Every table of schema :data:`PG_SCHEMA` (partitions are not listed: they follow their
+#: parent). The integration drift test compares this set with the migrated schema.
+TABLES: Final[frozenset[str]] = frozenset(
+    {
+        READINGS_TABLE,
+        READING_KEYS_TABLE,
+        ANOMALIES_TABLE,
+        DEAD_LETTERS_TABLE,
+        SHARD_LEASES_TABLE,
+        WORKERS_TABLE,
+        MIGRATIONS_TABLE,
+        DETECTOR_OVERRIDES_TABLE,
+    }
+)
+
+#: The partition of :data:`READINGS_TABLE` that catches event days without a daily
+#: partition (it should stay empty; see docs/PROCESSOR-STORAGE.md).
+READINGS_DEFAULT_PARTITION: Final = f"{READINGS_TABLE}_default"
+#: Creates the missing daily partitions of the readings and their keys (SECURITY
+#: DEFINER: see :data:`APP_ROLE_DEFINER_FUNCTIONS`).
+ENSURE_PARTITIONS_FUNCTION: Final = f"{PG_SCHEMA}.ensure_partitions"
 
 #: Redis key prefix; every key the processor writes starts with it.
 REDIS_PREFIX: Final = "tap"
@@ -55,10 +101,72 @@ def redis_silence_arrivals_key(shard_id: str) -> str:
     return f"{REDIS_PREFIX}:silence-arrivals:{shard_id}"
 
 
+def redis_anomaly_dedup_key(anomaly_id: str) -> str:
+    """String with TTL: marks an anomaly as already added to :data:`REDIS_ANOMALY_STREAM`."""
+    return f"{REDIS_PREFIX}:anomaly-seen:{anomaly_id}"
+
+
 #: Stream: recent anomalies, entry ids derived from the reading so a replay is idempotent.
 REDIS_ANOMALY_STREAM: Final = f"{REDIS_PREFIX}:anomalies"
 #: Sorted set: device id -> last event time (epoch ms).
 REDIS_LAST_SEEN: Final = f"{REDIS_PREFIX}:last_seen"
+
+
+class LatestField(enum.StrEnum):
+    """The fields of the latest-reading hash (:func:`redis_latest_key`), in the order
+    the processor writes them (:data:`REDIS_LATEST_FIELDS`). Every value is a string;
+    an absent value (``value`` of a status reading, ``status`` of an analog one) is
+    the empty string."""
+
+    DEVICE_ID = "device_id"
+    FACILITY = "facility"
+    LINE = "line"
+    SENSOR_TYPE = "sensor_type"
+    VALUE = "value"
+    STATUS = "status"
+    UNIT = "unit"
+    #: Event time, ISO-8601 with offset.
+    TS = "ts"
+    #: Event time in integer microseconds since the epoch (what "newer" compares).
+    TS_US = "ts_us"
+    SEQ = "seq"
+    SCHEMA_VERSION = "schema_version"
+    SHARD_ID = "shard_id"
+    SEQUENCE_NUMBER = "sequence_number"
+    #: Kinesis arrival time, ISO-8601.
+    ARRIVAL = "arrival"
+
+
+#: The latest-reading hash's fields in write order (the batch script receives them once).
+REDIS_LATEST_FIELDS: Final[tuple[str, ...]] = tuple(f.value for f in LatestField)
+
+
+class AnomalyStreamField(enum.StrEnum):
+    """The fields of an entry of :data:`REDIS_ANOMALY_STREAM` (all strings)."""
+
+    ANOMALY_ID = "anomaly_id"
+    DEVICE_ID = "device_id"
+    SEQ = "seq"
+    TYPE = "type"
+    SEVERITY = "severity"
+    SCORE = "score"
+    #: The reading's event time, ISO-8601 with offset.
+    TS = "ts"
+    SENSOR_TYPE = "sensor_type"
+    VALUE = "value"
+    EXPLANATION = "explanation"
+    BOOT = "boot"
+
+
+class WindowMemberField(enum.StrEnum):
+    """The keys of a window member (:func:`redis_window_key`): compact JSON, the same
+    bytes for the same reading, so a replay adds nothing."""
+
+    SEQ = "seq"
+    TS = "ts"
+    VALUE = "value"
+    STATUS = "status"
+
 
 # COPY column orders. The SQL migrations create these tables with exactly these
 # columns, and the core's row helpers (processor.core.batch) build tuples in this
@@ -102,6 +210,9 @@ ANOMALIES_COPY_COLUMNS: Final[tuple[str, ...]] = (
     "boot",
 )
 
+#: Anomalies' generated columns (migration 0007), after the COPY columns in the table.
+ANOMALIES_GENERATED_COLUMNS: Final[tuple[str, ...]] = ("event_day",)
+
 #: Dead letters: the full raw payload (bytea) with the reject reason code.
 DEAD_LETTERS_COPY_COLUMNS: Final[tuple[str, ...]] = (
     "shard_id",
@@ -129,13 +240,13 @@ APP_ROLE: Final = "tap_processor"
 #: the role owns nothing, no ALTER/DROP/DISABLE TRIGGER.
 APP_ROLE_TABLE_PRIVILEGES: Final[dict[str, frozenset[str]]] = {
     READINGS_TABLE: frozenset({"SELECT", "INSERT"}),
-    f"{PG_SCHEMA}.reading_keys": frozenset({"SELECT", "INSERT"}),
+    READING_KEYS_TABLE: frozenset({"SELECT", "INSERT"}),
     ANOMALIES_TABLE: frozenset({"SELECT", "INSERT"}),
     DEAD_LETTERS_TABLE: frozenset({"SELECT", "INSERT"}),
     # Mutable by design: acquire/renew/release/checkpoint are UPDATEs, sync_shards upserts.
     SHARD_LEASES_TABLE: frozenset({"SELECT", "INSERT", "UPDATE"}),
     # Heartbeat upsert; a stopping worker deletes its own row.
-    f"{PG_SCHEMA}.workers": frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"}),
+    WORKERS_TABLE: frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"}),
     # The start-up schema check reads it; only the migrate command writes it.
     MIGRATIONS_TABLE: frozenset({"SELECT"}),
     # Per-device detector settings (0006): the processor only reads them.
@@ -146,7 +257,7 @@ APP_ROLE_TABLE_PRIVILEGES: Final[dict[str, frozenset[str]]] = {
 #: (SECURITY DEFINER, search_path pinned): creating a partition needs ownership of
 #: ``tap.readings``, which the application role must not have.
 APP_ROLE_DEFINER_FUNCTIONS: Final[tuple[str, ...]] = (
-    f"{PG_SCHEMA}.ensure_partitions(date, integer)",
+    f"{ENSURE_PARTITIONS_FUNCTION}(date, integer)",
 )
 
 # --- the API's read-only logins (issue 13, item 1) ---------------------------------------
@@ -160,12 +271,12 @@ API_READER_ROLE: Final = "tap_api_reader"
 #: ``tests/integration/test_api_reader.py`` checks the database against it.
 API_READER_TABLE_PRIVILEGES: Final[dict[str, frozenset[str]]] = {
     READINGS_TABLE: frozenset({"SELECT"}),
-    f"{PG_SCHEMA}.reading_keys": frozenset({"SELECT"}),
+    READING_KEYS_TABLE: frozenset({"SELECT"}),
     ANOMALIES_TABLE: frozenset({"SELECT"}),
     DEAD_LETTERS_TABLE: frozenset({"SELECT"}),
     # Operational tables the API does not read: no access at all.
     SHARD_LEASES_TABLE: frozenset(),
-    f"{PG_SCHEMA}.workers": frozenset(),
+    WORKERS_TABLE: frozenset(),
     MIGRATIONS_TABLE: frozenset(),
     DETECTOR_OVERRIDES_TABLE: frozenset(),
 }

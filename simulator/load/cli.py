@@ -19,7 +19,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,6 +32,12 @@ EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_LOCUST = 0, 1, 2, 3
 
 LOCUSTFILE: Final = Path(__file__).resolve().parents[1] / "locustfile.py"
 CSV_PREFIX: Final = "locust"
+
+#: Starts a throwaway local pipeline and yields its target (``--target fresh``). The
+#: harness that can start one lives in ``e2e``, which the simulator may not import
+#: (issue 12: the import rules in pyproject.toml), so ``tap load`` (:mod:`tap_cli.load`)
+#: passes it in.
+FreshPipeline = Callable[..., AbstractContextManager[Target]]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, fresh_pipeline: FreshPipeline | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         plan = ShapePlan(
@@ -92,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tap load: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        with _target(args) as target:
+        with _target(args, fresh_pipeline) as target:
             preflight(target, e2e=args.e2e_sample > 0)
             return run_campaign(args, plan, target, e2e_timeout_s)
     except (TargetError, RuntimeError, TimeoutError) as exc:
@@ -115,11 +122,11 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 @contextlib.contextmanager
-def _target(args: argparse.Namespace) -> Iterator[Target]:
+def _target(args: argparse.Namespace, fresh_pipeline: FreshPipeline | None) -> Iterator[Target]:
     if args.target == "fresh":
-        from simulator.load.local_pipeline import fresh_local_pipeline
-
-        with fresh_local_pipeline(
+        if fresh_pipeline is None:
+            raise TargetError("--target fresh starts the local harness: run it as `tap load`")
+        with fresh_pipeline(
             shards=args.shards,
             processors=args.processors,
             keep=args.keep,

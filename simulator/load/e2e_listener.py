@@ -36,7 +36,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from processor.contract.storage import READINGS_TABLE, redis_latest_key, redis_window_key
+from processor.contract.storage import (
+    READINGS_TABLE,
+    LatestField,
+    redis_latest_key,
+    redis_window_key,
+)
 from simulator.load.summary import E2E, E2E_POSTGRES, E2E_REDIS
 
 log = logging.getLogger(__name__)
@@ -262,7 +267,7 @@ class E2EListener:
         pipe = client.pipeline(transaction=False)
         for (device_id, seq), _ in batch:
             pipe.zcount(redis_window_key(device_id), seq, seq)
-            pipe.hget(redis_latest_key(device_id), "seq")
+            pipe.hget(redis_latest_key(device_id), LatestField.SEQ)
         answers = pipe.execute()
         observed_ms = time.time() * 1000.0
         for index, (key, _) in enumerate(batch):

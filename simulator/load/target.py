@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
+from processor.contract import stack_outputs as out
 from simulator.load.producer_role import PRODUCER_ROLE_ENV
 
 TARGET_ENV: Final = "TAP_LOAD_TARGET"
@@ -242,36 +243,36 @@ def _from_outputs(
 ) -> Target:
     """A deployed stack: endpoints from the outputs, credentials from Secrets Manager
     through the caller's normal AWS credentials (run from a host inside the VPC)."""
-    task_env = _output(outputs, "processor_task_environment", source)
+    task_env = _output(outputs, out.PROCESSOR_TASK_ENVIRONMENT, source)
     region = env.get("AWS_REGION") or task_env.get("AWS_REGION") or "eu-west-2"
     if secrets_client is None:
         import boto3
 
         secrets_client = boto3.client("secretsmanager", region_name=region)
-    db_secret = _secret(secrets_client, _output(outputs, "db_secret_arn", source))
-    redis_secret = _secret(secrets_client, _output(outputs, "redis_auth_secret_arn", source))
+    db_secret = _secret(secrets_client, _output(outputs, out.DB_SECRET_ARN, source))
+    redis_secret = _secret(secrets_client, _output(outputs, out.REDIS_AUTH_SECRET_ARN, source))
     ca = env.get("TAP_DB_CA_BUNDLE") or task_env.get("TAP_DB_CA_BUNDLE") or DEFAULT_RDS_CA
     dsn = (
         f"postgresql://{quote(db_secret['username'], safe='')}:"
-        f"{quote(db_secret['password'], safe='')}@{_output(outputs, 'db_endpoint', source)}:"
-        f"{_output(outputs, 'db_port', source)}/{task_env.get('TAP_DB_NAME', 'tap')}"
+        f"{quote(db_secret['password'], safe='')}@{_output(outputs, out.DB_ENDPOINT, source)}:"
+        f"{_output(outputs, out.DB_PORT, source)}/{task_env.get('TAP_DB_NAME', 'tap')}"
         f"?sslmode=verify-full&sslrootcert={quote(ca)}"
     )
     token = quote(str(redis_secret["auth_token"]), safe="")
     redis_url = (
-        f"rediss://:{token}@{_output(outputs, 'redis_primary_endpoint', source)}:"
-        f"{_output(outputs, 'redis_port', source)}/0"
+        f"rediss://:{token}@{_output(outputs, out.REDIS_PRIMARY_ENDPOINT, source)}:"
+        f"{_output(outputs, out.REDIS_PORT, source)}/0"
     )
     return Target(
         kind="deployed",
-        stream_name=stream or str(_output(outputs, "stream_name", source)),
+        stream_name=stream or str(_output(outputs, out.STREAM_NAME, source)),
         region=region,
         pg_dsn=dsn,
         redis_url=redis_url,
         # ElastiCache's certificates chain to Amazon's public roots: the system store.
         redis_ca=env.get("TAP_REDIS_CA_BUNDLE") or None,
         source=source,
-        producer_role_arn=_optional_output(outputs, "producer_role_arn"),
+        producer_role_arn=_optional_output(outputs, out.PRODUCER_ROLE_ARN),
     )
 
 

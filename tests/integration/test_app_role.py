@@ -51,7 +51,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 COMPLIANCE_TABLES = (
     storage.READINGS_TABLE,
-    f"{storage.PG_SCHEMA}.reading_keys",
+    storage.READING_KEYS_TABLE,
     storage.ANOMALIES_TABLE,
     storage.DEAD_LETTERS_TABLE,
 )
@@ -285,11 +285,12 @@ def test_every_table_has_an_explicit_privilege_decision(app_db: AppDatabase) -> 
     may do with it, or when the grants differ from that decision."""
     with app_db.db.admin_connection() as admin:
         tables = [
-            f"tap.{name}"
+            f"{storage.PG_SCHEMA}.{name}"
             for (name,) in admin.execute(
                 "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = 'tap' AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
-                " AND NOT c.relispartition ORDER BY c.relname"
+                " WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+                " AND NOT c.relispartition ORDER BY c.relname",
+                (storage.PG_SCHEMA,),
             )
         ]
         undecided = sorted(set(tables) - set(storage.APP_ROLE_TABLE_PRIVILEGES))
@@ -316,9 +317,9 @@ def test_every_table_has_an_explicit_privilege_decision(app_db: AppDatabase) -> 
             for signature, config in admin.execute(
                 "SELECT p.oid::regprocedure::text, p.proconfig"
                 " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
-                " WHERE n.nspname = 'tap' AND p.prosecdef"
+                " WHERE n.nspname = %s AND p.prosecdef"
                 " AND has_function_privilege(%s, p.oid, 'EXECUTE')",
-                (storage.APP_ROLE,),
+                (storage.PG_SCHEMA, storage.APP_ROLE),
             )
         }
     assert {name for name, _ in definers} == {

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from typing import Any
 import msgspec
 import psycopg
 import pytest
+from psycopg import sql
 
 from e2e.fixtures import FreshDatabase
 from e2e.services import LocalServices, PostgresServer
@@ -67,7 +67,6 @@ pytestmark = pytest.mark.integration
 #: migrations that the integrator renumbers).
 ALL_VERSIONS = [m.version for m in load_migrations()]
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "processor" / "migrations"
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
@@ -223,19 +222,33 @@ def count(conn: psycopg.Connection[Any], table: str) -> int:
 # --- names and migrations -------------------------------------------------------------
 
 
-def test_migration_files_use_the_contract_names() -> None:
-    """The SQL hardcodes ``tap.``; the contract's constants must name the same tables."""
-    text = "\n".join(p.read_text() for p in sorted(MIGRATIONS_DIR.glob("*.sql")))
-    created = set(re.findall(r"CREATE TABLE (\w+\.\w+)", text))
-    assert storage.PG_SCHEMA == "tap"
-    for name in (
-        storage.READINGS_TABLE,
-        storage.ANOMALIES_TABLE,
-        storage.DEAD_LETTERS_TABLE,
-        storage.SHARD_LEASES_TABLE,
-    ):
-        assert name in created, f"{name} is not created by any migration"
-    assert f"{storage.PG_SCHEMA}.schema_migrations" == storage.MIGRATIONS_TABLE
+def test_the_contract_names_every_table_the_migrations_create(
+    store: PostgresStore, admin: psycopg.Connection[Any]
+) -> None:
+    """processor.contract.storage against the migrated schema (not against a literal):
+    every table of PG_SCHEMA is in storage.TABLES and every name there exists, the
+    default partition hangs off the readings, the partition function is there."""
+    schema = storage.PG_SCHEMA
+    created = {
+        f"{schema}.{name}"
+        for (name,) in admin.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND NOT c.relispartition",
+            (schema,),
+        )
+    }
+    assert created == set(storage.TABLES)
+    assert storage.MIGRATIONS_TABLE in created
+    parent = admin.execute(
+        "SELECT i.inhparent::regclass::text FROM pg_inherits i WHERE i.inhrelid = %s::regclass",
+        (storage.READINGS_DEFAULT_PARTITION,),
+    ).fetchone()
+    assert parent == (storage.READINGS_TABLE,)
+    function = admin.execute(
+        "SELECT to_regprocedure(%s)", (storage.APP_ROLE_DEFINER_FUNCTIONS[0],)
+    ).fetchone()
+    assert function is not None and function[0] is not None
+    assert storage.APP_ROLE_DEFINER_FUNCTIONS[0].startswith(storage.ENSURE_PARTITIONS_FUNCTION)
     versions = [m.version for m in load_migrations()]
     assert versions == list(range(1, len(versions) + 1)) and len(versions) >= 3
 
@@ -248,7 +261,7 @@ def test_tables_have_exactly_the_copy_columns(
         (storage.ANOMALIES_TABLE, storage.ANOMALIES_COPY_COLUMNS),
         (storage.DEAD_LETTERS_TABLE, storage.DEAD_LETTERS_COPY_COLUMNS),
     ):
-        schema, name = table.split(".")
+        schema, name = storage.split_qualified(table)
         actual = [
             r[0]
             for r in admin.execute(
@@ -920,7 +933,8 @@ def test_latest_per_device_uses_the_index(
     admin.execute("ANALYZE tap.reading_keys")
     from processor.postgres_queries import _LATEST_PER_DEVICE
 
-    plan = "\n".join(r[0] for r in admin.execute("EXPLAIN " + _LATEST_PER_DEVICE))
+    # The query is composed from the contract's names (psycopg.sql), hence SQL + SQL.
+    plan = "\n".join(r[0] for r in admin.execute(sql.SQL("EXPLAIN ") + _LATEST_PER_DEVICE))
     # Partitioned since migration 0005: the partitions' copies of the index are used.
     assert "reading_keys_p" in plan and "Index" in plan, plan
     assert "Seq Scan on reading_keys" not in plan

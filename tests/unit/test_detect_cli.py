@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from processor.detect_cli import main
+from tap_cli.detect import main
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 

@@ -1,6 +1,11 @@
-"""A throwaway local pipeline for ``tap load --target fresh``: the local servers
-(e2e.services), a stream, N ``python -m processor`` processes configured exactly as
-the tests configure them, and the campaign :class:`Target` pointing at it all.
+"""``tap load``: the simulator's Locust campaign (:mod:`simulator.load.cli`), with
+``--target fresh`` composed here.
+
+A fresh target is a throwaway local pipeline: the local servers (e2e.services), a
+stream, N ``python -m processor`` processes configured exactly as the tests configure
+them, and the campaign :class:`Target` pointing at it all. It is composed at the CLI
+because the simulator may not import the harness (the import rules in pyproject.toml;
+this module moved here from ``simulator/load/local_pipeline.py``, issue 12).
 
 Everything is stopped and the run folder removed on exit (kept with ``keep=True``:
 logs of the servers and processors are in ``<run_dir>/logs``).
@@ -17,7 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from simulator.load.cli import main as load_main
 from simulator.load.target import Target
+
+
+def main(argv: list[str] | None = None) -> int:
+    return load_main(argv, fresh_pipeline=fresh_local_pipeline)
 
 
 @contextlib.contextmanager
