@@ -68,10 +68,11 @@ _EQUIPMENT_STATUS: Final = SensorType.EQUIPMENT_STATUS
 
 #: Version of the serialized :class:`DeviceState`; a state saved by a version not in
 #: :data:`LOADABLE_VERSIONS` is ignored (the device re-learns its baseline) rather
-#: than misread. Version 2 only appended fields, so a version-1 state loads (its
-#: new fields take their defaults) and is saved back as version 2.
-STATE_VERSION: Final = 2
-LOADABLE_VERSIONS: Final = frozenset({1, 2})
+#: than misread. Versions 2 and 3 only appended fields, so a version-1 or -2 state
+#: loads (its new fields take their defaults: nothing pending, noise re-learned) and
+#: is saved back as the current version.
+STATE_VERSION: Final = 3
+LOADABLE_VERSIONS: Final = frozenset({1, 2, 3})
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,10 @@ class AnalogLimits:
     #: failing cooling circuit make a machine run *hotter*; running colder than
     #: usual is the machine standing still, which its status sensor reports.
     profile_up_only: bool = False
+    #: Judge the shape of the series (isolated outliers, steps that stay; see
+    #: ``DetectorConfig.thermal_tau_min_s``). Off for a regime quantity: a press
+    #: line's start is a step that stays, and a run of a few minutes is an outlier.
+    shape: bool = True
 
 
 #: Machine temperature: a healthy machine reads 20-120 C (hall ambient plus up to
@@ -143,6 +148,7 @@ DEFAULT_PRESSURE: Final = AnalogLimits(
     min_scale=2.0,
     step_cusum=False,
     regimes=True,
+    shape=False,
 )
 
 
@@ -216,6 +222,33 @@ class DetectorConfig:
     #: detector judges (a line first seen running has not been seen stopped yet;
     #: surges meanwhile are the spike and limit detectors' job).
     envelope_learn_days: float = 1.0
+    #: Shape tests (a reading judged when the next ones arrive): the shortest thermal
+    #: time constant of a machine body (the plant model's and the docs' 10-40 min).
+    #: A body's temperature moves along its lag: after a change of d over one
+    #: interval dt it moves at least exp(-dt / tau) x d more in the same direction
+    #: over the next, and it comes back from an excursion no faster. A reading that
+    #: jumps and is back at the next one (an isolated outlier), or that jumps and then
+    #: stays flat (a sensor swap's offset), is therefore not the process, as long as
+    #: exp(-dt / tau) exceeds ``shape_ratio``: dt <= tau x ln 2 = 416 s at the
+    #: defaults, which covers 1 Hz to a 5-minute cadence. Slower series are not
+    #: judged by shape (a machine start could look like a step there).
+    thermal_tau_min_s: float = 600.0
+    #: What "back" and "flat" mean: within this share of the jump (0.5, under the
+    #: lag's >= 0.61 at dt = 5 min and tau = 10 min).
+    shape_ratio: float = 0.5
+    #: A jump is a candidate when it is at least this many sigmas of the learned
+    #: one-step noise (the lower quartile of |change|, which a 5-minute series'
+    #: start and stop transients inflate about 1.5x) *and* the reading before it was
+    #: flat too (within ``shape_ratio`` of the jump). Pure Gaussian noise then needs
+    #: two extreme readings in a row to fake a step: about 3e-7 per reading at
+    #: z = 4 (0.2 per device-week at 1 Hz), while "within half the jump" stays
+    #: >= 2 sigmas of noise, so noise rarely breaks a true step's flatness.
+    shape_jump_z: float = 4.0
+    #: A step (judged at a fast cadence only, ``fast_cadence_s``) is confirmed after
+    #: this many readings after the jump stayed flat: one more than the longest
+    #: outlier a sensor glitch gives (1-3 readings), so a three-reading outlier is
+    #: still told from a step.
+    shape_step_readings: int = 3
     #: FLAPPING: this many status changes within the window.
     flap_changes: int = 6
     flap_window_seconds: float = 300.0
@@ -225,7 +258,7 @@ class DetectorConfig:
 
 
 class DeviceState(msgspec.Struct, array_like=True, gc=False):
-    """Everything the detectors remember about one device (about 80 bytes packed,
+    """Everything the detectors remember about one device (about 250 bytes packed,
     about 1 KB once the time-of-week profile exists).
 
     Times are epoch seconds (floats): cheaper than datetimes on the hot path and
@@ -236,7 +269,10 @@ class DeviceState(msgspec.Struct, array_like=True, gc=False):
     sensor_type: str
     last_seq: int = -1
     last_ts: float = 0.0  # event time of the last accepted reading
-    last_seen: float = 0.0  # unused since silence moved to processor.core.silence
+    #: The reading before ``last_value`` (shape tests). Version 1 and 2 kept an
+    #: unused ``last_seen`` here (silence moved to processor.core.silence): the slot
+    #: is reused, and :meth:`from_bytes` resets it when it upgrades an older state.
+    prev_value: float = 0.0
     count: int = 0  # analog readings seen (warm-up)
     last_value: float = 0.0
     mean: float = 0.0  # baseline level
@@ -252,7 +288,7 @@ class DeviceState(msgspec.Struct, array_like=True, gc=False):
     flap_count: int = 0
     flap_start: float = 0.0
     flap_reported: bool = False
-    #: Unused (see ``last_seen``); both stay so that states saved by running
+    #: Unused (since silence moved); it stays so that states saved by running
     #: processors still decode as this version during a rolling deploy.
     silent_reported: bool = False
     #: The boot counter of the series being followed (schema version 2 readings).
@@ -281,6 +317,16 @@ class DeviceState(msgspec.Struct, array_like=True, gc=False):
     drift_reported: bool = False
     env_low: float = 0.0  # learned operating envelope (regime sensors)
     env_high: float = 0.0
+    # -- version 3 (issue 9, slow cadences): appended.
+    #: Lower quartile of |one-step change| (a robust steady-noise estimate: start
+    #: and stop transients are most of the large changes, not of the small ones).
+    diff_q: float = 0.0
+    prev_value2: float = 0.0  # the reading before ``prev_value``
+    #: The shape test's candidate reading, empty when there is none (one byte in
+    #: the common case): seq, time, boot, value, the level before it, readings
+    #: after it seen flat, whether it was flagged itself (1.0), sum of its values,
+    #: the tolerance of "back" and "flat" (``shape_ratio`` x the one-interval jump).
+    pending: list[float] = msgspec.field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return _state_encoder.encode(self)
@@ -294,6 +340,8 @@ class DeviceState(msgspec.Struct, array_like=True, gc=False):
             raise ValueError(f"not a device state: {exc}") from exc
         if state.version not in LOADABLE_VERSIONS:
             raise ValueError(f"device state version {state.version}, want {STATE_VERSION}")
+        if state.version < 3:
+            state.prev_value = state.prev_value2 = state.last_value
         state.version = STATE_VERSION
         return state
 
@@ -311,6 +359,15 @@ _WEEKDAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 #: An empty profile: the levels, then the deviations (-1 = bin not seeded: a
 #: deviation is never negative, and NaN would make equal states compare unequal).
 _EMPTY_PROFILE: Final = (0.0,) * _PROFILE_BINS + (-1.0,) * _PROFILE_BINS
+#: The lower quartile of |N(0, s)| is 0.3186 s: turns the tracked quartile of the
+#: one-step change into the change's sigma.
+_QUARTILE_OF_ABS_NORMAL_DIFF: Final = 0.3186
+#: "Flat" before a shape candidate: each of the two changes before it within this
+#: many sigmas of the one-step noise (a Gaussian change passes 99.7 % of the time).
+_FLAT_SIGMAS: Final = 3.0
+#: Anomalies that already report a reading itself (the shape test then does not
+#: report it again as an outlier).
+_FLAGS_A_READING: Final = frozenset({AnomalyType.SPIKE, AnomalyType.LIMIT, AnomalyType.STATISTICAL})
 
 
 def _bin_name(b: int) -> str:
@@ -509,10 +566,25 @@ class DetectorBank:
     ) -> None:
         cfg = self._active
         lim = cfg.limits_for(reading.sensor_type)
+        mark = len(out)
         self._limit(reading, x, st, t, lim, out)
 
         n = st.count
         stuck = False
+        delta = 0.0
+        # The shape tests judge series whose interval is short against a machine
+        # body's thermal lag (see DetectorConfig.thermal_tau_min_s).
+        shaped = (
+            lim.shape
+            and n > 0
+            and 0.0 < t - st.last_ts <= cfg.thermal_tau_min_s * (-math.log(cfg.shape_ratio))
+        )
+        returned = False  # this reading ended an outlier: its jump is the way back
+        if st.pending:
+            if shaped:
+                returned = self._judge_pending(reading, x, st, t - st.last_ts, out)
+            else:
+                st.pending = []
         if n:
             dt = t - st.last_ts
             delta = x - st.last_value
@@ -544,6 +616,10 @@ class DetectorBank:
                 slow = dt > cfg.fast_cadence_s
                 if lim.regimes or slow:
                     z = self._envelope(x, z, scale, st, dt)
+                elif x > st.env_high:  # the span the shape test's lag bound needs
+                    st.env_high = x
+                elif x < st.env_low:
+                    st.env_low = x
                 self._statistical(reading, x, z, expected, scale, st, out)
                 if lim.step_cusum and not slow:
                     self._shift(reading, x, z, expected, scale, st, out)
@@ -568,8 +644,217 @@ class DetectorBank:
             # A regime sensor's level at an hour is bimodal (running or stopped):
             # a profile of it would say nothing.
             self._seasonal(reading, x, st, t, t - st.last_ts, lim, out)
+        if n:
+            step = delta if delta >= 0.0 else -delta
+            if shaped and not stuck and not returned and not st.pending and n >= cfg.warmup:
+                self._candidate(reading, x, st, t, step, out[mark:])
+            # Track the lower quartile of |change| (multiplicative steps, up 1 %,
+            # down 3 %: the equilibrium is P(|change| <= q) = 1/4).
+            q = st.diff_q
+            if q <= 0.0:
+                st.diff_q = step
+            elif step > q:
+                st.diff_q = q * 1.01
+            else:
+                st.diff_q = q * 0.97
+                if st.diff_q < 0.5 * st.resolution:
+                    st.diff_q = 0.5 * st.resolution
         st.count = n + 1
+        st.prev_value2 = st.prev_value
+        st.prev_value = st.last_value
         st.last_value = x
+
+    def _candidate(
+        self,
+        reading: Reading,
+        x: float,
+        st: DeviceState,
+        t: float,
+        step: float,
+        flags: list[Anomaly],
+    ) -> None:
+        """Remember this reading for the shape test when it jumps by ``shape_jump_z``
+        sigmas of the learned one-step noise from a flat level: the two changes
+        before it within 3 sigmas of noise each (a machine along its lag transient
+        is not flat; the lag argument holds from a steady level only)."""
+        cfg = self._active
+        sigma = st.diff_q / _QUARTILE_OF_ABS_NORMAL_DIFF
+        if sigma < st.resolution:
+            sigma = st.resolution
+        if sigma <= 0.0 or step < cfg.shape_jump_z * sigma:
+            return
+        a, b, c = st.last_value, st.prev_value, st.prev_value2
+        calm = _FLAT_SIGMAS * sigma
+        if not (-calm <= a - b <= calm and -calm <= b - c <= calm):
+            return
+        base = (a + b + c) / 3.0
+        # The departure from the level (three readings), not only the change from
+        # the last one, must be ``shape_jump_z`` sigmas: one noisy reading before
+        # must not make an ordinary one look like a jump.
+        reach = cfg.shape_jump_z * sigma
+        if -reach < x - base < reach:
+            return
+        tolerance = cfg.shape_ratio * step
+        flagged = any(f.anomaly_type in _FLAGS_A_READING for f in flags)
+        st.pending = [
+            float(reading.seq),
+            t,
+            float(reading.series),
+            x,
+            base,
+            0.0,
+            1.0 if flagged else 0.0,
+            x,
+            tolerance,
+        ]
+
+    def _judge_pending(
+        self, reading: Reading, x: float, st: DeviceState, dt: float, out: list[Anomaly]
+    ) -> bool:
+        """Judge the candidate jump with this reading. An isolated outlier: back near
+        the level before it in one interval, then steady there for one more reading
+        (SPIKE). A lasting step, at a fast cadence only: flat near it for
+        ``shape_step_readings`` readings, their mean ``shape_jump_z`` noise sigmas
+        off the level before (DRIFT, then re-base). Neither: the process moving
+        along its lag, or noise (forgotten). Both are reported on the candidate
+        reading (its seq, time and boot): a pure function of the saved state, so a
+        replay gives the same identity. Returns whether this reading came back."""
+        cfg = self._active
+        pending = st.pending
+        value, base = pending[3], pending[4]
+        jump = value - base
+        size = jump if jump >= 0.0 else -jump
+        tolerance = pending[8]
+        sigma = st.diff_q / _QUARTILE_OF_ABS_NORMAL_DIFF
+        if sigma < st.resolution:
+            sigma = st.resolution
+        unit = reading.unit
+        if pending[5] < 0.0:
+            # Came back at the previous reading: an outlier if the level is steady
+            # after it too (a body recovering along its lag keeps moving).
+            st.pending = []
+            calm = _FLAT_SIGMAS * sigma
+            if not -calm <= x - pending[7] <= calm:
+                return False
+            length = int(-pending[5])
+            out.append(
+                self._pending_anomaly(
+                    reading,
+                    st,
+                    pending,
+                    AnomalyType.SPIKE,
+                    size,
+                    f"{st.sensor_type} {value:g} {unit} was an isolated outlier "
+                    f"({jump:+.1f} {unit} for {length} reading"
+                    f"{'s' if length > 1 else ''}, back to {pending[7]:g} {unit} at the next)",
+                )
+            )
+            return False
+        back = x - base
+        flat = x - value
+        lim = self._active.limits_for(reading.sensor_type)
+        # Back: near the level before, *in one interval* (the last change at least
+        # the tolerance): a body recovering along its lag from a short stop moves
+        # (1 - exp(-dt / tau)) <= 39 % of its gap per interval, so it gets back
+        # only gradually.
+        returned = x - st.last_value
+        if -tolerance <= back <= tolerance and not -tolerance < returned < tolerance:
+            if pending[6] or size < lim.spike_min_delta:
+                st.pending = []
+            else:
+                pending[5] = -(pending[5] + 1.0)
+                pending[7] = x
+            return True
+        # Flat: within the tolerance and within noise of the candidate (a body
+        # along its lag keeps moving; a sensor's offset or glitch does not).
+        calm = _FLAT_SIGMAS * sigma
+        if calm > tolerance:
+            calm = tolerance
+        if not -calm <= flat <= calm:
+            st.pending = []
+            return False
+        pending[5] += 1.0
+        pending[7] += x
+        after = int(pending[5])
+        if after < cfg.shape_step_readings:
+            return False
+        st.pending = []
+        if dt > cfg.fast_cadence_s:
+            # At a slow cadence a machine stopping briefly at a shift's load change
+            # lands on its new equilibrium within one interval: a step that stays,
+            # from the process. Only an outlier is judged there.
+            return False
+        level = pending[7] / (after + 1)
+        if x == value and pending[7] == value * (after + 1):
+            return False  # not a single change: a frozen sensor (the stuck detector's)
+        offset = level - base
+        magnitude = offset if offset >= 0.0 else -offset
+        if magnitude < cfg.shape_jump_z * sigma:
+            return False
+        # More than the process can move in one interval: a body's lag moves at
+        # most (1 - exp(-dt / tau_min)) of the span it has been seen to cover
+        # (0.17 % at 1 Hz, 9.5 % at 60 s).
+        if magnitude <= (1.0 - math.exp(-dt / cfg.thermal_tau_min_s)) * (st.env_high - st.env_low):
+            return False
+        seq = int(pending[0])
+        # Reported even when the jump itself was flagged (STATISTICAL says "an
+        # outlier", this says "it stays": a replaced sensor), then re-based.
+        out.append(
+            self._pending_anomaly(
+                reading,
+                st,
+                pending,
+                AnomalyType.DRIFT,
+                size,
+                f"{st.sensor_type} stays {'above' if offset > 0 else 'below'} the device baseline "
+                f"since seq {seq}: a step of {offset:+.1f} {unit} within one reading, "
+                f"faster than a machine's thermal lag allows (a replaced or recalibrated "
+                f"sensor?); now {x:g} {unit}",
+            )
+        )
+        self._rebase(st, offset, x)
+        return False
+
+    @staticmethod
+    def _rebase(st: DeviceState, jump: float, x: float) -> None:
+        """After a lasting step, one anomaly per change: move everything learned in
+        the sensor's units by the step (the profile's levels, the envelope, the
+        baseline) and clear the CUSUMs, so the old level is not judged again."""
+        profile = st.profile
+        for b in range(len(profile) // 2):
+            if profile[b + _PROFILE_BINS] >= 0.0:
+                profile[b] += jump
+        st.env_low += jump
+        st.env_high += jump
+        st.mean = x
+        st.shift_pos = st.shift_neg = 0.0
+        st.shift_reported = False
+        st.season_level = 0.0
+        st.season_reported = False
+        st.drift_pos = st.drift_neg = 0.0
+        st.drift_reported = False
+
+    @staticmethod
+    def _pending_anomaly(
+        reading: Reading,
+        st: DeviceState,
+        pending: list[float],
+        kind: AnomalyType,
+        score: float,
+        why: str,
+    ) -> Anomaly:
+        return Anomaly(
+            device_id=reading.device_id,
+            seq=int(pending[0]),
+            ts=_epoch_to_datetime(pending[1]),
+            anomaly_type=kind,
+            severity=Severity.WARNING,
+            score=round(score, 3),
+            explanation=why,
+            sensor_type=st.sensor_type,
+            value=pending[3],
+            boot=int(pending[2]),
+        )
 
     def _envelope(self, x: float, z: float, scale: float, st: DeviceState, dt: float) -> float:
         """Regime sensors: the z to judge (0 inside the learned envelope widened by
