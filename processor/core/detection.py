@@ -249,6 +249,16 @@ class DetectorConfig:
     #: outlier a sensor glitch gives (1-3 readings), so a three-reading outlier is
     #: still told from a step.
     shape_step_readings: int = 3
+    #: Regime levels (pressure): the running plateau's and the residual pressure's
+    #: mean over ``regime_mean_s`` (30 min: 20-90 press cycles at 1 Hz, six
+    #: readings at a 5-minute cadence) against their level learned over
+    #: ``regime_memory_days``; DRIFT at ``regime_z`` learned sigmas of that mean
+    #: (e.g. a 15 % span loss is about 7 of them at 5 minutes). A departure that
+    #: lasts ``regime_adopt_days`` becomes the new level.
+    regime_mean_s: float = 1800.0
+    regime_memory_days: float = 3.0
+    regime_z: float = 5.0
+    regime_adopt_days: float = 1.0
     #: FLAPPING: this many status changes within the window.
     flap_changes: int = 6
     flap_window_seconds: float = 300.0
@@ -327,6 +337,11 @@ class DeviceState(msgspec.Struct, array_like=True, gc=False):
     #: after it seen flat, whether it was flagged itself (1.0), sum of its values,
     #: the tolerance of "back" and "flat" (``shape_ratio`` x the one-interval jump).
     pending: list[float] = msgspec.field(default_factory=list)
+    #: Regime sensors only (empty otherwise, one byte): per regime (running, stopped)
+    #: a 30-minute mean, its learned level (3-day memory) and the learned spread
+    #: of the mean around it; which regime is reported (0 none, 1 stopped, 2
+    #: running) and since when. Indexes: the ``_R_*`` constants.
+    regime: list[float] = msgspec.field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return _state_encoder.encode(self)
@@ -362,6 +377,12 @@ _EMPTY_PROFILE: Final = (0.0,) * _PROFILE_BINS + (-1.0,) * _PROFILE_BINS
 #: The lower quartile of |N(0, s)| is 0.3186 s: turns the tracked quartile of the
 #: one-step change into the change's sigma.
 _QUARTILE_OF_ABS_NORMAL_DIFF: Final = 0.3186
+#: Indexes into ``DeviceState.regime``: running (mean, level, spread), stopped
+#: (the same), the reported regime, since when.
+_R_RUN: Final = 0
+_R_IDLE: Final = 3
+_R_REPORTED: Final = 6
+_R_SINCE: Final = 7
 #: "Flat" before a shape candidate: each of the two changes before it within this
 #: many sigmas of the one-step noise (a Gaussian change passes 99.7 % of the time).
 _FLAT_SIGMAS: Final = 3.0
@@ -621,6 +642,11 @@ class DetectorBank:
                 elif x < st.env_low:
                     st.env_low = x
                 self._statistical(reading, x, z, expected, scale, st, out)
+                # Levels learn from readings no other detector flagged, outside
+                # a limit episode (an out-of-range surge must not become the
+                # running plateau).
+                if lim.regimes and dt > 0.0 and len(out) == mark and not st.limit_level:
+                    self._regime_levels(reading, x, st, t, dt, out)
                 if lim.step_cusum and not slow:
                     self._shift(reading, x, z, expected, scale, st, out)
             # A flat-lined sensor tells nothing about the process: keep the baseline.
@@ -855,6 +881,83 @@ class DetectorBank:
             value=pending[3],
             boot=int(pending[2]),
         )
+
+    def _regime_levels(
+        self, reading: Reading, x: float, st: DeviceState, t: float, dt: float, out: list[Anomaly]
+    ) -> None:
+        """DRIFT when the 30-minute mean of a regime (the line running, or stopped)
+        leaves its learned level by ``regime_z`` of its learned spread: a transducer
+        losing span reads its running plateau low (its residual pressure barely
+        moves), a replaced one reads both with an offset. Regimes are told apart by
+        the signal itself (above or below the middle of the learned envelope), so no
+        status sensor is needed. One anomaly per change: the level is not learned
+        while the departure is reported, and a departure that lasts
+        ``regime_adopt_days`` is adopted as the new level (a replaced sensor)."""
+        cfg = self._active
+        r = st.regime
+        if not r:
+            r.extend((0.0,) * 8)
+        # Running or stopped: nearer the learned running level than the stopped one
+        # once the two are apart (an out-of-range reading must not move the line
+        # between them, as it moves the envelope); the envelope's middle until then.
+        lim = cfg.limits_for(reading.sensor_type)
+        if r[_R_RUN + 1] - r[_R_IDLE + 1] > 4.0 * lim.min_scale:
+            running = x > 0.5 * (r[_R_IDLE + 1] + r[_R_RUN + 1])
+        else:
+            running = x > 0.5 * (st.env_low + st.env_high)
+        span = dt if dt < 3600.0 else 3600.0
+        w_short = 1.0 - math.exp(-span / cfg.regime_mean_s)
+        # Equal weight over the time seen so far, then a memory of regime_memory_days.
+        memory = t - st.first_ts
+        if memory > cfg.regime_memory_days * 86_400.0:
+            memory = cfg.regime_memory_days * 86_400.0
+        elif memory < 3600.0:
+            memory = 3600.0
+        w_long = 1.0 - math.exp(-span / memory)
+        i = _R_RUN if running else _R_IDLE
+        short, level, spread = r[i], r[i + 1], r[i + 2]
+        which = 2.0 if running else 1.0
+        if spread <= 0.0 and level == 0.0 and short == 0.0:
+            short = level = x
+        else:
+            short += w_short * (x - short)
+        departure = short - level
+        size = departure if departure >= 0.0 else -departure
+        learning = st.last_ts - st.first_ts < cfg.envelope_learn_days * 86_400.0
+        # The floor: a departure under 0.5 % of the working (running) pressure is
+        # within a 0.5 %-class transducer's accuracy: of no interest.
+        floor = 0.005 * abs(r[_R_RUN + 1])
+        threshold = cfg.regime_z * 1.25 * spread
+        if threshold < floor:
+            threshold = floor
+        reported = r[_R_REPORTED] == which
+        if not learning and spread > 0.0 and size >= threshold:
+            if not reported and r[_R_REPORTED] == 0.0:
+                r[_R_REPORTED], r[_R_SINCE] = which, t
+                name = "running" if running else "stopped"
+                unit = reading.unit
+                out.append(
+                    self._anomaly(
+                        reading,
+                        AnomalyType.DRIFT,
+                        Severity.WARNING,
+                        size / (1.25 * spread),
+                        f"{st.sensor_type} {name} level {short:.1f} {unit} (30-minute mean) "
+                        f"is {100.0 * departure / level if level else 0.0:+.0f} % off its "
+                        f"learned {level:.1f} {unit} ({size / (1.25 * spread):.1f} sigma, "
+                        f"limit {cfg.regime_z:g}): a transducer losing span or offset?",
+                    )
+                )
+            elif reported and t - r[_R_SINCE] >= cfg.regime_adopt_days * 86_400.0:
+                level, spread = short, spread  # a lasting change: the new normal
+                r[_R_REPORTED] = 0.0
+        else:
+            if reported and size < 0.5 * threshold:
+                r[_R_REPORTED] = 0.0
+            if not reported:
+                level += w_long * (x - level)
+                spread += w_long * (size - spread)
+        r[i], r[i + 1], r[i + 2] = short, level, spread
 
     def _envelope(self, x: float, z: float, scale: float, st: DeviceState, dt: float) -> float:
         """Regime sensors: the z to judge (0 inside the learned envelope widened by

@@ -157,3 +157,66 @@ def test_a_version_2_state_loads_and_saves_as_the_current_version() -> None:
     assert state.mean == 50.0 and state.pending == []
     assert DeviceState.from_bytes(state.to_bytes()) == state
     assert SensorType.TEMPERATURE.value == state.sensor_type
+
+
+# -- regime levels (pressure): the running plateau and the residual pressure -----------
+
+
+def press_line(
+    hours: float,
+    *,
+    period_s: float = PERIOD_S,
+    seed: int = 12,
+    gain: tuple[float, float, float] | None = None,
+    offset_from_h: float | None = None,
+    offset: float = 0.0,
+) -> list[tuple[int, float, float]]:
+    """A press line (set-point 120 bar, press cycles 0.80-1.05 x set-point over 60 s,
+    2 bar residual when stopped), running 2-3 h, stopped 0.2-1 h; ``gain`` = (from h,
+    to h, share lost), ``offset`` bar from ``offset_from_h`` on."""
+    rng = random.Random(seed)
+    running, switch_at = True, rng.uniform(2.0, 3.0) * 3600
+    out = []
+    for i in range(int(hours * 3600 / period_s)):
+        t = i * period_s
+        if t >= switch_at:
+            running = not running
+            switch_at = t + (rng.uniform(2.0, 3.0) if running else rng.uniform(0.2, 1.0)) * 3600
+        if running:
+            phase = (t % 60.0) / 60.0 if period_s < 60 else rng.random()
+            factor = 0.80 + 0.25 * phase / 0.7 if phase < 0.7 else 1.05
+            value = 120.0 * factor + rng.gauss(0.0, 1.2)
+        else:
+            value = 2.0 + rng.gauss(0.0, 0.05)
+        if gain is not None and gain[0] * 3600 <= t < gain[1] * 3600:
+            value *= 1.0 - gain[2]
+        if offset_from_h is not None and t >= offset_from_h * 3600:
+            value += offset
+        out.append((i + 1, t, round(value, 2)))
+    return out
+
+
+def run_pressure(series: list[tuple[int, float, float]]) -> list[Anomaly]:
+    bank = DetectorBank()
+    out: list[Anomaly] = []
+    for seq, t, value in series:
+        bank.observe_into(analog(seq, t, value, sensor_type=SensorType.PRESSURE), out)
+    return out
+
+
+def test_a_press_line_at_5_minutes_stays_quiet_for_two_weeks() -> None:
+    assert run_pressure(press_line(14 * 24)) == []
+
+
+def test_a_transducer_losing_span_is_a_drift_of_the_running_level() -> None:
+    """Issue 9's miss: reading 80 % under load stays inside the learned envelope."""
+    got = run_pressure(press_line(4 * 24, gain=(60.0, 66.0, 0.2)))
+    assert [a.anomaly_type for a in got] == [AnomalyType.DRIFT], got
+    assert 60 * 3600 <= got[0].ts.timestamp() - T0.timestamp() <= 66 * 3600
+    assert "running level" in got[0].explanation
+
+
+def test_a_pressure_sensor_swap_is_one_drift_then_the_new_level_is_adopted() -> None:
+    got = run_pressure(press_line(6 * 24, offset_from_h=50.0, offset=4.0))
+    assert [a.anomaly_type for a in got] == [AnomalyType.DRIFT], got
+    assert 50 * 3600 <= got[0].ts.timestamp() - T0.timestamp() <= 54 * 3600
