@@ -205,10 +205,13 @@ class DetectorConfig:
     #: Time-of-week profile (42 bins: 4 hours of each weekday; level and mean
     #: absolute deviation), learned
     #: with a memory of ``profile_days`` per bin. It judges nothing before the
-    #: device has been seen for ``profile_ready_days``: a full week, so that the
-    #: weekend's hours are in the spread of every bin.
+    #: device has been seen for ``profile_ready_days``: two full weeks, so that
+    #: every bin has been visited twice and its spread holds some week-to-week
+    #: variation (a holiday, a late start, another load); one visit gives none,
+    #: and on the month profile most SEASONAL false alarms were a bin's second
+    #: visit judged by its first.
     profile_days: float = 14.0
-    profile_ready_days: float = 7.0
+    profile_ready_days: float = 14.0
     #: SEASONAL: the 1-hour smoothed departure from the profile bin beyond this many
     #: deviations (1.25 x the mean absolute deviation ~ one sigma), re-armed below 1.
     seasonal_z: float = 4.0
