@@ -6,13 +6,18 @@ on every accepted reading, the detectors that apply to its sensor type:
 ========================  ===========================================================
 ``limit``                 static per-sensor-type warning/critical limits (with hysteresis)
 ``statistical``           robust z-score against the device's own EWMA baseline (after warm-up)
-``spike``                 rate of change per second of *event time* above a limit
+``spike``                 rate of change per second of *event time* above a limit; and
+                          an isolated outlier, judged when the next readings arrive
+                          (a machine body's thermal lag cannot jump and come back)
 ``stuck``                 the same value for N readings spanning >= S seconds, with the
                           tolerance learned from the sensor's resolution (flickers of one
                           step stay in the run) on a sensor whose noise normally exceeds it
-``drift``                 a CUSUM of the one-step residual (a lasting step: sensor swap) and
-                          a time-weighted CUSUM against the device's time-of-week profile
-                          (slow degradation), both in units of the device's own scale
+``drift``                 a CUSUM of the one-step residual and, at <= 60 s, a step that
+                          stays flat (a sensor swap; the profile is then re-based); a
+                          time-weighted CUSUM against the device's time-of-week profile
+                          (slow degradation); for pressure, the running plateau's or the
+                          residual pressure's 30-minute mean off its learned level (a
+                          transducer losing span or replaced)
 ``seasonal``              the hour-smoothed level leaves the device's usual level *at this
                           time of the week* (4-hour bins of each weekday, learned online)
 ``fault`` / ``flapping``  equipment status entering FAULT; too many status changes in a window
