@@ -6,13 +6,18 @@ on every accepted reading, the detectors that apply to its sensor type:
 ========================  ===========================================================
 ``limit``                 static per-sensor-type warning/critical limits (with hysteresis)
 ``statistical``           robust z-score against the device's own EWMA baseline (after warm-up)
-``spike``                 rate of change per second of *event time* above a limit
+``spike``                 rate of change per second of *event time* above a limit; and
+                          an isolated outlier, judged when the next readings arrive
+                          (a machine body's thermal lag cannot jump and come back)
 ``stuck``                 the same value for N readings spanning >= S seconds, with the
                           tolerance learned from the sensor's resolution (flickers of one
                           step stay in the run) on a sensor whose noise normally exceeds it
-``drift``                 a CUSUM of the one-step residual (a lasting step: sensor swap) and
-                          a time-weighted CUSUM against the device's time-of-week profile
-                          (slow degradation), both in units of the device's own scale
+``drift``                 a CUSUM of the one-step residual and, at <= 60 s, a step that
+                          stays flat (a sensor swap; the profile is then re-based); a
+                          time-weighted CUSUM against the device's time-of-week profile
+                          (slow degradation); for pressure, the running plateau's or the
+                          residual pressure's 30-minute mean off its learned level (a
+                          transducer losing span or replaced)
 ``seasonal``              the hour-smoothed level leaves the device's usual level *at this
                           time of the week* (4-hour bins of each weekday, learned online)
 ``fault`` / ``flapping``  equipment status entering FAULT; too many status changes in a window
@@ -68,10 +73,11 @@ _EQUIPMENT_STATUS: Final = SensorType.EQUIPMENT_STATUS
 
 #: Version of the serialized :class:`DeviceState`; a state saved by a version not in
 #: :data:`LOADABLE_VERSIONS` is ignored (the device re-learns its baseline) rather
-#: than misread. Version 2 only appended fields, so a version-1 state loads (its
-#: new fields take their defaults) and is saved back as version 2.
-STATE_VERSION: Final = 2
-LOADABLE_VERSIONS: Final = frozenset({1, 2})
+#: than misread. Versions 2 and 3 only appended fields, so a version-1 or -2 state
+#: loads (its new fields take their defaults: nothing pending, noise re-learned) and
+#: is saved back as the current version.
+STATE_VERSION: Final = 3
+LOADABLE_VERSIONS: Final = frozenset({1, 2, 3})
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +121,10 @@ class AnalogLimits:
     #: failing cooling circuit make a machine run *hotter*; running colder than
     #: usual is the machine standing still, which its status sensor reports.
     profile_up_only: bool = False
+    #: Judge the shape of the series (isolated outliers, steps that stay; see
+    #: ``DetectorConfig.thermal_tau_min_s``). Off for a regime quantity: a press
+    #: line's start is a step that stays, and a run of a few minutes is an outlier.
+    shape: bool = True
 
 
 #: Machine temperature: a healthy machine reads 20-120 C (hall ambient plus up to
@@ -143,6 +153,7 @@ DEFAULT_PRESSURE: Final = AnalogLimits(
     min_scale=2.0,
     step_cusum=False,
     regimes=True,
+    shape=False,
 )
 
 
@@ -199,10 +210,13 @@ class DetectorConfig:
     #: Time-of-week profile (42 bins: 4 hours of each weekday; level and mean
     #: absolute deviation), learned
     #: with a memory of ``profile_days`` per bin. It judges nothing before the
-    #: device has been seen for ``profile_ready_days``: a full week, so that the
-    #: weekend's hours are in the spread of every bin.
+    #: device has been seen for ``profile_ready_days``: two full weeks, so that
+    #: every bin has been visited twice and its spread holds some week-to-week
+    #: variation (a holiday, a late start, another load); one visit gives none,
+    #: and on the month profile most SEASONAL false alarms were a bin's second
+    #: visit judged by its first.
     profile_days: float = 14.0
-    profile_ready_days: float = 7.0
+    profile_ready_days: float = 14.0
     #: SEASONAL: the 1-hour smoothed departure from the profile bin beyond this many
     #: deviations (1.25 x the mean absolute deviation ~ one sigma), re-armed below 1.
     seasonal_z: float = 4.0
@@ -216,6 +230,43 @@ class DetectorConfig:
     #: detector judges (a line first seen running has not been seen stopped yet;
     #: surges meanwhile are the spike and limit detectors' job).
     envelope_learn_days: float = 1.0
+    #: Shape tests (a reading judged when the next ones arrive): the shortest thermal
+    #: time constant of a machine body (the plant model's and the docs' 10-40 min).
+    #: A body's temperature moves along its lag: after a change of d over one
+    #: interval dt it moves at least exp(-dt / tau) x d more in the same direction
+    #: over the next, and it comes back from an excursion no faster. A reading that
+    #: jumps and is back at the next one (an isolated outlier), or that jumps and then
+    #: stays flat (a sensor swap's offset), is therefore not the process, as long as
+    #: exp(-dt / tau) exceeds ``shape_ratio``: dt <= tau x ln 2 = 416 s at the
+    #: defaults, which covers 1 Hz to a 5-minute cadence. Slower series are not
+    #: judged by shape (a machine start could look like a step there).
+    thermal_tau_min_s: float = 600.0
+    #: What "back" and "flat" mean: within this share of the jump (0.5, under the
+    #: lag's >= 0.61 at dt = 5 min and tau = 10 min).
+    shape_ratio: float = 0.5
+    #: A jump is a candidate when it is at least this many sigmas of the learned
+    #: one-step noise (the lower quartile of |change|, which a 5-minute series'
+    #: start and stop transients inflate about 1.5x) *and* the reading before it was
+    #: flat too (within ``shape_ratio`` of the jump). Pure Gaussian noise then needs
+    #: two extreme readings in a row to fake a step: about 3e-7 per reading at
+    #: z = 4 (0.2 per device-week at 1 Hz), while "within half the jump" stays
+    #: >= 2 sigmas of noise, so noise rarely breaks a true step's flatness.
+    shape_jump_z: float = 4.0
+    #: A step (judged at a fast cadence only, ``fast_cadence_s``) is confirmed after
+    #: this many readings after the jump stayed flat: one more than the longest
+    #: outlier a sensor glitch gives (1-3 readings), so a three-reading outlier is
+    #: still told from a step.
+    shape_step_readings: int = 3
+    #: Regime levels (pressure): the running plateau's and the residual pressure's
+    #: mean over ``regime_mean_s`` (30 min: 20-90 press cycles at 1 Hz, six
+    #: readings at a 5-minute cadence) against their level learned over
+    #: ``regime_memory_days``; DRIFT at ``regime_z`` learned sigmas of that mean
+    #: (e.g. a 15 % span loss is about 7 of them at 5 minutes). A departure that
+    #: lasts ``regime_adopt_days`` becomes the new level.
+    regime_mean_s: float = 1800.0
+    regime_memory_days: float = 3.0
+    regime_z: float = 5.0
+    regime_adopt_days: float = 1.0
     #: FLAPPING: this many status changes within the window.
     flap_changes: int = 6
     flap_window_seconds: float = 300.0
@@ -225,7 +276,7 @@ class DetectorConfig:
 
 
 class DeviceState(msgspec.Struct, array_like=True, gc=False):
-    """Everything the detectors remember about one device (about 80 bytes packed,
+    """Everything the detectors remember about one device (about 250 bytes packed,
     about 1 KB once the time-of-week profile exists).
 
     Times are epoch seconds (floats): cheaper than datetimes on the hot path and
@@ -236,7 +287,10 @@ class DeviceState(msgspec.Struct, array_like=True, gc=False):
     sensor_type: str
     last_seq: int = -1
     last_ts: float = 0.0  # event time of the last accepted reading
-    last_seen: float = 0.0  # unused since silence moved to processor.core.silence
+    #: The reading before ``last_value`` (shape tests). Version 1 and 2 kept an
+    #: unused ``last_seen`` here (silence moved to processor.core.silence): the slot
+    #: is reused, and :meth:`from_bytes` resets it when it upgrades an older state.
+    prev_value: float = 0.0
     count: int = 0  # analog readings seen (warm-up)
     last_value: float = 0.0
     mean: float = 0.0  # baseline level
@@ -252,7 +306,7 @@ class DeviceState(msgspec.Struct, array_like=True, gc=False):
     flap_count: int = 0
     flap_start: float = 0.0
     flap_reported: bool = False
-    #: Unused (see ``last_seen``); both stay so that states saved by running
+    #: Unused (since silence moved); it stays so that states saved by running
     #: processors still decode as this version during a rolling deploy.
     silent_reported: bool = False
     #: The boot counter of the series being followed (schema version 2 readings).
@@ -281,6 +335,21 @@ class DeviceState(msgspec.Struct, array_like=True, gc=False):
     drift_reported: bool = False
     env_low: float = 0.0  # learned operating envelope (regime sensors)
     env_high: float = 0.0
+    # -- version 3 (issue 9, slow cadences): appended.
+    #: Lower quartile of |one-step change| (a robust steady-noise estimate: start
+    #: and stop transients are most of the large changes, not of the small ones).
+    diff_q: float = 0.0
+    prev_value2: float = 0.0  # the reading before ``prev_value``
+    #: The shape test's candidate reading, empty when there is none (one byte in
+    #: the common case): seq, time, boot, value, the level before it, readings
+    #: after it seen flat, whether it was flagged itself (1.0), sum of its values,
+    #: the tolerance of "back" and "flat" (``shape_ratio`` x the one-interval jump).
+    pending: list[float] = msgspec.field(default_factory=list)
+    #: Regime sensors only (empty otherwise, one byte): per regime (running, stopped)
+    #: a 30-minute mean, its learned level (3-day memory) and the learned spread
+    #: of the mean around it; which regime is reported (0 none, 1 stopped, 2
+    #: running) and since when. Indexes: the ``_R_*`` constants.
+    regime: list[float] = msgspec.field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return _state_encoder.encode(self)
@@ -294,6 +363,8 @@ class DeviceState(msgspec.Struct, array_like=True, gc=False):
             raise ValueError(f"not a device state: {exc}") from exc
         if state.version not in LOADABLE_VERSIONS:
             raise ValueError(f"device state version {state.version}, want {STATE_VERSION}")
+        if state.version < 3:
+            state.prev_value = state.prev_value2 = state.last_value
         state.version = STATE_VERSION
         return state
 
@@ -311,6 +382,21 @@ _WEEKDAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 #: An empty profile: the levels, then the deviations (-1 = bin not seeded: a
 #: deviation is never negative, and NaN would make equal states compare unequal).
 _EMPTY_PROFILE: Final = (0.0,) * _PROFILE_BINS + (-1.0,) * _PROFILE_BINS
+#: The lower quartile of |N(0, s)| is 0.3186 s: turns the tracked quartile of the
+#: one-step change into the change's sigma.
+_QUARTILE_OF_ABS_NORMAL_DIFF: Final = 0.3186
+#: Indexes into ``DeviceState.regime``: running (mean, level, spread), stopped
+#: (the same), the reported regime, since when.
+_R_RUN: Final = 0
+_R_IDLE: Final = 3
+_R_REPORTED: Final = 6
+_R_SINCE: Final = 7
+#: "Flat" before a shape candidate: each of the two changes before it within this
+#: many sigmas of the one-step noise (a Gaussian change passes 99.7 % of the time).
+_FLAT_SIGMAS: Final = 3.0
+#: Anomalies that already report a reading itself (the shape test then does not
+#: report it again as an outlier).
+_FLAGS_A_READING: Final = frozenset({AnomalyType.SPIKE, AnomalyType.LIMIT, AnomalyType.STATISTICAL})
 
 
 def _bin_name(b: int) -> str:
@@ -509,10 +595,25 @@ class DetectorBank:
     ) -> None:
         cfg = self._active
         lim = cfg.limits_for(reading.sensor_type)
+        mark = len(out)
         self._limit(reading, x, st, t, lim, out)
 
         n = st.count
         stuck = False
+        delta = 0.0
+        # The shape tests judge series whose interval is short against a machine
+        # body's thermal lag (see DetectorConfig.thermal_tau_min_s).
+        shaped = (
+            lim.shape
+            and n > 0
+            and 0.0 < t - st.last_ts <= cfg.thermal_tau_min_s * (-math.log(cfg.shape_ratio))
+        )
+        returned = False  # this reading ended an outlier: its jump is the way back
+        if st.pending:
+            if shaped:
+                returned = self._judge_pending(reading, x, st, t - st.last_ts, out)
+            else:
+                st.pending = []
         if n:
             dt = t - st.last_ts
             delta = x - st.last_value
@@ -544,7 +645,16 @@ class DetectorBank:
                 slow = dt > cfg.fast_cadence_s
                 if lim.regimes or slow:
                     z = self._envelope(x, z, scale, st, dt)
+                elif x > st.env_high:  # the span the shape test's lag bound needs
+                    st.env_high = x
+                elif x < st.env_low:
+                    st.env_low = x
                 self._statistical(reading, x, z, expected, scale, st, out)
+                # Levels learn from readings no other detector flagged, outside
+                # a limit episode (an out-of-range surge must not become the
+                # running plateau).
+                if lim.regimes and dt > 0.0 and len(out) == mark and not st.limit_level:
+                    self._regime_levels(reading, x, st, t, dt, out)
                 if lim.step_cusum and not slow:
                     self._shift(reading, x, z, expected, scale, st, out)
             # A flat-lined sensor tells nothing about the process: keep the baseline.
@@ -568,8 +678,294 @@ class DetectorBank:
             # A regime sensor's level at an hour is bimodal (running or stopped):
             # a profile of it would say nothing.
             self._seasonal(reading, x, st, t, t - st.last_ts, lim, out)
+        if n:
+            step = delta if delta >= 0.0 else -delta
+            if shaped and not stuck and not returned and not st.pending and n >= cfg.warmup:
+                self._candidate(reading, x, st, t, step, out[mark:])
+            # Track the lower quartile of |change| (multiplicative steps, up 1 %,
+            # down 3 %: the equilibrium is P(|change| <= q) = 1/4).
+            q = st.diff_q
+            if q <= 0.0:
+                st.diff_q = step
+            elif step > q:
+                st.diff_q = q * 1.01
+            else:
+                st.diff_q = q * 0.97
+                if st.diff_q < 0.5 * st.resolution:
+                    st.diff_q = 0.5 * st.resolution
         st.count = n + 1
+        st.prev_value2 = st.prev_value
+        st.prev_value = st.last_value
         st.last_value = x
+
+    def _candidate(
+        self,
+        reading: Reading,
+        x: float,
+        st: DeviceState,
+        t: float,
+        step: float,
+        flags: list[Anomaly],
+    ) -> None:
+        """Remember this reading for the shape test when it jumps by ``shape_jump_z``
+        sigmas of the learned one-step noise from a flat level: the two changes
+        before it within 3 sigmas of noise each (a machine along its lag transient
+        is not flat; the lag argument holds from a steady level only)."""
+        cfg = self._active
+        sigma = st.diff_q / _QUARTILE_OF_ABS_NORMAL_DIFF
+        if sigma < st.resolution:
+            sigma = st.resolution
+        if sigma <= 0.0 or step < cfg.shape_jump_z * sigma:
+            return
+        a, b, c = st.last_value, st.prev_value, st.prev_value2
+        calm = _FLAT_SIGMAS * sigma
+        if not (-calm <= a - b <= calm and -calm <= b - c <= calm):
+            return
+        base = (a + b + c) / 3.0
+        # The departure from the level (three readings), not only the change from
+        # the last one, must be ``shape_jump_z`` sigmas: one noisy reading before
+        # must not make an ordinary one look like a jump.
+        reach = cfg.shape_jump_z * sigma
+        if -reach < x - base < reach:
+            return
+        tolerance = cfg.shape_ratio * step
+        flagged = any(f.anomaly_type in _FLAGS_A_READING for f in flags)
+        st.pending = [
+            float(reading.seq),
+            t,
+            float(reading.series),
+            x,
+            base,
+            0.0,
+            1.0 if flagged else 0.0,
+            x,
+            tolerance,
+        ]
+
+    def _judge_pending(
+        self, reading: Reading, x: float, st: DeviceState, dt: float, out: list[Anomaly]
+    ) -> bool:
+        """Judge the candidate jump with this reading. An isolated outlier: back near
+        the level before it in one interval, then steady there for one more reading
+        (SPIKE). A lasting step, at a fast cadence only: flat near it for
+        ``shape_step_readings`` readings, their mean ``shape_jump_z`` noise sigmas
+        off the level before (DRIFT, then re-base). Neither: the process moving
+        along its lag, or noise (forgotten). Both are reported on the candidate
+        reading (its seq, time and boot): a pure function of the saved state, so a
+        replay gives the same identity. Returns whether this reading came back."""
+        cfg = self._active
+        pending = st.pending
+        value, base = pending[3], pending[4]
+        jump = value - base
+        size = jump if jump >= 0.0 else -jump
+        tolerance = pending[8]
+        sigma = st.diff_q / _QUARTILE_OF_ABS_NORMAL_DIFF
+        if sigma < st.resolution:
+            sigma = st.resolution
+        unit = reading.unit
+        if pending[5] < 0.0:
+            # Came back at the previous reading: an outlier if the level is steady
+            # after it too (a body recovering along its lag keeps moving).
+            st.pending = []
+            calm = _FLAT_SIGMAS * sigma
+            if not -calm <= x - pending[7] <= calm:
+                return False
+            length = int(-pending[5])
+            out.append(
+                self._pending_anomaly(
+                    reading,
+                    st,
+                    pending,
+                    AnomalyType.SPIKE,
+                    size,
+                    f"{st.sensor_type} {value:g} {unit} was an isolated outlier "
+                    f"({jump:+.1f} {unit} for {length} reading"
+                    f"{'s' if length > 1 else ''}, back to {pending[7]:g} {unit} at the next)",
+                )
+            )
+            return False
+        back = x - base
+        flat = x - value
+        lim = self._active.limits_for(reading.sensor_type)
+        # Back: near the level before, *in one interval* (the last change at least
+        # the tolerance): a body recovering along its lag from a short stop moves
+        # (1 - exp(-dt / tau)) <= 39 % of its gap per interval, so it gets back
+        # only gradually.
+        returned = x - st.last_value
+        if -tolerance <= back <= tolerance and not -tolerance < returned < tolerance:
+            if pending[6] or size < lim.spike_min_delta:
+                st.pending = []
+            else:
+                pending[5] = -(pending[5] + 1.0)
+                pending[7] = x
+            return True
+        # Flat: within the tolerance and within noise of the candidate (a body
+        # along its lag keeps moving; a sensor's offset or glitch does not).
+        calm = _FLAT_SIGMAS * sigma
+        if calm > tolerance:
+            calm = tolerance
+        if not -calm <= flat <= calm:
+            st.pending = []
+            return False
+        pending[5] += 1.0
+        pending[7] += x
+        after = int(pending[5])
+        if after < cfg.shape_step_readings:
+            return False
+        st.pending = []
+        if dt > cfg.fast_cadence_s:
+            # At a slow cadence a machine stopping briefly at a shift's load change
+            # lands on its new equilibrium within one interval: a step that stays,
+            # from the process. Only an outlier is judged there.
+            return False
+        level = pending[7] / (after + 1)
+        if x == value and pending[7] == value * (after + 1):
+            return False  # not a single change: a frozen sensor (the stuck detector's)
+        offset = level - base
+        magnitude = offset if offset >= 0.0 else -offset
+        if magnitude < cfg.shape_jump_z * sigma:
+            return False
+        # More than the process can move in one interval: a body's lag moves at
+        # most (1 - exp(-dt / tau_min)) of the span it has been seen to cover
+        # (0.17 % at 1 Hz, 9.5 % at 60 s).
+        if magnitude <= (1.0 - math.exp(-dt / cfg.thermal_tau_min_s)) * (st.env_high - st.env_low):
+            return False
+        seq = int(pending[0])
+        # Reported even when the jump itself was flagged (STATISTICAL says "an
+        # outlier", this says "it stays": a replaced sensor), then re-based.
+        out.append(
+            self._pending_anomaly(
+                reading,
+                st,
+                pending,
+                AnomalyType.DRIFT,
+                size,
+                f"{st.sensor_type} stays {'above' if offset > 0 else 'below'} the device baseline "
+                f"since seq {seq}: a step of {offset:+.1f} {unit} within one reading, "
+                f"faster than a machine's thermal lag allows (a replaced or recalibrated "
+                f"sensor?); now {x:g} {unit}",
+            )
+        )
+        self._rebase(st, offset, x)
+        return False
+
+    @staticmethod
+    def _rebase(st: DeviceState, jump: float, x: float) -> None:
+        """After a lasting step, one anomaly per change: move everything learned in
+        the sensor's units by the step (the profile's levels, the envelope, the
+        baseline) and clear the CUSUMs, so the old level is not judged again."""
+        profile = st.profile
+        for b in range(len(profile) // 2):
+            if profile[b + _PROFILE_BINS] >= 0.0:
+                profile[b] += jump
+        st.env_low += jump
+        st.env_high += jump
+        st.mean = x
+        st.shift_pos = st.shift_neg = 0.0
+        st.shift_reported = False
+        st.season_level = 0.0
+        st.season_reported = False
+        st.drift_pos = st.drift_neg = 0.0
+        st.drift_reported = False
+
+    @staticmethod
+    def _pending_anomaly(
+        reading: Reading,
+        st: DeviceState,
+        pending: list[float],
+        kind: AnomalyType,
+        score: float,
+        why: str,
+    ) -> Anomaly:
+        return Anomaly(
+            device_id=reading.device_id,
+            seq=int(pending[0]),
+            ts=_epoch_to_datetime(pending[1]),
+            anomaly_type=kind,
+            severity=Severity.WARNING,
+            score=round(score, 3),
+            explanation=why,
+            sensor_type=st.sensor_type,
+            value=pending[3],
+            boot=int(pending[2]),
+        )
+
+    def _regime_levels(
+        self, reading: Reading, x: float, st: DeviceState, t: float, dt: float, out: list[Anomaly]
+    ) -> None:
+        """DRIFT when the 30-minute mean of a regime (the line running, or stopped)
+        leaves its learned level by ``regime_z`` of its learned spread: a transducer
+        losing span reads its running plateau low (its residual pressure barely
+        moves), a replaced one reads both with an offset. Regimes are told apart by
+        the signal itself (above or below the middle of the learned envelope), so no
+        status sensor is needed. One anomaly per change: the level is not learned
+        while the departure is reported, and a departure that lasts
+        ``regime_adopt_days`` is adopted as the new level (a replaced sensor)."""
+        cfg = self._active
+        r = st.regime
+        if not r:
+            r.extend((0.0,) * 8)
+        # Running or stopped: nearer the learned running level than the stopped one
+        # once the two are apart (an out-of-range reading must not move the line
+        # between them, as it moves the envelope); the envelope's middle until then.
+        lim = cfg.limits_for(reading.sensor_type)
+        if r[_R_RUN + 1] - r[_R_IDLE + 1] > 4.0 * lim.min_scale:
+            running = x > 0.5 * (r[_R_IDLE + 1] + r[_R_RUN + 1])
+        else:
+            running = x > 0.5 * (st.env_low + st.env_high)
+        span = dt if dt < 3600.0 else 3600.0
+        w_short = 1.0 - math.exp(-span / cfg.regime_mean_s)
+        # Equal weight over the time seen so far, then a memory of regime_memory_days.
+        memory = t - st.first_ts
+        if memory > cfg.regime_memory_days * 86_400.0:
+            memory = cfg.regime_memory_days * 86_400.0
+        elif memory < 3600.0:
+            memory = 3600.0
+        w_long = 1.0 - math.exp(-span / memory)
+        i = _R_RUN if running else _R_IDLE
+        short, level, spread = r[i], r[i + 1], r[i + 2]
+        which = 2.0 if running else 1.0
+        if spread <= 0.0 and level == 0.0 and short == 0.0:
+            short = level = x
+        else:
+            short += w_short * (x - short)
+        departure = short - level
+        size = departure if departure >= 0.0 else -departure
+        learning = st.last_ts - st.first_ts < cfg.envelope_learn_days * 86_400.0
+        # The floor: a departure under 0.5 % of the working (running) pressure is
+        # within a 0.5 %-class transducer's accuracy: of no interest.
+        floor = 0.005 * abs(r[_R_RUN + 1])
+        threshold = cfg.regime_z * 1.25 * spread
+        if threshold < floor:
+            threshold = floor
+        reported = r[_R_REPORTED] == which
+        if not learning and spread > 0.0 and size >= threshold:
+            if not reported and r[_R_REPORTED] == 0.0:
+                r[_R_REPORTED], r[_R_SINCE] = which, t
+                name = "running" if running else "stopped"
+                unit = reading.unit
+                out.append(
+                    self._anomaly(
+                        reading,
+                        AnomalyType.DRIFT,
+                        Severity.WARNING,
+                        size / (1.25 * spread),
+                        f"{st.sensor_type} {name} level {short:.1f} {unit} (30-minute mean) "
+                        f"is {100.0 * departure / level if level else 0.0:+.0f} % off its "
+                        f"learned {level:.1f} {unit} ({size / (1.25 * spread):.1f} sigma, "
+                        f"limit {cfg.regime_z:g}): a transducer losing span or offset?",
+                    )
+                )
+            elif reported and t - r[_R_SINCE] >= cfg.regime_adopt_days * 86_400.0:
+                level, spread = short, spread  # a lasting change: the new normal
+                r[_R_REPORTED] = 0.0
+        else:
+            if reported and size < 0.5 * threshold:
+                r[_R_REPORTED] = 0.0
+            if not reported:
+                level += w_long * (x - level)
+                spread += w_long * (size - spread)
+        r[i], r[i + 1], r[i + 2] = short, level, spread
 
     def _envelope(self, x: float, z: float, scale: float, st: DeviceState, dt: float) -> float:
         """Regime sensors: the z to judge (0 inside the learned envelope widened by

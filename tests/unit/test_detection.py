@@ -199,10 +199,14 @@ def test_one_outlier_barely_moves_the_baseline_but_a_level_shift_is_learned() ->
     assert abs(after - before) < 0.1  # Huber clipping: at most alpha * 3 scales
     # After the outlier, normal readings give no new anomaly.
     assert feed(bank, noisy(100, start=502, period=60.0, seed=3)) == []
-    # A lasting shift of +5 C fires once, then becomes the new baseline.
+    # A lasting shift of +5 C fires once (the jump), is reported once as a step
+    # that stays (the shape test, on the same reading), then becomes the baseline.
     shifted = noisy(1500, mean=75.0, start=602, period=60.0, seed=4)
     got = feed(bank, shifted)
-    assert [a.anomaly_type for a in got] == [AnomalyType.STATISTICAL]
+    assert [(a.anomaly_type, a.seq) for a in got] == [
+        (AnomalyType.STATISTICAL, 602),
+        (AnomalyType.DRIFT, 602),
+    ]
     assert bank.state_of("d1").mean == pytest.approx(75.0, abs=0.3)  # type: ignore[union-attr]
 
 

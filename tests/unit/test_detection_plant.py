@@ -205,7 +205,7 @@ class _V1State(msgspec.Struct, array_like=True):
     silent_reported: bool = False
 
 
-def test_a_version_1_state_loads_keeping_its_baseline_and_saves_as_version_2() -> None:
+def test_a_version_1_state_loads_keeping_its_baseline_and_saves_as_the_current_version() -> None:
     old = msgspec.msgpack.encode(
         _V1State(
             1,
@@ -221,9 +221,22 @@ def test_a_version_1_state_loads_keeping_its_baseline_and_saves_as_version_2() -
     bank = DetectorBank()
     assert bank.load_state("d1", old)
     state = bank.state_of("d1")
-    assert state is not None and state.version == STATE_VERSION == 2
+    assert state is not None and state.version == STATE_VERSION == 3
     assert (state.mean, state.count, state.resolution, state.profile) == (70.0, 42, 0.0, [])
     assert DeviceState.from_bytes(state.to_bytes()) == state
     # It keeps judging against the learned baseline: a jump is flagged at once.
     got = bank.observe(analog(42, 1, 90.0))
     assert AnomalyType.STATISTICAL in types(got)
+
+
+def test_a_bin_seen_in_one_week_only_is_not_judged() -> None:
+    """Issue 9's seasonal false alarms: a bin learned from a single visit has no
+    week-to-week spread (here the first Monday was a holiday, the machine stood
+    still); the next Monday's ordinary run must not be a departure from it."""
+    monday = 4 * 86_400.0  # the series starts on a Thursday
+
+    def holiday(t: float) -> float:
+        return -36.0 if monday + 6 * 3600 <= t < monday + 22 * 3600 else 0.0
+
+    got = run(five_minute_series(2.0, holiday))
+    assert types(got) == [], got
