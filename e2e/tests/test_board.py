@@ -154,13 +154,16 @@ def test_board_follows_values_and_shows_an_injected_anomaly(
         cell = browser.find_element(By.CSS_SELECTOR, f'tr[data-device="{device}"] td.{column}')
         return str(cell.text)
 
+    # Every check reads the page inside _wait: the board re-renders its table on each
+    # poll (every 2 s), so an element found a moment ago may be gone (stale) by now.
     _wait(lambda: row_text("t-01", "value") == "20.40 C", "t-01's latest value")
-    assert row_text("t-02", "value") == "18.00 C"
-    facilities = [
-        e.get_attribute("data-facility")
-        for e in browser.find_elements(By.CSS_SELECTOR, "[data-facility]")
-    ]
-    assert facilities == ["fac1", "fac2"]
+    _wait(lambda: row_text("t-02", "value") == "18.00 C", "t-02's latest value")
+
+    def facilities() -> list[str | None]:
+        found = browser.find_elements(By.CSS_SELECTOR, "[data-facility]")
+        return [e.get_attribute("data-facility") for e in found]
+
+    _wait(lambda: facilities() == ["fac1", "fac2"], "the two facilities in order")
     _wait(lambda: "live" in browser.find_element(By.ID, "stream-state").text, "a live stream")
     browser.save_screenshot(str(tmp_path / "board-before.png"))
 
@@ -172,27 +175,45 @@ def test_board_follows_values_and_shows_an_injected_anomaly(
     spike = PlantWriter.reading("t-02", 2, now + timedelta(seconds=2), 95.0, facility="fac2",
                                 line="l07")  # fmt: skip
     writer.write([spike], [PlantWriter.anomaly(spike, AnomalyType.LIMIT, Severity.CRITICAL)])
-    item = _wait(
+    _wait(
         lambda: [
             li
             for li in browser.find_elements(By.CSS_SELECTOR, "#feed li[data-anomaly-id]")
-            if "t-02" in li.text
+            if "t-02" in li.text and "limit" in li.text and "critical" in li.text
         ],
-        "the injected anomaly in the feed",
-    )[0]
-    assert "limit" in item.text and "critical" in item.text
+        "the injected anomaly (limit, critical) in the feed",
+    )
     _wait(lambda: row_text("t-02", "anomalies").startswith("1"), "t-02's open anomaly")
-    assert "alarm" in str(
-        browser.find_element(By.CSS_SELECTOR, 'tr[data-device="t-02"]').get_attribute("class")
+    _wait(
+        lambda: (
+            "alarm"
+            in str(
+                browser.find_element(By.CSS_SELECTOR, 'tr[data-device="t-02"]').get_attribute(
+                    "class"
+                )
+            )
+        ),
+        "t-02's row marked as an alarm",
     )
     browser.save_screenshot(str(tmp_path / "board-anomaly.png"))
 
     # The device page draws the last hours.
-    browser.find_element(By.LINK_TEXT, "t-01").click()
-    line = _wait(lambda: browser.find_element(By.CSS_SELECTOR, "#history polyline"), "t-01's chart")
-    assert int(str(line.get_attribute("data-points"))) >= 60
+    def open_device_page() -> bool:
+        browser.find_element(By.LINK_TEXT, "t-01").click()
+        return True
+
+    _wait(open_device_page, "t-01's link to click")
+
+    def chart_points() -> int:
+        line = browser.find_element(By.CSS_SELECTOR, "#history polyline")
+        return int(str(line.get_attribute("data-points")))
+
+    _wait(lambda: chart_points() >= 60, "t-01's chart with the last hours (>= 60 points)")
     # The device page replaces the plant view (it showed both before board.css's fix).
-    assert not browser.find_element(By.ID, "plant-view").is_displayed()
+    _wait(
+        lambda: not browser.find_element(By.ID, "plant-view").is_displayed(),
+        "the plant view hidden on the device page",
+    )
     browser.save_screenshot(str(tmp_path / "board-device.png"))
     print(f"board screenshots: {tmp_path}")
     for name in ("board-before.png", "board-anomaly.png", "board-device.png"):
