@@ -754,12 +754,19 @@ def test_stale_owner_commit_is_rejected_and_invisible(
     w1.migrate()
     w1.ensure_partitions()
     w1.sync_shards([("shard-0", [], None)])
-    t1 = w1.try_acquire("shard-0", "w1", 2.0)
+    t1 = w1.try_acquire("shard-0", "w1", 30)
     assert t1 is not None
     w1.commit_batch(batch_of([reading("d1", 1, sequence_number="10")]), t1)
 
     assert w2.try_acquire("shard-0", "w2", 30) is None  # still held
-    time.sleep(2.2)  # w1 "paused" past its lease
+    # w1 "paused" past its lease. Expired on the database clock by hand rather than by
+    # a short lease and a sleep: with a 2 s lease, w2's first connection on a loaded
+    # CI machine took longer than the lease, and the "still held" check failed.
+    admin.execute(
+        "UPDATE tap.shard_leases SET expires_at = now() - interval '1 second'"
+        " WHERE shard_id = 'shard-0'"
+    )
+    admin.commit()
     t2 = w2.try_acquire("shard-0", "w2", 30)
     assert t2 is not None and t2.fencing == t1.fencing + 1
 
