@@ -34,6 +34,7 @@ from processor.contract.storage import (
     REDIS_LAST_SEEN,
     redis_latest_key,
 )
+from processor.redis_cache import redis_tls_options
 from processor.secrets import SecretFormatError, SecretsError, SecretsProvider
 
 #: Longest a blocking ``XREAD`` waits before the stream sends a keep-alive comment
@@ -78,14 +79,7 @@ class RedisReader:
         socket_timeout_s: float = client_timeouts.REDIS_SOCKET_TIMEOUT_S,
     ) -> None:
         self._credentials = _ReaderCredentials(secrets, settings.redis_secret_arn)
-        tls: dict[str, Any] = {}
-        if settings.redis_tls:
-            tls = {
-                "ssl": True,
-                "ssl_cert_reqs": "required",
-                "ssl_check_hostname": True,
-                "ssl_ca_certs": settings.redis_ca_bundle or None,
-            }
+        tls = redis_tls_options(settings.redis_tls, settings.redis_ca_bundle)
         common: dict[str, Any] = {
             "host": settings.redis_host,
             "port": settings.redis_port,

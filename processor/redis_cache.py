@@ -103,6 +103,20 @@ log = logging.getLogger(__name__)
 DAY_S: Final = 86_400
 
 
+def redis_tls_options(enabled: bool, ca_bundle: str) -> dict[str, Any]:
+    """redis-py's keyword arguments for TLS with certificate and host name checks (the
+    processor's cache and the read API's client); an empty ``ca_bundle`` means the
+    system trust store, which holds ElastiCache's Amazon CA."""
+    if not enabled:
+        return {}
+    return {
+        "ssl": True,
+        "ssl_cert_reqs": "required",
+        "ssl_check_hostname": True,
+        "ssl_ca_certs": ca_bundle or None,
+    }
+
+
 def anomaly_id(anomaly: Anomaly) -> str:
     """Stable identity of an anomaly (the PostgreSQL unique key)."""
     return anomaly_identity(
@@ -424,15 +438,7 @@ class RedisCache:
         self.settings = settings
         self.limits = limits or CacheLimits()
         self._credentials = _SecretsCredentials(secrets, settings.redis_auth_secret_arn)
-        tls: dict[str, Any] = {}
-        if settings.redis_tls:
-            tls = {
-                "ssl": True,
-                "ssl_cert_reqs": "required",
-                "ssl_check_hostname": True,
-                # Empty: the system trust store (what ElastiCache's Amazon CA is in).
-                "ssl_ca_certs": settings.redis_ca_bundle or None,
-            }
+        tls = redis_tls_options(settings.redis_tls, settings.redis_ca_bundle)
         self.client = redis.Redis(
             host=settings.redis_host,
             port=settings.redis_port,

@@ -15,17 +15,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Final
+from typing import Final
 
 from processor.contract.environment import (
     VARIABLES_BY_NAME,
     EnvVar,
-    SettingsError,
     _float_between,
     _int_between,
     _ip_address,
     _secret_arn,
-    _shown,
+    read_variables,
 )
 
 _SHARED: Final = (
@@ -123,23 +122,7 @@ class ApiSettings:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
         """Read and validate every variable; report all problems at once."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        problems: list[str] = []
-        for var in API_VARIABLES:
-            raw = env.get(var.name)
-            if raw is None:
-                if var.default is None:
-                    problems.append(f"{var.name} is required but not set ({var.description})")
-                    continue
-                raw = var.default
-            try:
-                values[var.attribute] = var.parse(raw)
-            except ValueError as exc:
-                problems.append(f"{var.name}={_shown(raw)!r} is invalid: {exc}")
-        if problems:
-            raise SettingsError(problems)
-        return cls(**values)
+        return cls(**read_variables(API_VARIABLES, os.environ if environ is None else environ))
 
     def as_environment(self) -> dict[str, str]:
         """The inverse of :meth:`from_environ` (for starting a local API)."""

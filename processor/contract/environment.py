@@ -16,7 +16,7 @@ import ipaddress
 import os
 import re
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
@@ -342,6 +342,27 @@ VARIABLES_BY_NAME: Final = {var.name: var for var in TASK_VARIABLES}
 FORBIDDEN_SECRET_NAMES: Final = ("PASSWORD", "TOKEN", "SECRET_KEY", "AUTH_TOKEN")
 
 
+def read_variables(variables: Sequence[EnvVar], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Each variable's parsed value by attribute name (its default when unset); every
+    problem is collected and raised at once, each naming its variable."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for var in variables:
+        raw = environ.get(var.name)
+        if raw is None:
+            if var.default is None:
+                problems.append(f"{var.name} is required but not set ({var.description})")
+                continue
+            raw = var.default
+        try:
+            values[var.attribute] = var.parse(raw)
+        except ValueError as exc:
+            problems.append(f"{var.name}={_shown(raw)!r} is invalid: {exc}")
+    if problems:
+        raise SettingsError(problems)
+    return values
+
+
 @dataclass(frozen=True, slots=True)
 class ProcessorSettings:
     stream_name: str
@@ -378,22 +399,7 @@ class ProcessorSettings:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> ProcessorSettings:
         """Read and validate every variable; report all problems at once."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        problems: list[str] = []
-        for var in TASK_VARIABLES:
-            raw = env.get(var.name)
-            if raw is None:
-                if var.default is None:
-                    problems.append(f"{var.name} is required but not set ({var.description})")
-                    continue
-                raw = var.default
-            try:
-                values[var.attribute] = var.parse(raw)
-            except ValueError as exc:
-                problems.append(f"{var.name}={_shown(raw)!r} is invalid: {exc}")
-        if problems:
-            raise SettingsError(problems)
+        values = read_variables(TASK_VARIABLES, os.environ if environ is None else environ)
         if not values["worker_id"]:
             values["worker_id"] = f"{socket.gethostname()}-{os.getpid()}"
         return cls(**values)
