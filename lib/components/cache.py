@@ -46,24 +46,59 @@ from lib.config import Naming
 AUTH_TOKEN_KEY = "auth_token"  # noqa: S105 (a JSON key name, not a secret)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CacheConfig:
+    """The replication group. Deployment settings have no default here: the one
+    default is :class:`lib.config.StackConfig`'s (named in brackets)."""
+
+    #: Names every resource ``<type>-<environment>-<suffix>``.
     naming: Naming
+    #: The VPC of the cache's security group.
     vpc_id: str
-    subnet_ids: list[str]
+    #: Private subnets of the cache nodes (one per zone, for Multi-AZ failover).
+    subnet_ids: tuple[str, ...]
+    #: The only security group admitted to the Redis port (the processor tasks').
     client_security_group_id: str
+    #: KMS key that encrypts the nodes' storage and snapshots (the ``data`` key).
     kms_key_arn: str
+    #: KMS key of the AUTH token's secret (the ``secrets`` key).
     secrets_kms_key_arn: str
-    node_type: str = "cache.t4g.small"
-    engine_version: str = "7.1"
-    nodes: int = 2
-    port: int = 6379
-    snapshot_retention_days: int = 7
-    #: ElastiCache AUTH tokens: 16..128 printable characters; letters and digits only
-    #: keeps them valid in a redis:// URL too.
+    #: Node size (ElastiCache node type) [StackConfig.redis_node_type, TAP_REDIS_NODE_TYPE].
+    node_type: str
+    #: Redis engine version (7.x: TLS and AUTH rotation) [StackConfig.redis_engine_version].
+    engine_version: str
+    #: Nodes in the group, a primary and replicas (>= 2 for failover) [StackConfig.redis_nodes].
+    nodes: int
+    #: TCP port of the primary endpoint [StackConfig.redis_port].
+    port: int
+    #: Days of daily snapshots kept [StackConfig.redis_snapshot_retention_days].
+    snapshot_retention_days: int
+    #: Changing it writes a freshly generated token, and ElastiCache ROTATEs to it
+    #: [StackConfig.redis_auth_token_version, TAP_REDIS_AUTH_TOKEN_VERSION].
+    token_version: int
+    #: Length of the generated AUTH token (characters; ElastiCache accepts 16..128);
+    #: letters and digits only keeps it valid in a redis:// URL too.
     token_length: int = 64
-    #: Changing it writes a freshly generated token (and ElastiCache ROTATEs to it).
-    token_version: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheOutputs:
+    #: The replication group's id (``redis-<environment>-<suffix>``).
+    replication_group_id: str
+    #: Member cluster ids AWS assigns (``<group>-001`` ...): CloudWatch dimensions.
+    member_cluster_ids: tuple[str, ...]
+    #: Host name of the primary endpoint (the processor's ``TAP_REDIS_HOST``).
+    primary_endpoint: str
+    #: TCP port of the primary endpoint.
+    port: int
+    #: The secret holding the AUTH token (JSON key ``auth_token``).
+    auth_secret_arn: str
+    #: The cache's security group.
+    security_group_id: str
+    #: The log group of Redis's slow log.
+    slow_log_group_name: str
+    #: The log group of Redis's engine log.
+    engine_log_group_name: str
 
 
 class Cache(Construct):
@@ -88,7 +123,7 @@ class Cache(Construct):
             "subnets",
             name=naming.name("redis-subnets"),
             description="Private subnets of the Redis replication group",
-            subnet_ids=config.subnet_ids,
+            subnet_ids=list(config.subnet_ids),
         )
 
         secret = SecretsmanagerSecret(
@@ -177,13 +212,13 @@ class Cache(Construct):
             ],
         )
 
-        self.replication_group_id: str = group_id
-        #: Member cluster ids AWS assigns (``<group>-001`` ...): CloudWatch dimensions.
-        self.member_cluster_ids: list[str] = [
-            f"{group_id}-{i:03d}" for i in range(1, config.nodes + 1)
-        ]
-        self.primary_endpoint: str = group.primary_endpoint_address
-        self.port: int = config.port
-        self.auth_secret_arn: str = secret.arn
-        self.security_group_id: str = sg.id
-        self.log_group_names: list[str] = [slow_log.name, engine_log.name]
+        self.outputs = CacheOutputs(
+            replication_group_id=group_id,
+            member_cluster_ids=tuple(f"{group_id}-{i:03d}" for i in range(1, config.nodes + 1)),
+            primary_endpoint=group.primary_endpoint_address,
+            port=config.port,
+            auth_secret_arn=secret.arn,
+            security_group_id=sg.id,
+            slow_log_group_name=slow_log.name,
+            engine_log_group_name=engine_log.name,
+        )

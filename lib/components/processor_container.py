@@ -8,6 +8,7 @@ and ~600 MB) to check the health-check command or the task environment.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 
 from processor.contract.environment import TASK_VARIABLES
 
@@ -45,6 +46,61 @@ def task_environment(values: Mapping[str, str]) -> list[dict[str, str]]:
             f"not stack-provided {unknown}"
         )
     return [{"name": name, "value": str(values[name])} for name in provided]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessorTaskValues:
+    """What the stack tells the processor task: one field per ``stack_provided``
+    variable of :data:`processor.contract.environment.TASK_VARIABLES`, named by the
+    variable's ``attribute`` (the name :class:`processor.contract.environment.
+    ProcessorSettings` reads it into). The wiring is typed (no variable-name string in
+    :mod:`lib.tap_stack`); ``tests/stack/test_tapstack_task_environment.py`` fails
+    when the fields and the contract drift apart. Values may be Terraform tokens."""
+
+    #: The Kinesis stream to consume.
+    stream_name: str
+    #: Region of the stream and secrets.
+    aws_region: str
+    #: The deployment's environment name.
+    environment: str
+    #: PostgreSQL host name.
+    db_host: str
+    #: PostgreSQL port.
+    db_port: int
+    #: The database the pipeline writes to.
+    db_name: str
+    #: The application role's secret (never the master secret).
+    db_secret_arn: str
+    #: libpq sslmode (verify-full in AWS).
+    db_sslmode: str
+    #: The RDS CA bundle inside the image.
+    db_ca_bundle: str
+    #: Redis primary endpoint.
+    redis_host: str
+    #: Redis port.
+    redis_port: int
+    #: The secret holding the Redis AUTH token.
+    redis_auth_secret_arn: str
+    #: TLS to Redis (always in AWS: transit encryption is on).
+    redis_tls: bool
+    #: Port of the processor's health endpoint (the container health check's).
+    health_port: int
+    #: CloudWatch namespace of the processor's metrics.
+    metrics_namespace: str
+
+    def variables(self) -> dict[str, str]:
+        """Contract variable name -> value, as the container environment holds it."""
+        by_attribute = {var.attribute: var.name for var in TASK_VARIABLES if var.stack_provided}
+        return {
+            by_attribute[f.name]: _environment_value(getattr(self, f.name)) for f in fields(self)
+        }
+
+
+def _environment_value(value: object) -> str:
+    """Environment values are strings; booleans as the contract parses them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def health_check_command(port: int) -> list[str]:
