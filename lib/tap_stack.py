@@ -12,6 +12,7 @@ from constructs import Construct
 
 from lib.components.account import AccountContext
 from lib.components.cache import Cache, CacheConfig
+from lib.components.data_store_placement import DataStorePlacement
 from lib.components.database import Database, DatabaseConfig
 from lib.components.ingestion import Ingestion, IngestionConfig
 from lib.components.keys import EncryptionKeys, KeysConfig
@@ -89,16 +90,20 @@ class TapStack(TerraformStack):
             ),
         )
         stream = ingestion.outputs
+        # Redis and PostgreSQL: private subnets, reachable from the processor tasks only.
+        data_stores = DataStorePlacement(
+            naming=naming,
+            vpc_id=net.vpc_id,
+            subnet_ids=net.private_subnet_ids,
+            client_security_group_id=net.processor_security_group_id,
+            kms_key_arn=keys.outputs.data_key_arn,
+            secrets_kms_key_arn=keys.outputs.secrets_key_arn,
+        )
         cache = Cache(
             self,
             "cache",
             config=CacheConfig(
-                naming=naming,
-                vpc_id=net.vpc_id,
-                subnet_ids=net.private_subnet_ids,
-                client_security_group_id=net.processor_security_group_id,
-                kms_key_arn=keys.outputs.data_key_arn,
-                secrets_kms_key_arn=keys.outputs.secrets_key_arn,
+                placement=data_stores,
                 node_type=config.redis_node_type,
                 engine_version=config.redis_engine_version,
                 nodes=config.redis_nodes,
@@ -113,12 +118,7 @@ class TapStack(TerraformStack):
             self,
             "database",
             config=DatabaseConfig(
-                naming=naming,
-                vpc_id=net.vpc_id,
-                subnet_ids=net.private_subnet_ids,
-                client_security_group_id=net.processor_security_group_id,
-                kms_key_arn=keys.outputs.data_key_arn,
-                secrets_kms_key_arn=keys.outputs.secrets_key_arn,
+                placement=data_stores,
                 instance_class=config.db_instance_class,
                 engine_version=config.db_engine_version,
                 allocated_storage_gb=config.db_allocated_storage_gb,

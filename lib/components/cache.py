@@ -39,8 +39,8 @@ from cdktf_cdktf_provider_aws.secretsmanager_secret_version import Secretsmanage
 from constructs import Construct
 
 from lib.components.client_only_security_group import client_only_security_group
+from lib.components.data_store_placement import DataStorePlacement
 from lib.components.log_group import EncryptedLogGroup, LogSettings
-from lib.config import Naming
 
 #: JSON key of the token inside the secret (the processor contract: "JSON with auth_token").
 AUTH_TOKEN_KEY = "auth_token"  # noqa: S105 (a JSON key name, not a secret)
@@ -51,18 +51,8 @@ class CacheConfig:
     """The replication group. Deployment settings have no default here: the one
     default is :class:`lib.config.StackConfig`'s (named in brackets)."""
 
-    #: Names every resource ``<type>-<environment>-<suffix>``.
-    naming: Naming
-    #: The VPC of the cache's security group.
-    vpc_id: str
-    #: Private subnets of the cache nodes (one per zone, for Multi-AZ failover).
-    subnet_ids: tuple[str, ...]
-    #: The only security group admitted to the Redis port (the processor tasks').
-    client_security_group_id: str
-    #: KMS key that encrypts the nodes' storage and snapshots (the ``data`` key).
-    kms_key_arn: str
-    #: KMS key of the AUTH token's secret (the ``secrets`` key).
-    secrets_kms_key_arn: str
+    #: Network placement and keys (shared with the other data store).
+    placement: DataStorePlacement
     #: Node size (ElastiCache node type) [StackConfig.redis_node_type, TAP_REDIS_NODE_TYPE].
     node_type: str
     #: Redis engine version (7.x: TLS and AUTH rotation) [StackConfig.redis_engine_version].
@@ -106,7 +96,7 @@ class Cache(Construct):
         self, scope: Construct, id_: str, *, config: CacheConfig, logs: LogSettings
     ) -> None:
         super().__init__(scope, id_)
-        naming = config.naming
+        naming = config.placement.naming
         group_id = naming.name("redis")
 
         sg = client_only_security_group(
@@ -115,15 +105,15 @@ class Cache(Construct):
             service="redis",
             label="Redis",
             port=config.port,
-            vpc_id=config.vpc_id,
-            client_security_group_id=config.client_security_group_id,
+            vpc_id=config.placement.vpc_id,
+            client_security_group_id=config.placement.client_security_group_id,
         )
         subnets = ElasticacheSubnetGroup(
             self,
             "subnets",
             name=naming.name("redis-subnets"),
             description="Private subnets of the Redis replication group",
-            subnet_ids=list(config.subnet_ids),
+            subnet_ids=list(config.placement.subnet_ids),
         )
 
         secret = SecretsmanagerSecret(
@@ -131,7 +121,7 @@ class Cache(Construct):
             "auth-secret",
             name=naming.name("secret-redis-auth"),
             description="Redis AUTH token (JSON: auth_token); the processor reads it at run time",
-            kms_key_id=config.secrets_kms_key_arn,
+            kms_key_id=config.placement.secrets_kms_key_arn,
             recovery_window_in_days=0,
         )
         # No binding for ephemeral resources in the provider bindings 20.1.0: the
@@ -185,7 +175,7 @@ class Cache(Construct):
             transit_encryption_enabled=True,
             transit_encryption_mode="required",
             at_rest_encryption_enabled="true",
-            kms_key_id=config.kms_key_arn,
+            kms_key_id=config.placement.kms_key_arn,
             auth_token=Fn.lookup(Fn.jsondecode(stored.secret_string), AUTH_TOKEN_KEY),
             # On a deliberate token change both tokens work until the next change.
             auth_token_update_strategy="ROTATE",  # noqa: S106 (a strategy name)

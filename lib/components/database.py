@@ -37,8 +37,8 @@ from constructs import Construct
 from lib import iam_policy
 from lib.components.account import AccountContext
 from lib.components.client_only_security_group import client_only_security_group
+from lib.components.data_store_placement import DataStorePlacement
 from lib.components.log_group import EncryptedLogGroup, LogSettings
-from lib.config import Naming
 from processor.contract.storage import APP_ROLE
 
 #: AWS's alternating-users rotation function for RDS PostgreSQL (Serverless
@@ -67,18 +67,8 @@ class DatabaseConfig:
     """The RDS instance and its secrets. Deployment settings have no default here:
     the one default is :class:`lib.config.StackConfig`'s (named in brackets)."""
 
-    #: Names every resource ``<type>-<environment>-<suffix>``.
-    naming: Naming
-    #: The VPC of the database's security group.
-    vpc_id: str
-    #: Private subnets of the DB subnet group (one per zone, for Multi-AZ).
-    subnet_ids: tuple[str, ...]
-    #: The only security group admitted to the PostgreSQL port (the processor tasks').
-    client_security_group_id: str
-    #: KMS key of the storage, snapshots and Performance Insights (the ``data`` key).
-    kms_key_arn: str
-    #: KMS key of the master and application secrets (the ``secrets`` key).
-    secrets_kms_key_arn: str
+    #: Network placement and keys (shared with the other data store).
+    placement: DataStorePlacement
     #: Instance size (RDS instance class) [StackConfig.db_instance_class, TAP_DB_INSTANCE_CLASS].
     instance_class: str
     #: PostgreSQL version (16.x) [StackConfig.db_engine_version].
@@ -146,7 +136,7 @@ class Database(Construct):
         logs: LogSettings,
     ) -> None:
         super().__init__(scope, id_)
-        naming = config.naming
+        naming = config.placement.naming
         identifier = naming.name("postgres")
 
         sg = client_only_security_group(
@@ -155,15 +145,15 @@ class Database(Construct):
             service="postgres",
             label="PostgreSQL",
             port=config.port,
-            vpc_id=config.vpc_id,
-            client_security_group_id=config.client_security_group_id,
+            vpc_id=config.placement.vpc_id,
+            client_security_group_id=config.placement.client_security_group_id,
         )
         subnets = DbSubnetGroup(
             self,
             "subnets",
             name=naming.name("postgres-subnets"),
             description="Private subnets of the PostgreSQL instance",
-            subnet_ids=list(config.subnet_ids),
+            subnet_ids=list(config.placement.subnet_ids),
         )
         major = config.engine_version.split(".")[0]
         parameters = DbParameterGroup(
@@ -212,11 +202,11 @@ class Database(Construct):
             max_allocated_storage=config.max_allocated_storage_gb,
             storage_type="gp3",
             storage_encrypted=True,
-            kms_key_id=config.kms_key_arn,
+            kms_key_id=config.placement.kms_key_arn,
             db_name=config.db_name,
             username=config.master_username,
             manage_master_user_password=True,
-            master_user_secret_kms_key_id=config.secrets_kms_key_arn,
+            master_user_secret_kms_key_id=config.placement.secrets_kms_key_arn,
             port=config.port,
             multi_az=True,
             publicly_accessible=False,
@@ -227,7 +217,7 @@ class Database(Construct):
             iam_database_authentication_enabled=True,
             enabled_cloudwatch_logs_exports=list(LOG_EXPORTS),
             performance_insights_enabled=True,
-            performance_insights_kms_key_id=config.kms_key_arn,
+            performance_insights_kms_key_id=config.placement.kms_key_arn,
             performance_insights_retention_period=7,
             monitoring_interval=config.monitoring_interval_s,
             monitoring_role_arn=monitoring_role.arn,
@@ -262,7 +252,7 @@ class Database(Construct):
             name=naming.name("secret-db-app"),
             description=f"PostgreSQL login of the processor (role {APP_ROLE}); rotated by "
             "alternating users",
-            kms_key_id=config.secrets_kms_key_arn,
+            kms_key_id=config.placement.secrets_kms_key_arn,
             recovery_window_in_days=0,
         )
         # No password here (none in plan or state): the migrate task generates it.
@@ -297,11 +287,11 @@ class Database(Construct):
                     # In the database's subnets with the database clients' security
                     # group: it reaches PostgreSQL and the Secrets Manager endpoint
                     # exactly as the processor does, and nothing else.
-                    "vpcSubnetIds": Fn.join(",", list(config.subnet_ids)),
-                    "vpcSecurityGroupIds": config.client_security_group_id,
-                    "kmsKeyArn": config.secrets_kms_key_arn,
+                    "vpcSubnetIds": Fn.join(",", list(config.placement.subnet_ids)),
+                    "vpcSecurityGroupIds": config.placement.client_security_group_id,
+                    "kmsKeyArn": config.placement.secrets_kms_key_arn,
                     "masterSecretArn": master_secret_arn,
-                    "masterSecretKmsKeyArn": config.secrets_kms_key_arn,
+                    "masterSecretKmsKeyArn": config.placement.secrets_kms_key_arn,
                 },
             )
             SecretsmanagerSecretRotation(

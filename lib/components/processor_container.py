@@ -54,38 +54,24 @@ class ProcessorTaskValues:
     variable of :data:`processor.contract.environment.TASK_VARIABLES`, named by the
     variable's ``attribute`` (the name :class:`processor.contract.environment.
     ProcessorSettings` reads it into). The wiring is typed (no variable-name string in
-    :mod:`lib.tap_stack`); ``tests/stack/test_tapstack_task_environment.py`` fails
-    when the fields and the contract drift apart. Values may be Terraform tokens."""
+    :mod:`lib.tap_stack`); ``tests/unit/test_component_configs.py`` fails when the
+    fields and the contract drift apart. The contract documents each variable
+    (docs/PROCESSOR.md's table). Values may be Terraform tokens."""
 
-    #: The Kinesis stream to consume.
     stream_name: str
-    #: Region of the stream and secrets.
     aws_region: str
-    #: The deployment's environment name.
     environment: str
-    #: PostgreSQL host name.
     db_host: str
-    #: PostgreSQL port.
     db_port: int
-    #: The database the pipeline writes to.
     db_name: str
-    #: The application role's secret (never the master secret).
     db_secret_arn: str
-    #: libpq sslmode (verify-full in AWS).
     db_sslmode: str
-    #: The RDS CA bundle inside the image.
     db_ca_bundle: str
-    #: Redis primary endpoint.
     redis_host: str
-    #: Redis port.
     redis_port: int
-    #: The secret holding the Redis AUTH token.
     redis_auth_secret_arn: str
-    #: TLS to Redis (always in AWS: transit encryption is on).
     redis_tls: bool
-    #: Port of the processor's health endpoint (the container health check's).
     health_port: int
-    #: CloudWatch namespace of the processor's metrics.
     metrics_namespace: str
 
     def variables(self) -> dict[str, str]:

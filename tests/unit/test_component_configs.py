@@ -46,12 +46,13 @@ def _dataclasses(path: Path) -> dict[str, ast.ClassDef]:
 
 
 def _face_classes() -> list[tuple[Path, ast.ClassDef]]:
-    """Every config, settings and outputs dataclass of the stack."""
+    """Every config, settings and outputs dataclass of the stack (``ProcessorTaskValues``
+    is documented by the processor contract it mirrors, and checked against it below)."""
     classes = [
         (path, node)
         for path in sorted(COMPONENTS.glob("*.py"))
         for name, node in _dataclasses(path).items()
-        if name.endswith(("Config", "Outputs", "Settings", "Values"))
+        if name.endswith(("Config", "Outputs", "Settings", "Placement"))
     ]
     classes.append((CONFIG, _dataclasses(CONFIG)["StackConfig"]))
     return classes
