@@ -60,6 +60,9 @@ class Target:
     #: A deployed stack's producer role (output ``producer_role_arn``): Locust users
     #: put records through it, as a gateway would (simulator/load/producer_role.py).
     producer_role_arn: str | None = None
+    #: Base URL of the read API (``tap api``) the read users and stream listeners
+    #: ask (issue 13); None when the target has no API (``--api-url`` sets one).
+    api_url: str | None = None
 
     @property
     def kinesis_endpoint(self) -> str:
@@ -91,6 +94,7 @@ class Target:
             "kinesis_endpoint": self.kinesis_endpoint,
             "postgres": _redact(self.pg_dsn),
             "redis": _redact(self.redis_url),
+            "api": _redact(self.api_url),
         }
 
     def process_environment(self) -> dict[str, str]:
@@ -175,6 +179,7 @@ def _from_local_state(state: dict[str, Any], source: str, stream: str | None) ->
             f"{source} names no Kinesis stream: pass --stream NAME or set TAP_STREAM_NAME"
         )
     redis = services["redis"]
+    board_url = state.get("components", {}).get("api", {}).get("board_url")
     return Target(
         kind="local",
         stream_name=str(stream),
@@ -184,6 +189,7 @@ def _from_local_state(state: dict[str, Any], source: str, stream: str | None) ->
         redis_url=str(redis["url"]),
         redis_ca=redis.get("ca_path") or None,
         source=source,
+        api_url=str(board_url).removesuffix("/board/") if board_url else None,
     )
 
 
@@ -223,6 +229,7 @@ def _from_environment(env: Mapping[str, str], stream: str | None) -> Target:
         redis_url=redis_url.split("?", 1)[0] if redis_url else None,
         redis_ca=redis_ca,
         source="environment",
+        api_url=env.get("TAP_API_URL") or None,
     )
 
 
@@ -273,6 +280,9 @@ def _from_outputs(
         redis_ca=env.get("TAP_REDIS_CA_BUNDLE") or None,
         source=source,
         producer_role_arn=_optional_output(outputs, out.PRODUCER_ROLE_ARN),
+        # The API's load balancer is the stack's (issue 13 item 3): its URL from
+        # --api-url or TAP_API_URL until the outputs name it.
+        api_url=env.get("TAP_API_URL") or None,
     )
 
 
