@@ -23,8 +23,10 @@ machine it says how much else was running.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -218,7 +220,8 @@ def run(options: ReadsOptions, out_dir: Path) -> dict[str, Any]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     argv = campaign_argv(options, out_dir)
-    with LoadSampler() as sampler:
+    # tap load's progress lines go to stderr: stdout is tap bench's JSON document.
+    with LoadSampler() as sampler, contextlib.redirect_stdout(sys.stderr):
         code = load_cli.main(argv, fresh_pipeline=fresh_local_pipeline)
     if code not in (load_cli.EXIT_PASS, load_cli.EXIT_FAIL):
         raise RuntimeError(f"tap load {' '.join(argv)} exited {code}; see {out_dir}")

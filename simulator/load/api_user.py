@@ -63,6 +63,9 @@ class ReaderUser(FastHttpUser):
     def read(self) -> None:
         request = self.planner.next()
         with self.client.get(request.url, name=request.name, catch_response=True) as response:
+            if response.status_code == 0:  # no answer: timeout, refused, reset
+                response.failure(f"no answer: {response.error!r}")
+                return
             if response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
                 return
