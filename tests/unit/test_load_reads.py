@@ -188,3 +188,16 @@ def test_readers_without_an_api_url_are_refused_before_locust(
     code = cli.main(["--target", str(target), "--readers", "2", "--report", str(tmp_path / "r")])
     assert code == cli.EXIT_USAGE
     assert "need the read API" in capsys.readouterr().err
+
+
+def test_report_png_series_include_each_read_endpoint_and_the_stream() -> None:
+    from simulator.load.report import history_series
+
+    rows = [
+        {"Timestamp": str(t), "Type": type_, "Name": name, "50%": "2", "99%": "9"}
+        for t in (100, 101)
+        for type_, name in (("GET", ReadKind.LATEST.value), ("SSE", "anomaly->stream"))
+    ]
+    series = history_series(rows)
+    assert series[f"read:{ReadKind.LATEST.value}"].t == [0.0, 1.0]
+    assert series["read:anomaly->stream"].values["p99"] == [9.0, 9.0]
