@@ -18,7 +18,12 @@ event -> stream p99 <= 1 s, while ``writes_per_s`` readings/s are written and
 the goal names. Percentiles are Locust's (whole milliseconds below 100 ms).
 
 The load average is sampled every 5 s during the campaign and reported: on a shared
-machine it says how much else was running.
+machine it says how much else was running. Because latencies on a loaded machine
+measure the queue for a CPU more than the API, the benchmark also measures, after the
+campaign and before the pipeline stops (same data, no write load), the API process's
+**CPU time per request** of each goal endpoint (``probe_requests`` sequential
+requests each, ``psutil`` CPU times of the ``tap api`` process): a cost that does not
+depend on what else runs, and from which the requests/s one core can serve follow.
 """
 
 from __future__ import annotations
@@ -26,13 +31,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import sys
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
-from simulator.load.read_mix import STREAM_NAME, ReadKind
+from simulator.load.read_mix import STREAM_NAME, ReadKind, ReadMix, ReadPlanner
+from simulator.load.target import Target
 
 #: Share of the offered load (writes and reads) a run must reach for its figures to
 #: stand for the goal's load.
@@ -59,13 +70,14 @@ class ReadsOptions:
     goal_latest_p99_ms: float = 10.0
     goal_board_p99_ms: float = 25.0
     goal_stream_p99_ms: float = 1_000.0
+    probe_requests: int = 300
 
     @classmethod
     def smoke(cls) -> ReadsOptions:
         return cls(
             writes_per_s=60, read_rate=20.0, writers=2, readers=2, sse_listeners=1,
             duration_s=12.0, drain_s=3.0, anomaly_rate=0.003, e2e_sample=0.05, shards=2,
-            processors=1,
+            processors=1, probe_requests=20,
         )  # fmt: skip
 
 
@@ -213,6 +225,53 @@ def missed_goals(f: dict[str, Any], options: ReadsOptions) -> list[str]:
     return missed
 
 
+def _api_process(api_url: str) -> Any:
+    """The process listening on the API's port (the ``tap api`` of the pipeline)."""
+    import psutil
+
+    port = urlsplit(api_url).port
+    for conn in psutil.net_connections("tcp"):
+        listening = conn.status == psutil.CONN_LISTEN and conn.laddr and conn.pid is not None
+        if listening and conn.laddr.port == port:
+            return psutil.Process(conn.pid)
+    raise RuntimeError(f"no process listens on the API's port {port}")
+
+
+def cpu_probe(api_url: str, options: ReadsOptions) -> dict[str, Any]:
+    """API CPU ms and client wall ms per request of each goal endpoint, sequential."""
+    import httpx
+
+    process = _api_process(api_url)
+    devices = round(options.writes_per_s / options.rate_per_device)
+    planner = ReadPlanner(devices, 7, ReadMix.GOALS, random.Random(13))  # noqa: S311 - picks devices
+    out: dict[str, Any] = {"requests_each": options.probe_requests}
+    with httpx.Client(base_url=api_url, timeout=30) as client:
+        for board in planner.boards:  # the devices the boards show, as the readers do
+            answer = client.get(planner.request(ReadKind.BOARD, _now()).url).json()
+            planner.saw(d["device_id"] for d in answer.get("devices", []))
+            if len(planner.seen) >= 100 or board is planner.boards[-1]:
+                break
+        for kind in (ReadKind.LATEST, ReadKind.LATEST_POSTGRES, ReadKind.BOARD,
+                     ReadKind.BOARD_POSTGRES):  # fmt: skip
+            urls = [planner.request(kind, _now()).url for _ in range(options.probe_requests)]
+            before = process.cpu_times()
+            started = time.perf_counter()
+            failed = sum(client.get(url).status_code != 200 for url in urls)
+            wall = time.perf_counter() - started
+            after = process.cpu_times()
+            cpu = (after.user - before.user) + (after.system - before.system)
+            out[kind.value] = {
+                "api_cpu_ms": round(cpu * 1000 / len(urls), 2),
+                "wall_ms": round(wall * 1000 / len(urls), 2),
+                "failed": failed,
+            }
+    return out
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 def run(options: ReadsOptions, out_dir: Path) -> dict[str, Any]:
     """Run the campaign (its report folder is ``out_dir``) and return the figures."""
     from simulator.load import cli as load_cli
@@ -220,14 +279,32 @@ def run(options: ReadsOptions, out_dir: Path) -> dict[str, Any]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     argv = campaign_argv(options, out_dir)
+    probe: dict[str, Any] = {}
+
+    @contextlib.contextmanager
+    def pipeline_then_probe(**kwargs: Any) -> Iterator[Target]:
+        with fresh_local_pipeline(**kwargs) as target:
+            yield target
+            # The campaign is over; the pipeline (and its data) still runs.
+            if target.api_url:
+                probe.update(cpu_probe(target.api_url, options))
+
     # tap load's progress lines go to stderr: stdout is tap bench's JSON document.
     with LoadSampler() as sampler, contextlib.redirect_stdout(sys.stderr):
-        code = load_cli.main(argv, fresh_pipeline=fresh_local_pipeline)
+        code = load_cli.main(argv, fresh_pipeline=pipeline_then_probe)
     if code not in (load_cli.EXIT_PASS, load_cli.EXIT_FAIL):
         raise RuntimeError(f"tap load {' '.join(argv)} exited {code}; see {out_dir}")
     summary = json.loads((out_dir / "summary.json").read_text())
     result = figures(summary, options)
     result["load_average_during"] = sampler.as_json()
+    result["api_cpu_per_request"] = probe
+    latest, latest_pg = probe.get(ReadKind.LATEST.value), probe.get(ReadKind.LATEST_POSTGRES.value)
+    board, board_pg = probe.get(ReadKind.BOARD.value), probe.get(ReadKind.BOARD_POSTGRES.value)
+    if latest and latest_pg and board and board_pg:
+        result["latest_api_cpu_ms"] = latest["api_cpu_ms"]
+        result["latest_postgres_api_cpu_ms"] = latest_pg["api_cpu_ms"]
+        result["board_api_cpu_ms"] = board["api_cpu_ms"]
+        result["board_postgres_api_cpu_ms"] = board_pg["api_cpu_ms"]
     result["command"] = "tap load " + " ".join(argv)
     result["options"] = asdict(options)
     result["report"] = str(out_dir)

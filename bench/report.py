@@ -125,6 +125,21 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 ),
             ),
         ]
+        if "latest_api_cpu_ms" in r:
+            out += [
+                (
+                    "  API CPU per request: latest",
+                    f"{_num(r['latest_api_cpu_ms'])} ms",
+                    f"postgres {_num(r['latest_postgres_api_cpu_ms'])} ms (sequential, after)",
+                    "",
+                ),
+                (
+                    "  API CPU per request: line board",
+                    f"{_num(r['board_api_cpu_ms'])} ms",
+                    f"postgres {_num(r['board_postgres_api_cpu_ms'])} ms (sequential, after)",
+                    "",
+                ),
+            ]
     for name in ("throughput", "latency", "handoff", "scale", "tooling", "reads"):
         r = results.get(name)
         if r and "error" in r:

@@ -24,6 +24,10 @@ FIGURES = (
     "board_p99_ms",
     "board_postgres_p99_ms",
     "board_ratio_p99",
+    "latest_api_cpu_ms",
+    "latest_postgres_api_cpu_ms",
+    "board_api_cpu_ms",
+    "board_postgres_api_cpu_ms",
 )
 
 
