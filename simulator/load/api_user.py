@@ -44,9 +44,10 @@ class ReaderUser(FastHttpUser):
     devices_seen: ClassVar[set[str]] = set()
     _instances: ClassVar[int] = 0
 
-    # Fail fast instead of queueing behind a stalled API.
-    connection_timeout = 5.0
-    network_timeout = 10.0
+    # A slow answer is a latency (it counts in the percentiles), a stalled API a
+    # failure: generous enough for a loaded 2-core machine, short of a hang.
+    connection_timeout = 10.0
+    network_timeout = 30.0
 
     def wait_time(self) -> float:
         return constant_throughput(self.rate_per_user)(self)
