@@ -19,6 +19,10 @@ Sources (``--target``):
               ARNs; the secrets are read from Secrets Manager.
 ``FILE``      a JSON file: a ``state.json`` of ``tap local up``, a ``terraform output
               -json`` file, or a target written by :meth:`Target.to_json`.
+
+The read API's base URL (``api_url``, issue 13) comes from ``tap local up``'s
+``state.json`` (its ``api`` component), else ``TAP_API_URL``; ``tap load --api-url``
+overrides it (a deployed stack's internal load balancer).
 """
 
 from __future__ import annotations
