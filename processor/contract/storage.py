@@ -113,6 +113,13 @@ REDIS_ANOMALY_STREAM: Final = f"{REDIS_PREFIX}:anomalies"
 REDIS_LAST_SEEN: Final = f"{REDIS_PREFIX}:last_seen"
 
 
+def redis_line_devices_key(facility: str, line: str) -> str:
+    """Sorted set: the devices of one production line -> last event time (epoch ms), so
+    a line's board reads that line's latest hashes only. ``/`` separates the two names
+    because neither may contain it (:mod:`processor.contract.record`'s name pattern)."""
+    return f"{REDIS_PREFIX}:line-devices:{facility}/{line}"
+
+
 class LatestField(enum.StrEnum):
     """The fields of the latest-reading hash (:func:`redis_latest_key`), in the order
     the processor writes them (:data:`REDIS_LATEST_FIELDS`). Every value is a string;
@@ -289,12 +296,14 @@ API_READER_TABLE_PRIVILEGES: Final[dict[str, frozenset[str]]] = {
 REDIS_API_READER_USER: Final = "tap-api-reader"
 
 #: Key patterns the API's Redis user may read: the serving cache only (latest
-#: readings, windows, the anomaly stream, last seen), not detector or silence state.
+#: readings, windows, the anomaly stream, last seen, the lines' device sets), not
+#: detector or silence state.
 REDIS_API_READER_KEY_PATTERNS: Final[tuple[str, ...]] = (
     redis_latest_key("*"),
     redis_window_key("*"),
     REDIS_ANOMALY_STREAM,
     REDIS_LAST_SEEN,
+    redis_line_devices_key("*", "*"),
 )
 
 

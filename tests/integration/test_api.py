@@ -210,6 +210,33 @@ def test_devices_filters_and_pages_the_same_from_both_sources(plant: Plant) -> N
         assert seen == ["a1", "a2", "a3", "b1", "b2"]
 
 
+def _hgetall_calls(redis: RedisServer) -> int:
+    admin = redis.client()
+    try:
+        stats = admin.info("commandstats").get("cmdstat_hgetall", {})
+        return int(stats.get("calls", 0))
+    finally:
+        admin.close()
+
+
+def test_a_lines_board_reads_only_that_lines_devices_from_redis(
+    plant: Plant, clean_redis: RedisServer
+) -> None:
+    """The board of a line is the API's most frequent request: it must cost the line's
+    devices, not the plant's (it read every device's hash, then filtered: 25 times
+    the CPU of PostgreSQL at 2,000 devices, docs/BENCHMARKS.md "Issue 13")."""
+    plant.writer.write(
+        [PlantWriter.reading("a1", 1, NOW, 1.0, facility="fac1", line="l01")]
+        + [PlantWriter.reading(f"z{i:02d}", 1, NOW, 1.0, facility="fac2", line="l09")
+           for i in range(30)]
+    )  # fmt: skip
+    before = _hgetall_calls(clean_redis)
+    answer = plant.get("/devices", facility="fac1", line="l01").json()
+    assert answer["source"] == "redis"
+    assert [d["device_id"] for d in answer["devices"]] == ["a1"]
+    assert _hgetall_calls(clean_redis) - before == 1
+
+
 # --- readings ---------------------------------------------------------------------------
 
 
