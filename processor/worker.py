@@ -61,7 +61,7 @@ from processor.kinesis_source import (
     backoff_delay,
 )
 from processor.observability import Metrics
-from processor.postgres_store import (
+from processor.postgres import (
     LeaseLost,
     PostgresStore,
     StoreError,
