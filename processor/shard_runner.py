@@ -31,6 +31,7 @@ from processor.contract.environment import ProcessorSettings
 from processor.contract.record import ValidationLimits
 from processor.core.batch import committed_part, process_records
 from processor.core.detection import DetectorBank, DetectorConfig
+from processor.core.leases import ShardInfo
 from processor.core.model import LeaseToken, ProcessedBatch
 from processor.core.overrides import DetectorOverrides
 from processor.core.silence import SilenceConfig, SilenceTracker, fetch_progress
@@ -38,7 +39,6 @@ from processor.error_kinds import ErrorKind, classify
 from processor.kinesis_source import (
     FetchResult,
     KinesisSource,
-    ShardInfo,
     ShardReader,
     backoff_delay,
 )
@@ -462,7 +462,7 @@ class ShardRunner(threading.Thread):
         if self._silence_loaded:
             return
         info = self.context.host.shard_info(self.shard_id)
-        parents = info.parents if info is not None else ()
+        parents = info.parent_shard_ids if info is not None else ()
         saved = self.context.cache.load_silence_registry([self.shard_id, *parents])
         if saved is None:
             return

@@ -44,16 +44,11 @@ from typing import Any, Final
 from processor.contract.environment import ProcessorSettings
 from processor.contract.record import DEFAULT_LIMITS
 from processor.core.detection import DetectorConfig
-from processor.core.leases import LeaseRow as PlannerLease
-from processor.core.leases import ShardInfo as PlannerShard
-from processor.core.leases import plan_leases, start_position
+from processor.core.leases import ShardInfo, plan_leases, start_position
 from processor.core.model import LeaseToken
 from processor.detector_overrides import OverridesRefresher
 from processor.health import HealthServer
-from processor.kinesis_source import (
-    KinesisSource,
-    ShardInfo,
-)
+from processor.kinesis_source import KinesisSource
 from processor.observability import Metrics
 from processor.postgres import (
     PostgresStore,
@@ -355,9 +350,9 @@ class Worker:
             for row in self.store.list_leases()
         }
         changed = [
-            (s.shard_id, list(s.parents), s.adjacent_parent_shard_id)
+            (s.shard_id, list(s.parent_shard_ids), s.adjacent_parent_shard_id)
             for s in shards
-            if known.get(s.shard_id) != (s.parents, s.adjacent_parent_shard_id)
+            if known.get(s.shard_id) != (s.parent_shard_ids, s.adjacent_parent_shard_id)
         ]
         if changed:
             self.store.sync_shards(changed)
@@ -370,26 +365,16 @@ class Worker:
         rows = self.store.list_leases()
         live = self.store.live_workers(self.settings.lease_duration_s)
         self.status.live_workers = len(live)
-        db_now = rows[0].db_now if rows else datetime.now(UTC)
+        # Rows read from the table carry the database clock; none yet: ours.
+        db_now = (rows[0].db_now if rows else None) or datetime.now(UTC)
         runners = self.runners()
-        planner_rows = [
-            PlannerLease(
-                shard_id=row.shard_id,
-                owner=row.owner,
-                expires_at=row.expires_at,
-                fencing=row.fencing,
-                checkpoint=row.checkpoint,
-                finished=row.finished,
-            )
-            for row in rows
-        ]
         with self._runners_lock:
             for lease in rows:
                 if lease.held and lease.owner != self.me:
                     self._pending_since.pop(lease.shard_id, None)  # a peer reads it now
         plan = plan_leases(
-            [PlannerShard(s.shard_id, s.parents) for s in self._shards],
-            planner_rows,
+            self._shards,
+            rows,
             live,
             self.me,
             db_now,
@@ -419,10 +404,10 @@ class Worker:
                 continue
             checkpoint = self.store.checkpoint_of(acquire.shard_id)
             # LATEST only for a parentless shard never read before (issue 10 item 6).
-            info = next((s for s in self._shards if s.shard_id == acquire.shard_id), None)
+            info = self.shard_info(acquire.shard_id)
             position = start_position(
                 self.settings.initial_position,
-                parents=info.parents if info is not None else ("unknown",),
+                parents=info.parent_shard_ids if info is not None else ("unknown",),
                 fencing=token.fencing,
                 checkpoint=checkpoint,
             )

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Final
 
 import psycopg
@@ -26,6 +24,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from processor.contract.storage import SHARD_LEASES_TABLE, WORKERS_TABLE
+from processor.core.leases import LeaseRow
 from processor.core.model import LeaseToken
 from processor.postgres.connection import PooledConnections
 from processor.postgres.identifiers import table_identifier as _table
@@ -35,30 +34,6 @@ log = logging.getLogger(__name__)
 #: How long taking a lease waits for a row lock before leaving the shard for the next
 #: planning round (see ``try_acquire``).
 LEASE_LOCK_TIMEOUT: Final = sql.Literal("100ms")
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseRow:
-    """A row of ``tap.shard_leases`` as read, with the database's clock."""
-
-    shard_id: str
-    parent_shard_ids: tuple[str, ...]
-    adjacent_parent: str | None
-    owner: str | None
-    expires_at: datetime | None
-    fencing: int
-    checkpoint: str | None
-    finished: bool
-    updated_at: datetime
-    #: ``now()`` of the database when the row was read: compare expiry with this.
-    db_now: datetime
-
-    @property
-    def held(self) -> bool:
-        """Owned and not expired (by the database clock)."""
-        return (
-            self.owner is not None and self.expires_at is not None and self.expires_at > self.db_now
-        )
 
 
 #: What :meth:`LeaseStore.sync_shards` takes: (shard_id, parent_shard_ids, adjacent_parent).
