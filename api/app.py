@@ -53,7 +53,7 @@ from api.redis_reads import STREAM_BLOCK_MS, CacheUnavailable, RedisReader
 from processor.contract.anomaly import AnomalyType, Severity
 from processor.contract.api_environment import ApiSettings
 from processor.contract.record import DEVICE_ID_PATTERN, SensorType
-from processor.postgres_store import DbTarget, PgConnector, PostgresStore, StoreError
+from processor.postgres import DbTarget, PgConnector, PostgresStore, StoreError
 from processor.redis_cache import anomaly_identity
 from processor.secrets import SecretsProvider
 

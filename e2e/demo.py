@@ -257,8 +257,9 @@ def _verify(
 
     from e2e.report import latency_summary, per_second, write_png
     from e2e.verify import compare, redis_latest_mismatches, wait_until
-    from processor import postgres_queries
     from processor.contract.storage import READINGS_TABLE
+    from processor.postgres import reads
+    from processor.postgres.identifiers import table_identifier
     from simulator.scoring import score
 
     view = pipeline.view
@@ -272,7 +273,7 @@ def _verify(
             sql.SQL(
                 "SELECT device_id, seq, extract(epoch FROM processed_at)::float8,"
                 " (extract(epoch FROM processed_at - event_ts) * 1000)::float8 FROM {}"
-            ).format(postgres_queries.table_identifier(READINGS_TABLE))
+            ).format(table_identifier(READINGS_TABLE))
         ).fetchall()
     )
     pg_latencies = [ms for device, seq, _, ms in rows if (device, seq) not in burst_keys]
@@ -295,8 +296,7 @@ def _verify(
 
     # Anomalies: what the processors stored, scored against the fleet's labels.
     detections = [
-        (a.device_id, a.seq, a.anomaly_type, a.event_ts)
-        for a in view._run(postgres_queries.anomalies)
+        (a.device_id, a.seq, a.anomaly_type, a.event_ts) for a in view._run(reads.anomalies)
     ]
     score_report = score(detections, labels)
     scored = score_report.as_dict()

@@ -38,7 +38,6 @@ from typing import Any, Final
 
 from psycopg import sql
 
-from processor import postgres_queries
 from processor.contract.record import Reading, SensorType, encode_reading
 from processor.contract.storage import (
     READINGS_TABLE,
@@ -47,6 +46,8 @@ from processor.contract.storage import (
     redis_latest_key,
 )
 from processor.core.model import AcceptedReading
+from processor.postgres import reads
+from processor.postgres.identifiers import table_identifier
 
 #: Kinesis PutRecords takes at most 500 records per call.
 PUT_RECORDS_MAX: Final = 500
@@ -203,7 +204,7 @@ def send_paced(
 # --- reading back ---------------------------------------------------------------------
 
 
-_LEASES: Final = postgres_queries.table_identifier(SHARD_LEASES_TABLE)
+_LEASES: Final = table_identifier(SHARD_LEASES_TABLE)
 
 
 class StoreView:
@@ -243,21 +244,21 @@ class StoreView:
     def stored_keys(self) -> set[Key]:
         if not self.schema_ready():
             return set()
-        return set(self._run(postgres_queries.stored_keys))
+        return set(self._run(reads.stored_keys))
 
     def duplicate_keys(self) -> list[tuple[str, int, int]]:
-        return list(self._run(postgres_queries.duplicate_keys))
+        return list(self._run(reads.duplicate_keys))
 
     def count_readings(self) -> int:
-        return int(self._run(postgres_queries.count_readings)) if self.schema_ready() else 0
+        return int(self._run(reads.count_readings)) if self.schema_ready() else 0
 
     def dead_letters_by_reason(self) -> dict[str, int]:
         if not self.schema_ready():
             return {}
-        return dict(self._run(postgres_queries.dead_letters_by_reason))
+        return dict(self._run(reads.dead_letters_by_reason))
 
     def latest_per_device(self) -> dict[str, AcceptedReading]:
-        return dict(self._run(postgres_queries.latest_per_device))
+        return dict(self._run(reads.latest_per_device))
 
     def leases(self) -> list[tuple[str, str | None, int, bool, str | None]]:
         """(shard_id, owner, fencing, finished, checkpoint) of every lease row."""
@@ -292,7 +293,7 @@ class StoreView:
                 sql.SQL(
                     "SELECT shard_id, min(processed_at), max(processed_at)"
                     " FROM {} GROUP BY shard_id"
-                ).format(postgres_queries.table_identifier(READINGS_TABLE))
+                ).format(table_identifier(READINGS_TABLE))
             ).fetchall()
         )
         return {shard: (first, last) for shard, first, last in rows}

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from processor.contract.storage import APP_ROLE
 from processor.migrate_command import CLONE_SUFFIX, migrate_and_provision
-from processor.postgres_store import DbTarget
+from processor.postgres import DbTarget
 from processor.secrets import SecretsProvider
 
 if TYPE_CHECKING:

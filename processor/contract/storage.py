@@ -5,7 +5,7 @@ Every table of schema :data:`PG_SCHEMA` (:data:`TABLES`), every column order a
 reader or writer depends on, every Redis key pattern and every Redis hash and
 stream field is named here once; ``tests/unit/test_storage_names.py`` fails when a
 ``tap.`` table name or a Redis field is written as a literal anywhere else (the SQL
-migrations excepted), and ``tests/integration/test_postgres_store.py`` compares
+migrations excepted), and ``tests/integration/test_postgres.py`` compares
 this module with the schema the migrations create.
 """
 

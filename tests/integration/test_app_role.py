@@ -23,7 +23,6 @@ import pytest
 
 from e2e.fixtures import FreshDatabase
 from e2e.services import LocalServices
-from processor import postgres_queries
 from processor.contract import storage
 from processor.contract.record import Reading, RejectReason, SensorType
 from processor.core.model import (
@@ -35,13 +34,14 @@ from processor.core.model import (
     Severity,
 )
 from processor.migrate_command import migrate_and_provision
-from processor.postgres_store import (
+from processor.postgres import (
     DbTarget,
     MigrationError,
     PgConnector,
     PostgresStore,
     SchemaBehind,
     load_migrations,
+    reads,
 )
 from processor.secrets import SecretsProvider
 
@@ -266,7 +266,7 @@ def test_app_role_runs_every_store_operation(app_db: AppDatabase) -> None:
     assert store.stored_keys() == {("d1", 1)}
     assert store.count_readings() == 1
     assert store.count_dead_letters() == 1
-    assert len(store.run_query(postgres_queries.anomalies)) == 1
+    assert len(store.run_query(reads.anomalies)) == 1
     # The partitions made for the app role belong to the owner, not to the app role.
     with app_db.db.admin_connection() as admin:
         owners = admin.execute(
