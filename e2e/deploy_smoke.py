@@ -5,7 +5,7 @@ Steps (each logged in one run folder):
 
 1. synthesize the stack as the real entry point (``main.py``) configures it, in a
    subprocess so the ~600 MB jsii runtime never lives in the caller's process, from
-   the one synth per source tree (e2e/local/stack_synth.py), or take an already
+   the one synth per source tree (local_pipeline/stack_synth.py), or take an already
    synthesized ``cdk.tf.json``; either is copied into the run folder;
 2. write ``deploy_smoke_override.tf.json`` beside it: the provider's ``endpoints``
    for every AWS service the stack uses (derived from its resource and data types),
@@ -42,13 +42,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from e2e.local.stack_synth import SynthError, smoke_request, synthesized
-from e2e.services.aws_emulator import (
-    DUMMY_ACCESS_KEY_ID,
-    DUMMY_SECRET_ACCESS_KEY,
-    MotoServer,
-    emulator_client,
-)
 from e2e.terraform import (
     Terraform,
     TerraformError,
@@ -58,6 +51,13 @@ from e2e.terraform import (
     write_cli_config,
 )
 from lib.synthesized import stack_file
+from local_pipeline.services.aws_emulator import (
+    DUMMY_ACCESS_KEY_ID,
+    DUMMY_SECRET_ACCESS_KEY,
+    MotoServer,
+    emulator_client,
+)
+from local_pipeline.stack_synth import SynthError, smoke_request, synthesized
 from processor.contract import stack_outputs as out
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
@@ -289,9 +289,9 @@ def synthesize(
     timeout: float = 900,
 ) -> Path:
     """The stack folder of ``main.py``'s synth with the smoke's environment
-    (:func:`e2e.local.stack_synth.smoke_environment`); returns the stack folder.
+    (:func:`local_pipeline.stack_synth.smoke_environment`); returns the stack folder.
 
-    From the one synth per source tree (:mod:`e2e.local.stack_synth`, a subprocess
+    From the one synth per source tree (:mod:`local_pipeline.stack_synth`, a subprocess
     on purpose: the provider bindings cost ~600 MB and must not be imported next to
     locust or the e2e fixtures): the test smoke's configuration is one of the
     standard ones, so a fresh clone imports the bindings once for it, the stack

@@ -28,21 +28,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from e2e.local.stack_synth import (
+from lib.synthesized import REFERENCE, SynthesizedStack, stack_file
+from local_pipeline.stack_synth import (
     LOCAL_SUFFIX,
     SynthError,
     local_request,
     synthesized,
 )
-from lib.synthesized import REFERENCE, SynthesizedStack, stack_file
 from processor.contract.environment import VARIABLES_BY_NAME, ProcessorSettings
 
 if TYPE_CHECKING:
-    from e2e.services.local_stack import LocalServices
-    from e2e.services.postgres import PostgresServer
-    from e2e.services.redis import RedisServer
+    from local_pipeline.services.local_stack import LocalServices
+    from local_pipeline.services.postgres import PostgresServer
+    from local_pipeline.services.redis import RedisServer
 
-REPO_ROOT: Final = Path(__file__).resolve().parents[2]
+REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 
 #: Kinesis on-demand streams have no shard count in the stack; locally we need one.
 #: Four is what on-demand starts with (4 MiB/s write capacity) on AWS.
@@ -61,7 +61,7 @@ LOCAL_OVERRIDES: Final[Mapping[str, str]] = {
     "TAP_DB_HOST": "the RDS endpoint -> the local PostgreSQL's loopback address",
     "TAP_DB_PORT": "the local PostgreSQL listens on a free port, not 5432",
     "TAP_DB_SECRET_ARN": "the application role's secret -> its local counterpart in moto "
-    "(made by e2e/services/app_role.py after migrating with the owner's secret)",
+    "(made by local_pipeline/services/app_role.py after migrating with the owner's secret)",
     "TAP_DB_CA_BUNDLE": "the RDS CA bundle in the image -> the run's generated CA",
     "TAP_REDIS_HOST": "the ElastiCache endpoint -> the local Redis's loopback address",
     "TAP_REDIS_PORT": "the local Redis listens on a free port, not 6379",
@@ -115,7 +115,7 @@ def synthesize(
 ) -> Path:
     """``cdk.tf.json`` of the stack synthesized with ``ENVIRONMENT_SUFFIX=suffix``.
 
-    From the one synth per source tree (:mod:`e2e.local.stack_synth`): the first
+    From the one synth per source tree (:mod:`local_pipeline.stack_synth`): the first
     caller synthesizes every standard configuration in one process (the provider
     bindings cost ~600 MB and 27-68 s of CPU, and jsii must never share a process
     with Locust's gevent), cached by sources, clone path and configuration; later
@@ -355,7 +355,7 @@ class LocalStackResources:
     def processor_environment(
         self, worker_id: str, *, health_port: int | None = None
     ) -> dict[str, str]:
-        from e2e.services.network import free_port
+        from local_pipeline.services.network import free_port
 
         db = self.postgres or self.services.postgres
         cache = self.redis or self.services.redis
@@ -398,17 +398,17 @@ class LocalStackResources:
 
 class SupervisedProcessor:
     """One ``python -m processor`` with the synthesized environment, as a component
-    of :class:`e2e.local.supervisor.LocalStackSupervisor` (restarted when it dies)."""
+    of :class:`local_pipeline.supervisor.LocalStackSupervisor` (restarted when it dies)."""
 
     def __init__(self, stack: LocalStackResources, name: str, log_dir: Path) -> None:
         self.stack = stack
         self.name = name
         self.log_dir = log_dir
-        self.process: Any = None  # e2e.verify.ProcessorProcess
+        self.process: Any = None  # local_pipeline.processes.ProcessorProcess
         self.environment: dict[str, str] = {}
 
     def start(self) -> None:
-        from e2e.verify import ProcessorProcess
+        from local_pipeline.processes import ProcessorProcess
 
         self.environment = self.stack.processor_environment(self.name)
         self.process = ProcessorProcess.start(
@@ -512,7 +512,7 @@ class LazyProcessor(SupervisedProcessor):
 def processor_components(services: LocalServices, count: int, *, log: Any = None) -> list[Any]:
     """``[stack, processor-1, ..., processor-N, api]`` for ``tap local up --processors
     N``: the read API last, once the processors have migrated the database."""
-    from e2e.local.api_component import ApiComponent
+    from local_pipeline.api_component import ApiComponent
 
     stack = StackComponent(services, log=log)
     processors = [LazyProcessor(stack, name, services.logs_dir) for name in processor_names(count)]

@@ -6,7 +6,7 @@ cached, 68 s without; the synth of one stack is a few seconds of jsii): the stac
 tests, the local stack (``tap local up``, the e2e suite, ``tap demo``) and the deploy
 smoke each paid it, so a fresh clone's ``make test`` imported them three times. Now
 the first of them to need a synth makes all of :func:`standard_requests` in one
-``python -m e2e.local.stack_synth`` process, into a cache folder keyed by the
+``python -m local_pipeline.stack_synth`` process, into a cache folder keyed by the
 sources, the clone's path and the configurations (:func:`bundle_key`); the others
 wait on the cache's lock and read their folder. A configuration outside the standard
 set (another suffix, another ``TAP_*`` knob) gets a bundle of its own, with its own
@@ -39,7 +39,7 @@ from typing import Final
 from lib.config import ConfigError, StackConfig
 from lib.synthesized import DEFAULT_STACK, stack_file
 
-REPO_ROOT: Final = Path(__file__).resolve().parents[2]
+REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 
 #: Packages whose version changes the synthesized JSON.
 SYNTH_PACKAGES: Final = ("cdktf", "cdktf-cdktf-provider-aws", "constructs", "jsii")
@@ -234,7 +234,7 @@ def _run_synth(
     env = dict(environ)
     env.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     done = subprocess.run(
-        [sys.executable, "-m", "e2e.local.stack_synth", str(spec), str(staging)],
+        [sys.executable, "-m", "local_pipeline.stack_synth", str(spec), str(staging)],
         cwd=root,
         env=env,
         capture_output=True,

@@ -1,7 +1,7 @@
 """``tap load``: the simulator's Locust campaign (:mod:`simulator.load.cli`), with
 ``--target fresh`` composed here.
 
-A fresh target is a throwaway local pipeline: the local servers (e2e.services), a
+A fresh target is a throwaway local pipeline: the local servers (local_pipeline.services), a
 stream, N ``python -m processor`` processes configured exactly as the tests configure
 them, and the campaign :class:`Target` pointing at it all. It is composed at the CLI
 because the simulator may not import the harness (the import rules in pyproject.toml;
@@ -38,8 +38,8 @@ def fresh_local_pipeline(
     keep: bool = False,
     log: Any = print,
 ) -> Iterator[Target]:
-    from e2e.services.local_stack import LocalServices
     from e2e.verify import ProcessorCluster
+    from local_pipeline.services.local_stack import LocalServices
 
     run_dir = Path(tempfile.mkdtemp(prefix=f"tap-load-{time.strftime('%Y%m%d-%H%M%S')}-"))
     run_dir.chmod(0o755)  # PostgreSQL may run as another user (see e2e.fixtures)

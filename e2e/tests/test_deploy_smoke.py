@@ -34,13 +34,13 @@ from e2e.deploy_smoke import (
     stack_suffix,
     unmarked_occurrences,
 )
-from e2e.local.stack_synth import (
+from e2e.terraform import find_provider_mirror, terraform_binary
+from local_pipeline.stack_synth import (
     SMOKE_ALARM_EMAIL,
     SMOKE_ALARM_URL,
     SMOKE_EXTRA_ENV,
     SMOKE_SUFFIX,
 )
-from e2e.terraform import find_provider_mirror, terraform_binary
 
 pytestmark = [pytest.mark.e2e]
 

@@ -30,8 +30,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from e2e.services.app_role import ApplicationLogins
-from e2e.services.aws_emulator import (
+from local_pipeline.services.app_role import ApplicationLogins
+from local_pipeline.services.aws_emulator import (
     DUMMY_ACCESS_KEY_ID,
     DUMMY_SECRET_ACCESS_KEY,
     REGION,
@@ -39,16 +39,20 @@ from e2e.services.aws_emulator import (
     MotoServer,
     emulator_client,
 )
-from e2e.services.kinesis_emulator import KINESIS_EMULATOR_ENV, Kinesalite, KinesisEmulatorKind
-from e2e.services.network import free_port
-from e2e.services.postgres import (
+from local_pipeline.services.kinesis_emulator import (
+    KINESIS_EMULATOR_ENV,
+    Kinesalite,
+    KinesisEmulatorKind,
+)
+from local_pipeline.services.network import free_port
+from local_pipeline.services.postgres import (
     PG_DSN_ENV,
     PostgresServer,
     RestartNotSupported,
     create_postgres,
 )
-from e2e.services.redis import REDIS_URL_ENV, RedisServer, create_redis
-from e2e.services.tls import RunCertificates
+from local_pipeline.services.redis import REDIS_URL_ENV, RedisServer, create_redis
+from local_pipeline.services.tls import RunCertificates
 from processor.contract.environment import TASK_VARIABLES, ProcessorSettings
 
 #: The names of the services, in start order (stop is the reverse).

@@ -1,5 +1,5 @@
 """The stack tests' two stacks, from the one synth per source tree
-(:mod:`e2e.local.stack_synth`): the first session of a fresh clone that needs a
+(:mod:`local_pipeline.stack_synth`): the first session of a fresh clone that needs a
 synth (these tests, the local stack, the deploy smoke) imports the provider bindings
 once for all of them, in a subprocess; the result is cached outside the repository,
 keyed by the sources, the clone's path and the configurations
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from stack_support import Synth
 
-from e2e.local.stack_synth import TEST_PRODUCTION_STACK, stack_tests_request, synthesized
 from lib.synthesized import DEFAULT_STACK, SynthesizedStack, stack_file
+from local_pipeline.stack_synth import TEST_PRODUCTION_STACK, stack_tests_request, synthesized
 
 
 @pytest.hookimpl(tryfirst=True)

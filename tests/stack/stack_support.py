@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e.local.stack_synth import TEST_DEFAULT_CONFIG, TEST_PRODUCTION_CONFIG
 from lib.synthesized import SynthesizedStack
+from local_pipeline.stack_synth import TEST_DEFAULT_CONFIG, TEST_PRODUCTION_CONFIG
 
 #: What ``make synth`` produces, with a test suffix (defined with every other
 #: configuration the project synthesizes, so one process synthesizes them all).

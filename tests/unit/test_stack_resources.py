@@ -1,5 +1,5 @@
 """Local processors get the synthesized task definition's environment unchanged,
-except the documented local overrides (e2e/local/stack_resources.py).
+except the documented local overrides (local_pipeline/stack_resources.py).
 
 Runs on a document shaped like ``cdk.tf.json`` (no cdktf import, milliseconds) and,
 when a synthesized stack is at hand (``TAP_STACK_OUT``, ``cdktf.out/`` or the synth
@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from e2e.local.stack_resources import (
+from lib.synthesized import DEFAULT_STACK as DEFAULT_STACK_ID
+from lib.synthesized import SynthesizedStack, stack_file
+from local_pipeline.stack_resources import (
     ADDED_VARIABLES,
     CONDITIONAL_OVERRIDES,
     LOCAL_OVERRIDES,
@@ -24,7 +26,7 @@ from e2e.local.stack_resources import (
     changed_variables,
     local_environment,
 )
-from e2e.local.stack_synth import (
+from local_pipeline.stack_synth import (
     TEST_DEFAULT_CONFIG,
     SynthRequest,
     bundle_key,
@@ -34,8 +36,6 @@ from e2e.local.stack_synth import (
     stack_tests_request,
     standard_requests,
 )
-from lib.synthesized import DEFAULT_STACK as DEFAULT_STACK_ID
-from lib.synthesized import SynthesizedStack, stack_file
 from processor.contract.environment import TASK_VARIABLES, ProcessorSettings
 
 REPO = Path(__file__).resolve().parents[2]
