@@ -91,3 +91,14 @@ def test_every_env_caches_bytecode_outside_the_clone() -> None:
         if section.startswith("testenv:") and "set_env" in tox[section]:
             assert "{[testenv]set_env}" in tox[section]["set_env"], section
             assert "PYTHONDONTWRITEBYTECODE" not in tox[section]["set_env"], section
+
+
+def test_the_type_env_checks_every_package_of_the_import_rules() -> None:
+    # A package moved or added (local_pipeline/ from e2e/) must not fall out of mypy.
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"][
+        "root_packages"
+    ]
+    checked = _tox()["testenv:type"]["commands"].split()
+    assert set(packages) <= set(checked), set(packages) - set(checked)
