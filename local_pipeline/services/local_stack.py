@@ -76,6 +76,15 @@ def _env_name(attribute: str) -> str:
     return _VARIABLE_OF_ATTRIBUTE[attribute]
 
 
+#: The task variables this hand-built environment sets that are not a connection to
+#: a local server or a per-run name; everything else is the contract's default.
+#: Together they equal the synthesized task environment apart from the local stack's
+#: overrides (tests/unit/test_stack_resources.py,
+#: ``test_the_hand_built_environment_equals_the_synthesized_one``), so a processor
+#: started here runs as the one ``LocalPipeline`` starts from the stack does.
+CONTRACT_TASK_VALUES: Final[Mapping[str, str]] = {"aws_region": REGION}
+
+
 class LocalServices:
     """The four local servers of one run; each starts the first time it is used.
 
@@ -391,9 +400,8 @@ class LocalServices:
         """
         db, cache = postgres or self.postgres, redis or self.redis
         values: dict[str, Any] = {
+            **CONTRACT_TASK_VALUES,
             "stream_name": stream_name,
-            "aws_region": REGION,
-            "environment": "local",
             "db_host": db.host,
             "db_port": db.port,
             "db_name": db.database,

@@ -16,6 +16,7 @@ import pytest
 
 from lib.synthesized import DEFAULT_STACK as DEFAULT_STACK_ID
 from lib.synthesized import SynthesizedStack, stack_file
+from local_pipeline.services.local_stack import CONTRACT_TASK_VALUES
 from local_pipeline.stack_resources import (
     ADDED_VARIABLES,
     CONDITIONAL_OVERRIDES,
@@ -36,7 +37,7 @@ from local_pipeline.stack_synth import (
     stack_tests_request,
     standard_requests,
 )
-from processor.contract.environment import TASK_VARIABLES, ProcessorSettings
+from processor.contract.environment import TASK_VARIABLES, VARIABLES_BY_NAME, ProcessorSettings
 
 REPO = Path(__file__).resolve().parents[2]
 STREAM = "aws_kinesis_stream.ingestion_stream_1"
@@ -254,3 +255,21 @@ def test_synth_key_differs_between_two_clones_with_the_same_sources(tmp_path: Pa
     # from the shared cache: CI's clone once read a worktree's state path.
     keys = [bundle_key([local_request({})], _tree(tmp_path / clone)) for clone in ("one", "two")]
     assert keys[0] != keys[1]
+
+
+def test_the_hand_built_environment_equals_the_synthesized_one(tmp_path: Path) -> None:
+    # Two ways build a processor's environment: the local stack's processors get the
+    # synthesized task environment (LocalStackResources); the integration tests',
+    # `tap bench`'s and `tap load --target fresh`'s get LocalServices'
+    # processor_environment, built from the contract (a synth per test would be too
+    # slow). Apart from the local overrides and each run's own stream and database,
+    # the two must hold the same values, on the model document and on the real synth.
+    per_run = {"TAP_STREAM_NAME", "TAP_DB_NAME"}
+    local = set(LOCAL_OVERRIDES) | set(CONDITIONAL_OVERRIDES) | per_run
+    for resources in _stacks(tmp_path):
+        for name, value in resources.task_environment.items():
+            if name in local:
+                continue
+            variable = VARIABLES_BY_NAME[name]
+            hand_built = CONTRACT_TASK_VALUES.get(variable.attribute, variable.default)
+            assert hand_built == value, (name, hand_built, value, resources.stack_path)
