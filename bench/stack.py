@@ -24,8 +24,8 @@ from typing import Any, Final
 
 import psycopg
 
-from e2e.services.local_stack import LocalServices
-from e2e.services.postgres import LocalPostgres, PostgresServer, find_system_bin_dir
+from local_pipeline.services.local_stack import LocalServices
+from local_pipeline.services.postgres import LocalPostgres, PostgresServer, find_system_bin_dir
 from processor.contract.environment import TASK_VARIABLES, ProcessorSettings
 from processor.postgres import DbTarget, PgConnector, PostgresStore
 from processor.secrets import SecretsProvider

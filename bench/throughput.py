@@ -39,7 +39,7 @@ from psycopg import sql
 
 from bench.machine import LoadWindow
 from bench.stack import BenchStack
-from e2e.services.postgres import PostgresServer
+from local_pipeline.services.postgres import PostgresServer
 from processor.contract.environment import VARIABLES_BY_NAME
 from processor.contract.record import DEFAULT_LIMITS, Reading, decode_reading
 from processor.contract.storage import (

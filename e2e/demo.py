@@ -407,8 +407,8 @@ def _verify(
 def _keep_running(pipeline: Any) -> None:
     """--keep: leave everything up until Ctrl-C (the servers die with this process),
     with the read API serving the plant board over the demo's data (issue 13)."""
-    from e2e.local.api_component import ApiComponent
-    from e2e.local.state import write_state
+    from local_pipeline.api_component import ApiComponent
+    from local_pipeline.state import write_state
 
     api = ApiComponent(pipeline.services, pipeline.logs_dir)
     try:

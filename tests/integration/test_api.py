@@ -3,7 +3,7 @@ Redis first with PostgreSQL behind it (fresh, stale, missing, down, bypassed), t
 422s naming their parameter, the anomaly stream, and partition pruning (EXPLAIN).
 
 Data is written by the processor's own edges (:class:`e2e.plant_writer.PlantWriter`);
-the API reads with its read-only logins (:mod:`e2e.services.api_reader`)."""
+the API reads with its read-only logins (:mod:`local_pipeline.services.api_reader`)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import pytest
 from api import postgres_reads
 from e2e.fixtures import FreshDatabase
 from e2e.plant_writer import PlantWriter
-from e2e.services import LocalServices, RedisServer
-from e2e.services.api_reader import ApiThread, api_environment
+from local_pipeline.services import LocalServices, RedisServer
+from local_pipeline.services.api_reader import ApiThread, api_environment
 from processor.contract.environment import ProcessorSettings
 from processor.contract.record import RejectReason, SensorType
 from processor.contract.storage import REDIS_ANOMALY_STREAM

@@ -2,7 +2,8 @@
 
 The processor used to connect as the owner of its tables, who can disable the
 append-only triggers. Now migrations run with the owner's secret
-(``python -m processor migrate``; locally :class:`e2e.services.app_role.ApplicationLogins`)
+(``python -m processor migrate``; locally
+:class:`local_pipeline.services.app_role.ApplicationLogins`)
 and the processor logs in as :data:`processor.contract.storage.APP_ROLE`. Asserted:
 the role cannot change, remove or unprotect a compliance row; it can do everything
 the processor does (partitions included); every table has an explicit privilege
@@ -22,7 +23,7 @@ import psycopg
 import pytest
 
 from e2e.fixtures import FreshDatabase
-from e2e.services import LocalServices
+from local_pipeline.services import LocalServices
 from processor.contract import storage
 from processor.contract.record import Reading, RejectReason, SensorType
 from processor.core.model import (

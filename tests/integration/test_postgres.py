@@ -28,7 +28,7 @@ import pytest
 from psycopg import sql
 
 from e2e.fixtures import FreshDatabase
-from e2e.services import LocalServices, PostgresServer
+from local_pipeline.services import LocalServices, PostgresServer
 from processor.contract import storage
 from processor.contract.record import (
     EquipmentStatus,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import trustme
 
-from e2e.services import LocalServices, RedisServer
+from local_pipeline.services import LocalServices, RedisServer
 from processor.contract.environment import ProcessorSettings
 from processor.contract.record import Reading, SensorType
 from processor.contract.storage import (

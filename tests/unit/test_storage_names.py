@@ -26,7 +26,7 @@ from processor.contract import storage
 from processor.postgres import reads
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("lib", "processor", "simulator", "e2e", "bench", "tap_cli", "api")
+PACKAGES = ("lib", "processor", "simulator", "local_pipeline", "e2e", "bench", "tap_cli", "api")
 #: The one place the names may be written.
 CONTRACT_DIR = Path("processor", "contract")
 
