@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 
 from cdktf import App
 
 from lib.config import ConfigError, StackConfig
+from lib.read_api_config import ReadApiConfig
 
 
 def main() -> int:
     app = App()
     try:
         config = StackConfig.from_environ(os.environ, context=app.node.try_get_context)
+        # The read API (TAP_API_*): without a certificate synth stops here, naming it.
+        config = replace(config, read_api=ReadApiConfig.from_environ(os.environ))
     except ConfigError as exc:
         print(f"cdktf synth stopped: {exc}", file=sys.stderr)
         return 2

@@ -11,6 +11,8 @@ from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTag
 from constructs import Construct
 
 from lib.components.account import AccountContext
+from lib.components.api_credentials import ApiDatabaseCredentials
+from lib.components.api_load_balancer import ApiLoadBalancer, ApiLoadBalancerInputs
 from lib.components.cache import Cache, CacheConfig
 from lib.components.database import Database, DatabaseConfig
 from lib.components.ingestion import Ingestion, IngestionConfig
@@ -20,8 +22,10 @@ from lib.components.monitoring import Monitoring, MonitoringConfig
 from lib.components.network import Network, NetworkConfig
 from lib.components.processing import Processing, ProcessingConfig
 from lib.components.producer_access import ProducerAccess, ProducerAccessConfig
-from lib.config import StackConfig, contract_default
+from lib.components.read_api import ReadApi, ReadApiInputs
+from lib.config import ConfigError, StackConfig, contract_default
 from processor.contract import stack_outputs as out
+from processor.contract.api_environment import API_VARIABLES_BY_NAME
 
 
 def default_tags(config: StackConfig) -> dict[str, str]:
@@ -38,6 +42,14 @@ class TapStack(TerraformStack):
     def __init__(self, scope: Construct, config: StackConfig, stack_id: str | None = None) -> None:
         super().__init__(scope, stack_id or config.stack_name)
         self.config = config
+        if config.read_api is None:
+            raise ConfigError(
+                [
+                    "the read API's settings are missing (TAP_API_CERTIFICATE_ARN and the "
+                    "other TAP_API_* variables, lib.read_api_config): main.py reads them"
+                ]
+            )
+        read_api = config.read_api
         naming = config.naming
         AwsProvider(
             self,
@@ -128,6 +140,15 @@ class TapStack(TerraformStack):
             account=account,
             logs=logs,
         )
+        api_db_credentials = ApiDatabaseCredentials(
+            self,
+            "api-credentials",
+            naming=naming,
+            secrets_kms_key_arn=keys.secrets.arn,
+            db_host=database.address,
+            db_port=database.port,
+            db_name=database.db_name,
+        )
         processing = Processing(
             self,
             "processing",
@@ -145,6 +166,7 @@ class TapStack(TerraformStack):
                 readable_secret_arns=[database.app_secret_arn, cache.auth_secret_arn],
                 migration_secret_arn=database.master_secret_arn,
                 app_secret_arn=database.app_secret_arn,
+                api_secret_arn=api_db_credentials.secret_arn,
                 # Keys are the contract's stack-provided variables (processor.contract).
                 environment={
                     "TAP_STREAM_NAME": ingestion.stream_name,
@@ -199,6 +221,62 @@ class TapStack(TerraformStack):
             ),
         )
 
+        api_port = int(API_VARIABLES_BY_NAME["TAP_API_PORT"].default or "8000")
+        api_alb = ApiLoadBalancer(
+            self,
+            "api-alb",
+            config=read_api,
+            inputs=ApiLoadBalancerInputs(
+                naming=naming,
+                vpc_id=network.vpc_id,
+                private_subnet_ids=network.private_subnet_ids,
+                target_port=api_port,
+            ),
+            account=account,
+        )
+        api = ReadApi(
+            self,
+            "api",
+            config=read_api,
+            inputs=ReadApiInputs(
+                naming=naming,
+                cluster_arn=processing.cluster_arn,
+                cluster_name=processing.cluster_name,
+                private_subnet_ids=network.private_subnet_ids,
+                vpc_id=network.vpc_id,
+                endpoint_security_group_id=network.endpoint_security_group_id,
+                s3_prefix_list_id=network.s3_prefix_list_id,
+                redis_security_group_id=cache.security_group_id,
+                redis_port=cache.port,
+                postgres_security_group_id=database.security_group_id,
+                postgres_port=database.port,
+                ecr_kms_key_arn=keys.data.arn,
+                secrets_kms_key_arn=keys.secrets.arn,
+                readable_secret_arns=[api_db_credentials.secret_arn, cache.api_reader_secret_arn],
+                # Keys are the API contract's stack-provided variables.
+                environment={
+                    "AWS_REGION": config.region,
+                    "TAP_ENVIRONMENT": config.environment,
+                    "TAP_DB_HOST": database.address,
+                    "TAP_DB_PORT": str(database.port),
+                    "TAP_DB_NAME": database.db_name,
+                    "TAP_DB_SSLMODE": "verify-full",
+                    "TAP_DB_CA_BUNDLE": contract_default("TAP_DB_CA_BUNDLE"),
+                    "TAP_REDIS_HOST": cache.primary_endpoint,
+                    "TAP_REDIS_PORT": str(cache.port),
+                    "TAP_REDIS_TLS": "true",
+                    "TAP_API_DB_SECRET_ARN": api_db_credentials.secret_arn,
+                    "TAP_API_REDIS_SECRET_ARN": cache.api_reader_secret_arn,
+                    "TAP_API_PORT": str(api_port),
+                },
+                container_port=api_port,
+                load_balancer=api_alb.outputs,
+                alarm_topic_arn=monitoring.topic_arn,
+            ),
+            account=account,
+            logs=logs,
+        )
+
         producers = ProducerAccess(
             self,
             "producers",
@@ -241,6 +319,7 @@ class TapStack(TerraformStack):
                     "redis_engine_log": cache.log_group_names[1],
                     "postgres_postgresql": database.log_group_names[0],
                     "postgres_upgrade": database.log_group_names[1],
+                    "api": api.outputs.log_group_name,
                 },
                 "Every log group of the stack",
             ),
@@ -262,6 +341,28 @@ class TapStack(TerraformStack):
                 "Managed policy: PutRecord(s) on the stream, GenerateDataKey on its key",
             ),
             out.DASHBOARD_NAME: (monitoring.dashboard_name, "CloudWatch dashboard"),
+            out.API_ALB_DNS_NAME: (
+                api_alb.outputs.dns_name,
+                "The read API's internal load balancer (HTTPS + OIDC; plant networks only)",
+            ),
+            out.API_LISTENER_ARN: (api_alb.outputs.listener_arn, "The read API's listener"),
+            out.API_SERVICE_NAME: (api.outputs.service_name, "The read API's ECS service"),
+            out.API_SECURITY_GROUP_ID: (
+                api_alb.outputs.security_group_id,
+                "Security group of the API load balancer (admits TAP_API_PLANT_CIDRS)",
+            ),
+            out.API_ECR_REPOSITORY_URL: (
+                api.outputs.repository_url,
+                "Push the API image (api/Dockerfile) here",
+            ),
+            out.API_DB_SECRET_ARN: (
+                api_db_credentials.secret_arn,
+                "The read API's PostgreSQL login (tap_api_reader), set by the migrate task",
+            ),
+            out.API_REDIS_SECRET_ARN: (
+                cache.api_reader_secret_arn,
+                "The read API's read-only ElastiCache user",
+            ),
         }
         for name, (value, description) in outputs.items():
             TerraformOutput(self, name, value=value, description=description)

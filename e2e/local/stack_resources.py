@@ -120,10 +120,11 @@ def _synth_inputs(root: Path) -> list[Path]:
 def _stack_variables(root: Path, environ: Mapping[str, str]) -> dict[str, str]:
     """The environment variables the stack configuration reads (names taken from
     lib/config.py's text, so a knob added there joins the cache key by itself)."""
-    try:
-        text = (root / "lib" / "config.py").read_text()
-    except OSError:
-        text = ""
+    text = ""
+    # lib/read_api_config.py: the read API's TAP_API_* settings (issue 13, item 3).
+    for source in ("config.py", "read_api_config.py"):
+        path = root / "lib" / source
+        text += path.read_text() if path.is_file() else ""
     names = set(re.findall(r'"((?:TAP|ENVIRONMENT)_[A-Z0-9_]+)"', text))
     names.add("ENVIRONMENT_SUFFIX")
     return {name: environ[name] for name in sorted(names) if name in environ}
@@ -187,6 +188,11 @@ def synthesize(
         return path
     env["ENVIRONMENT_SUFFIX"] = suffix
     env.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    if "TAP_API_CERTIFICATE_ARN" not in env:
+        # The local stack reads the task environment only and deploys no load balancer:
+        # the read API's explicit development path (no certificate, no OIDC) suffices.
+        env.setdefault("TAP_API_DEV_ALLOW_HTTP", "true")
+        env.setdefault("TAP_API_PLANT_CIDRS", "10.0.0.0/8")
     cache = cache_dir or default_cache_dir(env)
     target = cache / synth_key(root, env)
     result = stack_file(target)

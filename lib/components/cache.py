@@ -38,6 +38,7 @@ from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
 from cdktf_cdktf_provider_aws.secretsmanager_secret_version import SecretsmanagerSecretVersion
 from constructs import Construct
 
+from lib.components.cache_users import CacheUsers
 from lib.components.client_only_security_group import client_only_security_group
 from lib.components.log_group import EncryptedLogGroup, LogSettings
 from lib.config import Naming
@@ -128,6 +129,15 @@ class Cache(Construct):
             depends_on=[version],
         )
 
+        users = CacheUsers(
+            self,
+            "users",
+            naming=naming,
+            default_password=Fn.lookup(Fn.jsondecode(stored.secret_string), AUTH_TOKEN_KEY),
+            secrets_kms_key_arn=config.secrets_kms_key_arn,
+            password_length=config.token_length,
+        )
+
         slow_log = EncryptedLogGroup(
             self, "slow-log", name=f"/tap/{naming.name('redis-slow-log')}", settings=logs
         )
@@ -151,9 +161,9 @@ class Cache(Construct):
             transit_encryption_mode="required",
             at_rest_encryption_enabled="true",
             kms_key_id=config.kms_key_arn,
-            auth_token=Fn.lookup(Fn.jsondecode(stored.secret_string), AUTH_TOKEN_KEY),
-            # On a deliberate token change both tokens work until the next change.
-            auth_token_update_strategy="ROTATE",  # noqa: S106 (a strategy name)
+            # RBAC instead of the AUTH token (issue 13, item 3; lib.components.cache_users):
+            # the processor's token is the ``default`` user's password.
+            user_group_ids=[users.user_group_id],
             subnet_group_name=subnets.name,
             security_group_ids=[sg.id],
             snapshot_retention_limit=config.snapshot_retention_days,
@@ -186,4 +196,6 @@ class Cache(Construct):
         self.port: int = config.port
         self.auth_secret_arn: str = secret.arn
         self.security_group_id: str = sg.id
+        #: The read API's Redis user's secret (JSON username, auth_token).
+        self.api_reader_secret_arn: str = users.reader_secret_arn
         self.log_group_names: list[str] = [slow_log.name, engine_log.name]

@@ -291,4 +291,6 @@ class Network(Construct):
         self.private_subnet_ids: list[str] = [s.id for s in private]
         self.processor_security_group_id: str = processor_sg.id
         self.endpoint_security_group_id: str = endpoint_sg.id
+        #: S3's prefix list (the gateway endpoint): ECR image layers come from S3.
+        self.s3_prefix_list_id: str = s3.prefix_list_id
         self.flow_log_group_name: str = flow_group.name

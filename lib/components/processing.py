@@ -89,6 +89,9 @@ class ProcessingConfig:
     #: first; the service's task role reads ``readable_secret_arns`` only.
     migration_secret_arn: str = ""
     app_secret_arn: str = ""
+    #: The read API's PostgreSQL login secret (issue 13, item 3): the migrate task
+    #: gives ``tap_api_reader`` its password. Empty: not provisioned.
+    api_secret_arn: str = ""
 
 
 class Processing(Construct):
@@ -394,6 +397,7 @@ class Processing(Construct):
         migrate_task = self._migrate_task(config, account, execution_role.arn, container)
 
         self.cluster_name: str = cluster.name
+        self.cluster_arn: str = cluster.arn
         self.service_name: str = service.name
         self.repository_url: str = repository.repository_url
         self.task_definition_family: str = task.family
@@ -418,6 +422,8 @@ class Processing(Construct):
         role may read the owner's secret. Run it, then roll the service (docs/STACK.md
         "The application role")."""
         naming = config.naming
+        # The read API's login secret, when the stack has one (issue 13, item 3).
+        api_secret = [config.api_secret_arn] if config.api_secret_arn else []
         role = IamRole(
             self,
             "migrate-task-role",
@@ -436,13 +442,13 @@ class Processing(Construct):
                 iam_policy.statement(
                     "ReadOwnerAndAppCredentials",
                     ["secretsmanager:GetSecretValue"],
-                    [config.migration_secret_arn, config.app_secret_arn],
+                    [config.migration_secret_arn, config.app_secret_arn, *api_secret],
                 ),
                 # The first password of the application login (the stack writes none).
                 iam_policy.statement(
                     "WriteAppCredentials",
                     ["secretsmanager:PutSecretValue"],
-                    [config.app_secret_arn],
+                    [config.app_secret_arn, *api_secret],
                 ),
                 iam_policy.statement(
                     "UseCredentialsKeyThroughSecretsManager",
@@ -468,6 +474,7 @@ class Processing(Construct):
         container["environment"] = [
             *service_container["environment"],
             {"name": "TAP_DB_MIGRATION_SECRET_ARN", "value": config.migration_secret_arn},
+            *[{"name": "TAP_DB_API_SECRET_ARN", "value": arn} for arn in api_secret],
         ]
         log_options = dict(service_container["logConfiguration"]["options"])
         log_options["awslogs-stream-prefix"] = MIGRATE_CONTAINER_NAME

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from stack_support import DEFAULT_CONFIG, PRODUCTION_CONFIG, Synth
+from stack_support import DEFAULT_CONFIG, DEV_HTTP_CONFIG, PRODUCTION_CONFIG, Synth
 
 from lib.synthesized import SynthesizedStack, stack_file
 
@@ -73,6 +73,7 @@ def _synthesize(outdir: Path) -> None:
     app = App(outdir=str(outdir))
     TapStack(app, DEFAULT_CONFIG)
     TapStack(app, PRODUCTION_CONFIG, stack_id="TapStackProd")
+    TapStack(app, DEV_HTTP_CONFIG, stack_id="TapStackDevHttp")
     app.synth()
 
 
@@ -90,7 +91,7 @@ def _cached_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     cache = default_cache_dir(os.environ).parent / "stack-tests"
     target = cache / _synth_cache_key()
-    names = ("TapStack", "TapStackProd")
+    names = ("TapStack", "TapStackProd", "TapStackDevHttp")
     if all(stack_file(target, name).is_file() for name in names):
         return target
     cache.mkdir(parents=True, exist_ok=True)
@@ -118,6 +119,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
         default=SynthesizedStack.load(stack_file(outdir, "TapStack")),
         production=SynthesizedStack.load(stack_file(outdir, "TapStackProd")),
         seconds=seconds,
+        dev_http=SynthesizedStack.load(stack_file(outdir, "TapStackDevHttp")),
     )
 
 
