@@ -272,6 +272,7 @@ class TapStack(TerraformStack):
                 container_port=api_port,
                 load_balancer=api_alb.outputs,
                 alarm_topic_arn=monitoring.topic_arn,
+                depends_on=[api_alb.listener],
             ),
             account=account,
             logs=logs,

@@ -220,6 +220,8 @@ class ApiLoadBalancer(Construct):
                 default_action=[forward],
             )
 
+        #: The service must wait for it: ECS refuses a target group no listener uses.
+        self.listener: LbListener = listener
         self.outputs = ApiLoadBalancerOutputs(
             dns_name=balancer.dns_name,
             listener_arn=listener.arn,

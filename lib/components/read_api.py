@@ -18,11 +18,11 @@ metrics are AWS's).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from cdktf import TerraformResourceLifecycle
+from cdktf import ITerraformDependable, TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.appautoscaling_policy import (
     AppautoscalingPolicy,
     AppautoscalingPolicyTargetTrackingScalingPolicyConfiguration,
@@ -116,6 +116,9 @@ class ReadApiInputs:
     container_port: int
     load_balancer: ApiLoadBalancerOutputs
     alarm_topic_arn: str
+    #: What the service waits for: the listener that attaches its target group (ECS
+    #: refuses a service whose target group no load balancer listener uses yet).
+    depends_on: Sequence[ITerraformDependable] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +337,7 @@ class ReadApi(Construct):
             force_delete=True,
             wait_for_steady_state=False,
             lifecycle=TerraformResourceLifecycle(ignore_changes=["desired_count"]),
+            depends_on=list(inputs.depends_on),
         )
 
         scaling_target = AppautoscalingTarget(

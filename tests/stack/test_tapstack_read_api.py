@@ -160,6 +160,8 @@ def test_the_api_is_a_second_service_in_the_processors_cluster(stack: Synthesize
     (lb,) = api["load_balancer"]
     assert lb["container_name"] == "api"
     assert api["task_definition"] != processor["task_definition"]
+    # Created after the listener that attaches its target group (ECS requires it).
+    assert any(d.startswith("aws_lb_listener.api-alb_") for d in api["depends_on"])
     assert (
         api["network_configuration"]["security_groups"]
         != (processor["network_configuration"]["security_groups"])
