@@ -14,13 +14,16 @@ import sys
 
 from cdktf import App
 
-from lib.config import ConfigError, StackConfig
+from lib.config import ConfigError
+from lib.read_api_config import deployment_config
 
 
 def main() -> int:
     app = App()
     try:
-        config = StackConfig.from_environ(os.environ, context=app.node.try_get_context)
+        # The stack's and the read API's settings (TAP_API_*): without a certificate
+        # synth stops here, naming it.
+        config = deployment_config(os.environ, context=app.node.try_get_context)
     except ConfigError as exc:
         print(f"cdktf synth stopped: {exc}", file=sys.stderr)
         return 2

@@ -57,7 +57,12 @@ from local_pipeline.services.aws_emulator import (
     MotoServer,
     emulator_client,
 )
-from local_pipeline.stack_synth import SynthError, smoke_request, synthesized
+from local_pipeline.stack_synth import (
+    SMOKE_OIDC_SECRET_NAME,
+    SynthError,
+    smoke_request,
+    synthesized,
+)
 from processor.contract import stack_outputs as out
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
@@ -94,6 +99,9 @@ ENDPOINT_KEYS: Final[Mapping[str, str | None]] = {
     "aws_kinesis_firehose": "firehose",
     "aws_kms": "kms",
     "aws_lambda": "lambda",
+    # The read API's load balancer (issue 13); the ELB account is a table in the provider.
+    "aws_lb": "elbv2",
+    "aws_elb_service_account": None,
     "aws_partition": None,
     "aws_region": None,
     "aws_route53": "route53",
@@ -120,6 +128,7 @@ ENDPOINT_KEYS: Final[Mapping[str, str | None]] = {
     "aws_subnet": "ec2",
     "aws_vpc": "ec2",
 }
+
 #: The provider's SDK retry count against the emulator (see :func:`provider_override`).
 EMULATOR_MAX_RETRIES: Final = 5
 #: Endpoints set whatever the stack holds: the provider may call STS on its own.
@@ -219,11 +228,39 @@ def backend_override(document: Mapping[str, Any], state_path: Path) -> dict[str,
     return {"terraform": {"backend": {"local": {"path": str(state_path)}}}}
 
 
-def write_override(stack_dir: Path, endpoint_url: str) -> Path:
+def emulator_inputs(document: Mapping[str, Any], endpoint_url: str) -> dict[str, Any]:
+    """Create in the emulator what the stack expects to exist before it is deployed
+    (issue 13): an ACM certificate for each HTTPS listener (moto's ELBv2 refuses a
+    listener whose certificate ACM does not hold, as AWS does) and each external
+    secret a data source reads (the OIDC client secret). Returns the override that
+    points the listeners at the emulator's certificates; the stack is not edited."""
+    acm = emulator_client("acm", endpoint_url)
+    listeners: dict[str, Any] = {}
+    for logical_id, listener in document.get("resource", {}).get("aws_lb_listener", {}).items():
+        if listener.get("certificate_arn"):
+            arn = acm.request_certificate(DomainName="api.plant.example.com")["CertificateArn"]
+            listeners[logical_id] = {"certificate_arn": arn}
+    secrets = emulator_client("secretsmanager", endpoint_url)
+    for source in document.get("data", {}).get("aws_secretsmanager_secret_version", {}).values():
+        secret_id = str(source.get("secret_id", ""))
+        if secret_id and not secret_id.startswith("${"):
+            try:
+                secrets.describe_secret(SecretId=secret_id)
+            except secrets.exceptions.ResourceNotFoundException:
+                secrets.create_secret(
+                    Name=secret_id, SecretString=json.dumps({"client_secret": "smoke-" + "x" * 24})
+                )
+    return {"resource": {"aws_lb_listener": listeners}} if listeners else {}
+
+
+def write_override(
+    stack_dir: Path, endpoint_url: str, extra: Mapping[str, Any] | None = None
+) -> Path:
     document = json.loads((stack_dir / "cdk.tf.json").read_text(encoding="utf-8"))
     path = stack_dir / OVERRIDE_FILE
     override = provider_override(document, endpoint_url)
     override.update(backend_override(document, stack_dir / "terraform.tfstate"))
+    override.update(extra or {})
     path.write_text(json.dumps(override, indent=2) + "\n", encoding="utf-8")
     return path
 
@@ -390,9 +427,9 @@ def scan_for_token(
     token = str(json.loads(secret["SecretString"])["auth_token"])
     findings: dict[str, Any] = {"token_read": len(token) >= 16}
     # 1. The plan the stack was applied from (what a CI job would publish).
+    first_plan_document = json.loads(first_plan.read_text(encoding="utf-8"))
     findings["first_plan_json"] = [
-        "/".join(map(str, p))
-        for p in occurrences(json.loads(first_plan.read_text(encoding="utf-8")), token)
+        "/".join(map(str, p)) for p in occurrences(first_plan_document, token)
     ]
     # 2. What a person sees: plan and show in the terminal.
     # -refresh=false: the state as stored is what matters (and moto's read-back drift
@@ -413,7 +450,38 @@ def scan_for_token(
     document = json.loads(after_json.stdout.read_text(encoding="utf-8"))
     findings["post_apply_plan_json_unmarked"] = unmarked_occurrences(document, token)
     findings["post_apply_plan_json_marked"] = len(occurrences(document, token))
+    # The read API's credentials (issue 13): its Redis user's password and the OIDC
+    # client secret, searched in the same outputs. The client secret's data source is
+    # read at plan time (the secret exists before the deploy), so the first plan's JSON
+    # holds it, like every sensitive value Terraform plans with: it must be marked.
+    plan_text = after.stdout.read_text(encoding="utf-8")
+    show_text = show.stdout.read_text(encoding="utf-8")
+    for name, value in _read_api_secrets(endpoint_url, outputs).items():
+        findings[f"{name}_read"] = len(value) >= 16
+        findings[f"{name}_found"] = {
+            "first_plan_json": len(occurrences(first_plan_document, value)),
+            "first_plan_json_unmarked": len(unmarked_occurrences(first_plan_document, value)),
+            "plan_text": plan_text.count(value),
+            "show_text": show_text.count(value),
+            "post_apply_plan_json_unmarked": len(unmarked_occurrences(document, value)),
+        }
     return findings
+
+
+def _read_api_secrets(endpoint_url: str, outputs: Mapping[str, Any]) -> dict[str, str]:
+    """The read API's secret values in the emulator (empty when the stack has none)."""
+    client = emulator_client("secretsmanager", endpoint_url)
+    found: dict[str, str] = {}
+    if out.API_REDIS_SECRET_ARN in outputs:
+        arn = outputs[out.API_REDIS_SECRET_ARN]["value"]
+        document = json.loads(client.get_secret_value(SecretId=arn)["SecretString"])
+        found["api_redis_password"] = str(document["auth_token"])
+    try:
+        secret = client.get_secret_value(SecretId=SMOKE_OIDC_SECRET_NAME)
+        found["oidc_client_secret"] = str(json.loads(secret["SecretString"])["client_secret"])
+    except client.exceptions.ResourceNotFoundException:
+        pass
+    return found
 
 
 def leftovers(endpoint_url: str, names: Iterable[str]) -> dict[str, list[str]]:
@@ -431,6 +499,7 @@ def leftovers(endpoint_url: str, names: Iterable[str]) -> dict[str, list[str]]:
     rds = emulator_client("rds", endpoint_url)
     ecs = emulator_client("ecs", endpoint_url)
     elasticache = emulator_client("elasticache", endpoint_url)
+    elbv2 = emulator_client("elbv2", endpoint_url)
     cluster_arns = ecs.list_clusters()["clusterArns"]
     found = {
         "kinesis_streams": ours(kinesis.list_streams()["StreamNames"]),
@@ -447,6 +516,9 @@ def leftovers(endpoint_url: str, names: Iterable[str]) -> dict[str, list[str]]:
             for g in elasticache.describe_replication_groups()["ReplicationGroups"]
         ),
         "scalable_targets": ours(t["ResourceId"] for t in scalable_targets(endpoint_url)),
+        "load_balancers": ours(
+            b["LoadBalancerName"] for b in elbv2.describe_load_balancers()["LoadBalancers"]
+        ),
     }
     return {k: v for k, v in found.items() if v}
 
@@ -499,8 +571,10 @@ def run_smoke(
         if own_moto:
             server.start()
         result.seconds["moto_start"] = time.perf_counter() - clock
-        write_override(result.stack_dir, server.endpoint_url)
         document = json.loads((result.stack_dir / "cdk.tf.json").read_text(encoding="utf-8"))
+        write_override(
+            result.stack_dir, server.endpoint_url, emulator_inputs(document, server.endpoint_url)
+        )
         result.endpoint_keys = sorted(endpoint_keys(document))
         # A staged stack may carry another suffix than asked for: leftovers are
         # searched by the suffix the resources really have.

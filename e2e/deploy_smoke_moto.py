@@ -327,6 +327,91 @@ def _patch_secretsmanager() -> None:
     SecretsManagerBackend.cancel_rotate_secret = cancel_rotate_secret  # type: ignore[method-assign]
 
 
+def _patch_elasticache_user_groups() -> None:
+    """ElastiCache RBAC user groups (issue 13: the read API's read-only Redis user):
+    moto 5.2 has users but no ``CreateUserGroup``/``DescribeUserGroups``/
+    ``DeleteUserGroup`` (HTTP 500), and refuses tags on a user group's ARN, which AWS
+    accepts. The three calls keep groups in memory per backend, "active" at once (AWS
+    takes a minute); the ARN check admits ``usergroup``."""
+    from moto.core.responses import ActionResult
+    from moto.elasticache.models import ElastiCacheBackend
+    from moto.elasticache.responses import ElastiCacheResponse
+
+    list_tags = ElastiCacheBackend.list_tags_for_resource
+    if getattr(list_tags, "__deploy_smoke_patch__", False):
+        return
+
+    def groups_of(backend: Any) -> dict[str, dict[str, Any]]:
+        if not hasattr(backend, "deploy_smoke_user_groups"):
+            backend.deploy_smoke_user_groups = {}
+        store: dict[str, dict[str, Any]] = backend.deploy_smoke_user_groups
+        return store
+
+    def fault(code: str, message: str) -> Exception:
+        from moto.elasticache.exceptions import ElastiCacheException
+
+        return ElastiCacheException(code, message)
+
+    @_wraps(list_tags)
+    def list_tags_for_resource(self: Any, arn: str) -> Any:
+        if ":usergroup:" in arn:
+            return self.tagging_service.list_tags_for_resource(arn)
+        return list_tags(self, arn)
+
+    def create_user_group(self: Any) -> ActionResult:
+        backend = self.elasticache_backend
+        group_id = self._get_param("UserGroupId")
+        groups = groups_of(backend)
+        if group_id in groups:
+            raise fault("UserGroupAlreadyExists", f"User group {group_id} already exists")
+        user_ids = self._get_param("UserIds") or []
+        missing = [u for u in user_ids if u not in backend.users]
+        if missing:
+            raise fault("UserNotFound", f"Users {missing} not found")
+        arn = f"arn:aws:elasticache:{backend.region_name}:{backend.account_id}:usergroup:{group_id}"
+        group = {
+            "UserGroupId": group_id,
+            "Status": "active",
+            "Engine": (self._get_param("Engine") or "redis").lower(),
+            "UserIds": list(user_ids),
+            "MinimumEngineVersion": "6.0",
+            "PendingChanges": {},
+            "ReplicationGroups": [],
+            "ServerlessCaches": [],
+            "ARN": arn,
+        }
+        tags = self._get_param("Tags") or []
+        if tags:
+            backend.tagging_service.tag_resource(arn, tags)
+        groups[group_id] = group
+        return ActionResult(group)
+
+    def describe_user_groups(self: Any) -> ActionResult:
+        groups = groups_of(self.elasticache_backend)
+        group_id = self._get_param("UserGroupId")
+        if group_id:
+            if group_id not in groups:
+                raise fault("UserGroupNotFound", f"User group {group_id} not found")
+            return ActionResult({"UserGroups": [groups[group_id]]})
+        return ActionResult({"UserGroups": list(groups.values())})
+
+    def delete_user_group(self: Any) -> ActionResult:
+        groups = groups_of(self.elasticache_backend)
+        group_id = self._get_param("UserGroupId")
+        group = groups.pop(group_id, None)
+        if group is None:
+            raise fault("UserGroupNotFound", f"User group {group_id} not found")
+        return ActionResult({**group, "Status": "deleting"})
+
+    backend_class: Any = ElastiCacheBackend
+    backend_class.list_tags_for_resource = list_tags_for_resource
+    response: Any = ElastiCacheResponse
+    if not hasattr(response, "create_user_group"):
+        response.create_user_group = create_user_group
+        response.describe_user_groups = describe_user_groups
+        response.delete_user_group = delete_user_group
+
+
 def configure() -> None:
     """Apply the settings and patches in this process (before moto serves a request)."""
     for name, value in MOTO_SETTINGS.items():
@@ -334,6 +419,7 @@ def configure() -> None:
     _patch_applicationautoscaling()
     _patch_rds()
     _patch_elasticache()
+    _patch_elasticache_user_groups()
     _patch_secretsmanager()
     _patch_ec2_rule_revoke()
 

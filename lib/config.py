@@ -14,10 +14,13 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from processor.contract.environment import VARIABLES_BY_NAME
+
+if TYPE_CHECKING:
+    from lib.read_api_config import ReadApiConfig
 
 #: eu-west-2 (London) is where the plant's data must stay.
 DEFAULT_REGION: Final = "eu-west-2"
@@ -241,6 +244,9 @@ class StackConfig:
     #: Pre-create the account-wide ``RDSOSMetrics`` log group with our key
     #: [TAP_RDS_OS_METRICS_LOG_GROUP]: on exactly one deployment per account and region.
     rds_os_metrics_log_group: bool = False
+    #: The read API's settings (lib.read_api_config, the TAP_API_* variables); ``main.py``
+    #: reads them, and synth refuses a stack without them (HTTPS needs a certificate).
+    read_api: ReadApiConfig | None = None
 
     def __post_init__(self) -> None:
         problems = self.problems()

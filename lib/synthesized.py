@@ -55,6 +55,19 @@ class SynthesizedStack:
             raise LookupError(f"expected one {resource_type}, found {len(found)}")
         return next(iter(found.values()))
 
+    def component(self, resource_type: str, component_id: str) -> dict[str, Any]:
+        """The one resource of a type inside one component (the construct id given
+        in lib/tap_stack.py, e.g. ``processing``), where other components have their
+        own (the read API has its own service, repository, scaling target)."""
+        found = [
+            body
+            for logical_id, body in self.resources(resource_type).items()
+            if logical_id.startswith(f"{component_id}_")
+        ]
+        if len(found) != 1:
+            raise LookupError(f"expected one {resource_type} in {component_id}, found {len(found)}")
+        return found[0]
+
     def all_resources(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
         """(type, logical id, body) of every resource."""
         for resource_type, by_id in self.document.get("resource", {}).items():
@@ -71,7 +84,8 @@ class SynthesizedStack:
         (version,) = [
             v
             for k, v in self.resources("aws_secretsmanager_secret_version").items()
-            if k.startswith("cache_")
+            # Not the read API's Redis user's (cache_users_..., issue 13).
+            if k.startswith("cache_auth-secret-value")
         ]
         return version
 
@@ -81,7 +95,12 @@ class SynthesizedStack:
         tasks = self.resources("aws_ecs_task_definition")
         if len(tasks) == 1:
             return next(iter(tasks.values()))
-        service = self.single("aws_ecs_service")
+        services = self.resources("aws_ecs_service")
+        # The processor's service (the read API's is the second one, issue 13).
+        processor = {k: v for k, v in services.items() if k.startswith("processing_")}
+        if len(processor) != 1:
+            raise LookupError(f"expected one processor service, found {sorted(services)}")
+        (service,) = processor.values()
         match = _TASK_DEFINITION_REF.fullmatch(service["task_definition"])
         if match is None:
             raise LookupError(f"service task_definition {service['task_definition']!r}")

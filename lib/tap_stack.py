@@ -11,6 +11,8 @@ from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTag
 from constructs import Construct
 
 from lib.components.account import AccountContext
+from lib.components.api_credentials import ApiDatabaseCredentials
+from lib.components.api_load_balancer import ApiLoadBalancer, ApiLoadBalancerInputs
 from lib.components.cache import Cache, CacheConfig
 from lib.components.data_store_placement import DataStorePlacement
 from lib.components.database import Database, DatabaseConfig
@@ -22,8 +24,10 @@ from lib.components.network import Network, NetworkConfig
 from lib.components.processing import Processing, ProcessingConfig
 from lib.components.processor_container import ProcessorTaskValues
 from lib.components.producer_access import ProducerAccess, ProducerAccessConfig
-from lib.config import StackConfig, contract_default
+from lib.components.read_api import ReadApi, ReadApiInputs
+from lib.config import ConfigError, StackConfig, contract_default
 from processor.contract import stack_outputs as out
+from processor.contract.api_environment import API_VARIABLES_BY_NAME
 
 
 def default_tags(config: StackConfig) -> dict[str, str]:
@@ -40,6 +44,14 @@ class TapStack(TerraformStack):
     def __init__(self, scope: Construct, config: StackConfig, stack_id: str | None = None) -> None:
         super().__init__(scope, stack_id or config.stack_name)
         self.config = config
+        if config.read_api is None:
+            raise ConfigError(
+                [
+                    "the read API's settings are missing (TAP_API_CERTIFICATE_ARN and the "
+                    "other TAP_API_* variables, lib.read_api_config): main.py reads them"
+                ]
+            )
+        read_api = config.read_api
         naming = config.naming
         AwsProvider(
             self,
@@ -135,6 +147,15 @@ class TapStack(TerraformStack):
             logs=logs,
         )
         db = database.outputs
+        api_db_credentials = ApiDatabaseCredentials(
+            self,
+            "api-credentials",
+            naming=naming,
+            secrets_kms_key_arn=keys.outputs.secrets_key_arn,
+            db_host=db.address,
+            db_port=db.port,
+            db_name=db.db_name,
+        )
         processing = Processing(
             self,
             "processing",
@@ -152,6 +173,7 @@ class TapStack(TerraformStack):
                 readable_secret_arns=(db.app_secret_arn, redis.auth_secret_arn),
                 migration_secret_arn=db.master_secret_arn,
                 app_secret_arn=db.app_secret_arn,
+                api_secret_arn=api_db_credentials.outputs.secret_arn,
                 task_values=ProcessorTaskValues(
                     stream_name=stream.stream_name,
                     aws_region=config.region,
@@ -205,6 +227,65 @@ class TapStack(TerraformStack):
             ),
         )
 
+        api_port = int(API_VARIABLES_BY_NAME["TAP_API_PORT"].default or "8000")
+        api_alb = ApiLoadBalancer(
+            self,
+            "api-alb",
+            config=read_api,
+            inputs=ApiLoadBalancerInputs(
+                naming=naming,
+                vpc_id=net.vpc_id,
+                private_subnet_ids=net.private_subnet_ids,
+                target_port=api_port,
+            ),
+            account=account,
+        )
+        api = ReadApi(
+            self,
+            "api",
+            config=read_api,
+            inputs=ReadApiInputs(
+                naming=naming,
+                cluster_arn=service.cluster_arn,
+                cluster_name=service.cluster_name,
+                private_subnet_ids=net.private_subnet_ids,
+                vpc_id=net.vpc_id,
+                endpoint_security_group_id=net.endpoint_security_group_id,
+                s3_prefix_list_id=net.s3_prefix_list_id,
+                redis_security_group_id=redis.security_group_id,
+                redis_port=redis.port,
+                postgres_security_group_id=db.security_group_id,
+                postgres_port=db.port,
+                ecr_kms_key_arn=keys.outputs.data_key_arn,
+                secrets_kms_key_arn=keys.outputs.secrets_key_arn,
+                readable_secret_arns=(
+                    api_db_credentials.outputs.secret_arn,
+                    redis.api_reader_secret_arn,
+                ),
+                # Keys are the API contract's stack-provided variables.
+                environment={
+                    "AWS_REGION": config.region,
+                    "TAP_ENVIRONMENT": config.environment,
+                    "TAP_DB_HOST": db.address,
+                    "TAP_DB_PORT": str(db.port),
+                    "TAP_DB_NAME": db.db_name,
+                    "TAP_DB_SSLMODE": "verify-full",
+                    "TAP_DB_CA_BUNDLE": contract_default("TAP_DB_CA_BUNDLE"),
+                    "TAP_REDIS_HOST": redis.primary_endpoint,
+                    "TAP_REDIS_PORT": str(redis.port),
+                    "TAP_REDIS_TLS": "true",
+                    "TAP_API_DB_SECRET_ARN": api_db_credentials.outputs.secret_arn,
+                    "TAP_API_REDIS_SECRET_ARN": redis.api_reader_secret_arn,
+                    "TAP_API_PORT": str(api_port),
+                },
+                container_port=api_port,
+                load_balancer=api_alb.outputs,
+                alarm_topic_arn=monitoring.outputs.topic_arn,
+            ),
+            account=account,
+            logs=logs,
+        )
+
         producers = ProducerAccess(
             self,
             "producers",
@@ -249,6 +330,7 @@ class TapStack(TerraformStack):
                     "redis_engine_log": redis.engine_log_group_name,
                     "postgres_postgresql": db.postgresql_log_group_name,
                     "postgres_upgrade": db.upgrade_log_group_name,
+                    "api": api.outputs.log_group_name,
                 },
                 "Every log group of the stack",
             ),
@@ -270,6 +352,28 @@ class TapStack(TerraformStack):
                 "Managed policy: PutRecord(s) on the stream, GenerateDataKey on its key",
             ),
             out.DASHBOARD_NAME: (alarms.dashboard_name, "CloudWatch dashboard"),
+            out.API_ALB_DNS_NAME: (
+                api_alb.outputs.dns_name,
+                "The read API's internal load balancer (HTTPS + OIDC; plant networks only)",
+            ),
+            out.API_LISTENER_ARN: (api_alb.outputs.listener_arn, "The read API's listener"),
+            out.API_SERVICE_NAME: (api.outputs.service_name, "The read API's ECS service"),
+            out.API_SECURITY_GROUP_ID: (
+                api_alb.outputs.security_group_id,
+                "Security group of the API load balancer (admits TAP_API_PLANT_CIDRS)",
+            ),
+            out.API_ECR_REPOSITORY_URL: (
+                api.outputs.repository_url,
+                "Push the API image (api/Dockerfile) here",
+            ),
+            out.API_DB_SECRET_ARN: (
+                api_db_credentials.outputs.secret_arn,
+                "The read API's PostgreSQL login (tap_api_reader), set by the migrate task",
+            ),
+            out.API_REDIS_SECRET_ARN: (
+                redis.api_reader_secret_arn,
+                "The read API's read-only ElastiCache user",
+            ),
         }
         for name, (value, description) in outputs.items():
             TerraformOutput(self, name, value=value, description=description)

@@ -31,12 +31,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Final
 
 from lib.config import ConfigError, StackConfig
+from lib.read_api_config import ReadApiConfig, deployment_config
 from lib.synthesized import DEFAULT_STACK, stack_file
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
@@ -64,10 +65,54 @@ SMOKE_EXTRA_ENV: Final[Mapping[str, str]] = {
     "TAP_ALARM_HTTPS_ENDPOINTS": SMOKE_ALARM_URL,
 }
 
-#: The stack tests' two configurations, synthesized in one ``App``: what ``make
-#: synth`` produces (with a test suffix), and every non-default flag flipped, so
-#: flag behaviour is tested in the same synth.
-TEST_DEFAULT_CONFIG: Final = StackConfig(environment="dev", suffix="ci01")
+#: The read API's settings the deploy smoke synthesizes with (HTTPS with OIDC): a
+#: certificate moto's ACM holds and an OIDC client secret it creates under this name
+#: before the plan, as an operator creates them before the first deploy.
+SMOKE_OIDC_SECRET_NAME: Final = "tap-smoke-api-oidc-client"
+SMOKE_API_ENV: Final[Mapping[str, str]] = {
+    "TAP_API_CERTIFICATE_ARN": (
+        "arn:aws:acm:eu-west-2:123456789012:certificate/00000000-0000-4000-8000-000000000000"
+    ),
+    "TAP_API_OIDC_ISSUER": "https://login.plant.example.com/realms/plant",
+    "TAP_API_OIDC_AUTHORIZATION_ENDPOINT": "https://login.plant.example.com/realms/plant/auth",
+    "TAP_API_OIDC_TOKEN_ENDPOINT": "https://login.plant.example.com/realms/plant/token",
+    "TAP_API_OIDC_USER_INFO_ENDPOINT": "https://login.plant.example.com/realms/plant/userinfo",
+    "TAP_API_OIDC_CLIENT_ID": "tap-read-api",
+    "TAP_API_OIDC_CLIENT_SECRET_ID": SMOKE_OIDC_SECRET_NAME,
+    "TAP_API_PLANT_CIDRS": "10.20.0.0/16",
+    "TAP_API_MIN_TASKS": "1",
+}
+#: The local stack reads the task environment only and deploys no load balancer: without
+#: a certificate in the caller's environment it takes the read API's explicit
+#: development path (no certificate, no OIDC).
+LOCAL_API_ENV: Final[Mapping[str, str]] = {
+    "TAP_API_DEV_ALLOW_HTTP": "true",
+    "TAP_API_PLANT_CIDRS": "10.0.0.0/8",
+}
+
+#: The read API's settings of the test stacks (issue 13, item 3): HTTPS with OIDC.
+TEST_PLANT_CIDRS: Final = ("10.20.0.0/16", "192.168.50.0/24")
+TEST_READ_API_CONFIG: Final = ReadApiConfig(
+    certificate_arn="arn:aws:acm:eu-west-2:123456789012:certificate/11111111-2222-3333-4444-555555555555",
+    oidc_issuer="https://login.plant.example.com/realms/plant",
+    oidc_authorization_endpoint="https://login.plant.example.com/realms/plant/protocol/openid-connect/auth",
+    oidc_token_endpoint="https://login.plant.example.com/realms/plant/protocol/openid-connect/token",
+    oidc_user_info_endpoint="https://login.plant.example.com/realms/plant/protocol/openid-connect/userinfo",
+    oidc_client_id="tap-read-api",
+    oidc_client_secret_id="arn:aws:secretsmanager:eu-west-2:123456789012:secret:tap-api-oidc-AbCdEf",
+    plant_cidrs=TEST_PLANT_CIDRS,
+)  # fmt: skip
+#: The explicit development path: plain HTTP inside the VPC, no certificate, no OIDC.
+TEST_DEV_HTTP_READ_API_CONFIG: Final = ReadApiConfig(
+    dev_allow_http=True, plant_cidrs=("10.20.0.0/16",)
+)
+
+#: The stack tests' three configurations, synthesized in one ``App``: what ``make
+#: synth`` produces (with a test suffix), every non-default flag flipped, so flag
+#: behaviour is tested in the same synth, and the read API's development flag.
+TEST_DEFAULT_CONFIG: Final = StackConfig(
+    environment="dev", suffix="ci01", read_api=TEST_READ_API_CONFIG
+)
 TEST_PRODUCTION_CONFIG: Final = StackConfig(
     environment="prod",
     suffix="ci02",
@@ -83,9 +128,15 @@ TEST_PRODUCTION_CONFIG: Final = StackConfig(
     producer_principal="arn:aws:iam::210987654321:role/plant-gateways",
     redis_auth_token_version=2,
     rds_os_metrics_log_group=True,
+    read_api=replace(TEST_READ_API_CONFIG, deletion_protection=True, min_tasks=3, max_tasks=9),
 )
 #: The stack id of the production configuration in the stack tests' ``App``.
 TEST_PRODUCTION_STACK: Final = "TapStackProd"
+#: The development flag's stack (HTTP listener), synthesized beside the two others.
+TEST_DEV_HTTP_CONFIG: Final = StackConfig(
+    environment="dev", suffix="ci03", read_api=TEST_DEV_HTTP_READ_API_CONFIG
+)
+TEST_DEV_HTTP_STACK: Final = "TapStackDevHttp"
 
 
 class SynthError(RuntimeError):
@@ -113,13 +164,17 @@ def _context(environ: Mapping[str, str]) -> Callable[[str], object] | None:
 def config_from(environ: Mapping[str, str]) -> StackConfig:
     """The configuration ``main.py`` would synthesize with this environment."""
     try:
-        return StackConfig.from_environ(environ, context=_context(environ))
+        return deployment_config(environ, context=_context(environ))
     except ConfigError as exc:
         raise SynthError(f"cdktf synth stopped: {exc}") from exc
 
 
 def local_environment(environ: Mapping[str, str], suffix: str = LOCAL_SUFFIX) -> dict[str, str]:
-    return {**environ, "ENVIRONMENT_SUFFIX": suffix}
+    env = {**environ, "ENVIRONMENT_SUFFIX": suffix}
+    if "TAP_API_CERTIFICATE_ARN" not in env:
+        for name, value in LOCAL_API_ENV.items():
+            env.setdefault(name, value)
+    return env
 
 
 def smoke_environment(
@@ -137,6 +192,8 @@ def smoke_environment(
     env.update(
         {"ENVIRONMENT_SUFFIX": suffix, "TAP_ENV": environment, "TAP_DB_APP_ROTATION": "false"}
     )
+    for name, value in SMOKE_API_ENV.items():
+        env.setdefault(name, value)
     env.update(extra_env or {})
     return env
 
@@ -154,7 +211,11 @@ def smoke_request(environ: Mapping[str, str], **options: object) -> SynthRequest
 def stack_tests_request() -> SynthRequest:
     return SynthRequest(
         "stack-tests",
-        ((DEFAULT_STACK, TEST_DEFAULT_CONFIG), (TEST_PRODUCTION_STACK, TEST_PRODUCTION_CONFIG)),
+        (
+            (DEFAULT_STACK, TEST_DEFAULT_CONFIG),
+            (TEST_PRODUCTION_STACK, TEST_PRODUCTION_CONFIG),
+            (TEST_DEV_HTTP_STACK, TEST_DEV_HTTP_CONFIG),
+        ),
     )
 
 

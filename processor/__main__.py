@@ -81,6 +81,8 @@ def _migrate(settings: ProcessorSettings) -> int:
                 secrets,
                 owner_secret_arn=settings.db_migration_secret_arn,
                 app_secret_arn=settings.db_secret_arn,
+                # The read API's login, when the stack passes its secret (issue 13).
+                api_secret_arn=settings.db_api_secret_arn,
             ),
             policy=RetryPolicy(max_attempts=30),
         )

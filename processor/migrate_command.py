@@ -43,7 +43,7 @@ from typing import Any, Final
 import psycopg
 from psycopg import sql
 
-from processor.contract.storage import APP_ROLE
+from processor.contract.storage import API_READER_ROLE, APP_ROLE
 from processor.postgres import (
     DbTarget,
     MigrationError,
@@ -70,6 +70,8 @@ class MigrateOutcome:
     app_login: str
     #: True when the application secret had no password and one was generated.
     password_generated: bool
+    #: The read API's login, when ``api_secret_arn`` was given (issue 13, item 3).
+    api_login: str = ""
 
 
 def migrate_and_provision(
@@ -78,6 +80,7 @@ def migrate_and_provision(
     *,
     owner_secret_arn: str,
     app_secret_arn: str,
+    api_secret_arn: str = "",
 ) -> MigrateOutcome:
     """Apply pending migrations as the owner, then provision the application login.
 
@@ -99,6 +102,9 @@ def migrate_and_provision(
     conn = owner.connect(statement_timeout_ms=0)
     try:
         login, generated = provision_app_login(conn, secrets, app_secret_arn)
+        api_login = (
+            provision_api_reader_login(conn, secrets, api_secret_arn)[0] if api_secret_arn else ""
+        )
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
         raise StoreUnavailable(f"provisioning interrupted: {type(exc).__name__}") from exc
     finally:
@@ -107,7 +113,7 @@ def migrate_and_provision(
         "application login ready",
         extra={"login": login, "role": APP_ROLE, "password_generated": generated},
     )
-    return MigrateOutcome(applied, login, generated)
+    return MigrateOutcome(applied, login, generated, api_login)
 
 
 def provision_app_login(
@@ -172,3 +178,62 @@ def _one(cur: psycopg.Cursor[Any]) -> Any:
     row = cur.fetchone()
     assert row is not None
     return row[0]
+
+
+def provision_api_reader_login(
+    conn: psycopg.Connection[Any], secrets: SecretsProvider, api_secret_arn: str
+) -> tuple[str, bool]:
+    """Make the read API's secret's login work (issue 13, item 3); (login, generated).
+
+    The secret names :data:`API_READER_ROLE` (migration ``*_api_reader.sql`` creates
+    it NOLOGIN with SELECT only) or ``<role>_clone``, a login that is a member of it.
+    A secret without a password (the stack writes it so: none in Terraform state or
+    plan) gets a random one, set in the database first, then written to the secret,
+    as for the application login; a SCRAM verifier, never the clear password, reaches
+    the server. ``conn``: the owner's autocommit connection (ADMIN on the role).
+    """
+    values = secrets.get_json(api_secret_arn, refresh=True)
+    if "username" not in values:
+        raise MigrationError("the read API's secret lacks username")
+    login = values["username"].reveal()
+    if login not in (API_READER_ROLE, API_READER_ROLE + CLONE_SUFFIX):
+        raise MigrationError(
+            f"the read API's secret names login {login!r}; expected {API_READER_ROLE!r} "
+            f"or {API_READER_ROLE + CLONE_SUFFIX!r}"
+        )
+    existing = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (login,)).fetchone()
+    if existing is not None and existing[0]:
+        raise MigrationError(f"the read API's login {login!r} is a superuser")
+    password = values.get("password")
+    generated = password is None or not password.reveal()
+    if generated:
+        password = Secret(random_source.token_urlsafe(_PASSWORD_BYTES))
+    assert password is not None
+    verifier = conn.pgconn.encrypt_password(
+        password.reveal().encode(), login.encode(), b"scram-sha-256"
+    ).decode()
+    with conn.transaction():
+        if existing is None:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
+                    sql.Identifier(login), sql.Literal(verifier), sql.Identifier(API_READER_ROLE)
+                )
+            )
+        else:
+            conn.execute(
+                sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
+                    sql.Identifier(login), sql.Literal(verifier)
+                )
+            )
+            if login != API_READER_ROLE:
+                conn.execute(
+                    sql.SQL("GRANT {} TO {}").format(
+                        sql.Identifier(API_READER_ROLE), sql.Identifier(login)
+                    )
+                )
+    if generated:
+        document = {key: value.reveal() for key, value in values.items()}
+        document["password"] = password.reveal()
+        secrets.put_json(api_secret_arn, document)
+    log.info("read API login ready", extra={"login": login, "password_generated": generated})
+    return login, generated

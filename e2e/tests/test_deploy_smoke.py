@@ -255,6 +255,35 @@ def test_auth_token_never_in_plan_or_show_output(smoke: SmokeResult) -> None:
 
 
 @pytest.mark.slow
+def test_read_api_credentials_never_in_plan_or_show_output(smoke: SmokeResult) -> None:
+    """Issue 13, item 3: the read API's Redis password and the OIDC client secret are,
+    like the token, in no plan or show text, and marked sensitive wherever plan JSON
+    holds them (the client secret is read at plan time, so the first plan's JSON has
+    it, marked; the generated password is not in it at all)."""
+    findings = smoke.token_findings
+    for name in ("api_redis_password", "oidc_client_secret"):
+        assert findings.get(f"{name}_read") is True, findings
+        found = findings[f"{name}_found"]
+        assert (found["plan_text"], found["show_text"]) == (0, 0), (name, found)
+        assert found["first_plan_json_unmarked"] == 0, (name, found)
+        assert found["post_apply_plan_json_unmarked"] == 0, (name, found)
+    assert findings["api_redis_password_found"]["first_plan_json"] == 0
+
+
+@pytest.mark.slow
+def test_read_api_outputs_name_its_service_listener_and_groups(smoke: SmokeResult) -> None:
+    values = smoke.output_values
+    named = f"-{ENVIRONMENT}-{SUFFIX}"
+    assert values["api_service_name"] == f"svc-api{named}"
+    assert values["api_listener_arn"].startswith("arn:aws:elasticloadbalancing:")
+    assert ":listener/app/" in values["api_listener_arn"]
+    assert values["api_alb_dns_name"]
+    assert values["api_alb_security_group_id"].startswith("sg-")
+    assert named in values["api_db_secret_arn"] and named in values["api_redis_secret_arn"]
+    assert values["log_group_names"]["api"] == f"/tap/api{named}"
+
+
+@pytest.mark.slow
 def test_destroy_leaves_nothing(smoke: SmokeResult) -> None:
     assert "destroy" in smoke.seconds, smoke.error
     assert smoke.leftovers == {}

@@ -10,15 +10,16 @@ or ``show`` output (issue #11, item 3), so:
    (Terraform >= 1.11), which is sent to AWS and never stored; a new token is written
    only when ``secret_string_wo_version`` changes (``TAP_REDIS_AUTH_TOKEN_VERSION``),
    so re-plans stay empty although the ephemeral value differs on every run;
-3. the replication group's ``auth_token`` is read back from the secret through the
-   ``aws_secretsmanager_secret_version`` data source, whose ``secret_string`` the
-   provider marks sensitive, as it does ``auth_token``.
+3. it is read back from the secret through the ``aws_secretsmanager_secret_version``
+   data source, whose ``secret_string`` the provider marks sensitive, and becomes the
+   password of the ElastiCache ``default`` user (:mod:`lib.components.cache_users`):
+   the replication group enforces a user group (RBAC) rather than an AUTH token, so
+   the read API can have a read-only user of its own; the processor still sends
+   ``AUTH <token>``, i.e. logs in as ``default``.
 
-What remains in state, both marked sensitive: the data source's ``secret_string`` and
-the replication group's ``auth_token``: ElastiCache has no write-only token argument in
-provider 5.100.0, and Terraform forbids ephemeral values in ordinary arguments. IAM
-authentication (ElastiCache 7 RBAC) would remove the token altogether but needs the
-processor to sign a token per connection; see docs/STACK.md for that decision.
+What remains in state, marked sensitive: the data source's ``secret_string`` and the
+users' ``passwords``: ElastiCache has no write-only password argument in provider
+5.100.0, and Terraform forbids ephemeral values in ordinary arguments.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
 from cdktf_cdktf_provider_aws.secretsmanager_secret_version import SecretsmanagerSecretVersion
 from constructs import Construct
 
+from lib.components.cache_users import CacheUsers
 from lib.components.client_only_security_group import client_only_security_group
 from lib.components.data_store_placement import DataStorePlacement
 from lib.components.log_group import EncryptedLogGroup, LogSettings
@@ -63,7 +65,8 @@ class CacheConfig:
     port: int
     #: Days of daily snapshots kept [StackConfig.redis_snapshot_retention_days].
     snapshot_retention_days: int
-    #: Changing it writes a freshly generated token, and ElastiCache ROTATEs to it
+    #: Changing it writes a freshly generated token, which replaces the ``default``
+    #: user's password at once (the processor re-reads its secret when refused)
     #: [StackConfig.redis_auth_token_version, TAP_REDIS_AUTH_TOKEN_VERSION].
     token_version: int
     #: Length of the generated AUTH token (characters; ElastiCache accepts 16..128);
@@ -85,6 +88,8 @@ class CacheOutputs:
     auth_secret_arn: str
     #: The cache's security group.
     security_group_id: str
+    #: The read API's Redis user's secret (JSON ``username``, ``auth_token``).
+    api_reader_secret_arn: str
     #: The log group of Redis's slow log.
     slow_log_group_name: str
     #: The log group of Redis's engine log.
@@ -153,6 +158,15 @@ class Cache(Construct):
             depends_on=[version],
         )
 
+        users = CacheUsers(
+            self,
+            "users",
+            naming=naming,
+            default_password=Fn.lookup(Fn.jsondecode(stored.secret_string), AUTH_TOKEN_KEY),
+            secrets_kms_key_arn=config.placement.secrets_kms_key_arn,
+            password_length=config.token_length,
+        )
+
         slow_log = EncryptedLogGroup(
             self, "slow-log", name=f"/tap/{naming.name('redis-slow-log')}", settings=logs
         )
@@ -176,9 +190,9 @@ class Cache(Construct):
             transit_encryption_mode="required",
             at_rest_encryption_enabled="true",
             kms_key_id=config.placement.kms_key_arn,
-            auth_token=Fn.lookup(Fn.jsondecode(stored.secret_string), AUTH_TOKEN_KEY),
-            # On a deliberate token change both tokens work until the next change.
-            auth_token_update_strategy="ROTATE",  # noqa: S106 (a strategy name)
+            # RBAC instead of the AUTH token (issue 13, item 3; lib.components.cache_users):
+            # the processor's token is the ``default`` user's password.
+            user_group_ids=[users.outputs.user_group_id],
             subnet_group_name=subnets.name,
             security_group_ids=[sg.id],
             snapshot_retention_limit=config.snapshot_retention_days,
@@ -209,6 +223,7 @@ class Cache(Construct):
             port=config.port,
             auth_secret_arn=secret.arn,
             security_group_id=sg.id,
+            api_reader_secret_arn=users.outputs.reader_secret_arn,
             slow_log_group_name=slow_log.name,
             engine_log_group_name=engine_log.name,
         )

@@ -93,6 +93,8 @@ class NetworkOutputs:
     processor_security_group_id: str
     #: The security group of the VPC interface endpoints.
     endpoint_security_group_id: str
+    #: S3's prefix list (the gateway endpoint): ECR image layers come from S3.
+    s3_prefix_list_id: str
     #: The log group of the VPC flow logs.
     flow_log_group_name: str
 
@@ -319,5 +321,6 @@ class Network(Construct):
             private_subnet_ids=tuple(s.id for s in private),
             processor_security_group_id=processor_sg.id,
             endpoint_security_group_id=endpoint_sg.id,
+            s3_prefix_list_id=s3.prefix_list_id,
             flow_log_group_name=flow_group.name,
         )

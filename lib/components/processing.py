@@ -96,6 +96,9 @@ class ProcessingConfig:
     migration_secret_arn: str
     #: The application role's secret the migrate task provisions.
     app_secret_arn: str
+    #: The read API's PostgreSQL login secret (issue 13, item 3): the migrate task
+    #: gives ``tap_api_reader`` its password; empty: not provisioned.
+    api_secret_arn: str
     #: Image tag of the processor image in the repository [StackConfig.image_tag, TAP_IMAGE_TAG].
     image_tag: str
     #: Task CPU (Fargate CPU units: 256..4096) [StackConfig.task_cpu, TAP_TASK_CPU].
@@ -117,6 +120,8 @@ class ProcessingConfig:
 class ProcessingOutputs:
     #: The ECS cluster (the read API's service joins it).
     cluster_name: str
+    #: The cluster's ARN (the read API's service).
+    cluster_arn: str
     #: The processor service.
     service_name: str
     #: Push the processor image here.
@@ -446,6 +451,7 @@ class Processing(Construct):
 
         self.outputs = ProcessingOutputs(
             cluster_name=cluster.name,
+            cluster_arn=cluster.arn,
             service_name=service.name,
             repository_url=repository.repository_url,
             task_definition_family=task.family,
@@ -470,6 +476,8 @@ class Processing(Construct):
         role may read the owner's secret. Run it, then roll the service (docs/STACK.md
         "The application role")."""
         naming = config.naming
+        # The read API's login secret, when the stack has one (issue 13, item 3).
+        api_secret = [config.api_secret_arn] if config.api_secret_arn else []
         role = IamRole(
             self,
             "migrate-task-role",
@@ -488,13 +496,13 @@ class Processing(Construct):
                 iam_policy.statement(
                     "ReadOwnerAndAppCredentials",
                     ["secretsmanager:GetSecretValue"],
-                    [config.migration_secret_arn, config.app_secret_arn],
+                    [config.migration_secret_arn, config.app_secret_arn, *api_secret],
                 ),
                 # The first password of the application login (the stack writes none).
                 iam_policy.statement(
                     "WriteAppCredentials",
                     ["secretsmanager:PutSecretValue"],
-                    [config.app_secret_arn],
+                    [config.app_secret_arn, *api_secret],
                 ),
                 iam_policy.statement(
                     "UseCredentialsKeyThroughSecretsManager",
@@ -520,6 +528,7 @@ class Processing(Construct):
         container["environment"] = [
             *service_container["environment"],
             {"name": "TAP_DB_MIGRATION_SECRET_ARN", "value": config.migration_secret_arn},
+            *[{"name": "TAP_DB_API_SECRET_ARN", "value": arn} for arn in api_secret],
         ]
         log_options = dict(service_container["logConfiguration"]["options"])
         log_options["awslogs-stream-prefix"] = MIGRATE_CONTAINER_NAME

@@ -335,6 +335,16 @@ TASK_VARIABLES: Final[tuple[EnvVar, ...]] = (
         _float_between(2 * 86_400, 366 * 86_400),
         default="604800",
     ),
+    # -- issue 13 item 3, the read API in the stack: its login, provisioned by migrate --
+    EnvVar(
+        "TAP_DB_API_SECRET_ARN",
+        "db_api_secret_arn",
+        "Secrets Manager ARN of the read API's PostgreSQL login (role tap_api_reader); "
+        "`python -m processor migrate` gives it a password and makes the role a login. "
+        "Empty: not provisioned (the service never reads it).",
+        _optional_secret_arn,
+        default="",
+    ),
 )
 
 VARIABLES_BY_NAME: Final = {var.name: var for var in TASK_VARIABLES}
@@ -399,6 +409,7 @@ class ProcessorSettings:
     health_host: str = "127.0.0.1"
     detector_overrides_refresh_s: float = 30.0
     silence_forget_after_s: float = 7 * 86_400.0
+    db_api_secret_arn: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod

@@ -38,6 +38,14 @@ ALARM_SUBSCRIPTIONS: Final = "alarm_subscriptions"
 PRODUCER_ROLE_ARN: Final = "producer_role_arn"
 PRODUCER_POLICY_ARN: Final = "producer_policy_arn"
 DASHBOARD_NAME: Final = "dashboard_name"
+# -- the read API (issue 13, item 3) --
+API_ALB_DNS_NAME: Final = "api_alb_dns_name"
+API_LISTENER_ARN: Final = "api_listener_arn"
+API_SERVICE_NAME: Final = "api_service_name"
+API_SECURITY_GROUP_ID: Final = "api_alb_security_group_id"
+API_ECR_REPOSITORY_URL: Final = "api_ecr_repository_url"
+API_DB_SECRET_ARN: Final = "api_db_secret_arn"  # noqa: S105 - an output name
+API_REDIS_SECRET_ARN: Final = "api_redis_secret_arn"  # noqa: S105 - an output name
 
 #: Every output, in the order the stack declares them.
 ALL: Final[tuple[str, ...]] = (
@@ -62,4 +70,11 @@ ALL: Final[tuple[str, ...]] = (
     PRODUCER_ROLE_ARN,
     PRODUCER_POLICY_ARN,
     DASHBOARD_NAME,
+    API_ALB_DNS_NAME,
+    API_LISTENER_ARN,
+    API_SERVICE_NAME,
+    API_SECURITY_GROUP_ID,
+    API_ECR_REPOSITORY_URL,
+    API_DB_SECRET_ARN,
+    API_REDIS_SECRET_ARN,
 )

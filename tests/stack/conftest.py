@@ -1,13 +1,14 @@
-"""The stack tests' two stacks, from the one synth per source tree
+"""The stack tests' three stacks, from the one synth per source tree
 (:mod:`local_pipeline.stack_synth`): the first session of a fresh clone that needs a
 synth (these tests, the local stack, the deploy smoke) imports the provider bindings
 once for all of them, in a subprocess; the result is cached outside the repository,
 keyed by the sources, the clone's path and the configurations
 (``TAP_SYNTH_CACHE=off`` synthesizes anyway, into a folder of its own).
 
-Two stacks are synthesized in one ``App``: ``TapStack`` with the defaults (what
-``make synth`` produces) and ``TapStackProd`` with every non-default flag flipped,
-so that flag behaviour is tested in the same synth.
+Three stacks are synthesized in one ``App``: ``TapStack`` with the defaults (what
+``make synth`` produces, with the read API's HTTPS settings), ``TapStackProd`` with
+every non-default flag flipped, so that flag behaviour is tested in the same synth,
+and ``TapStackDevHttp`` with the read API's development flag (HTTP inside the VPC).
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ import pytest
 from stack_support import Synth
 
 from lib.synthesized import DEFAULT_STACK, SynthesizedStack, stack_file
-from local_pipeline.stack_synth import TEST_PRODUCTION_STACK, stack_tests_request, synthesized
+from local_pipeline.stack_synth import (
+    TEST_DEV_HTTP_STACK,
+    TEST_PRODUCTION_STACK,
+    stack_tests_request,
+    synthesized,
+)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -40,6 +46,7 @@ def synth() -> Synth:
         default=SynthesizedStack.load(stack_file(outdir, DEFAULT_STACK)),
         production=SynthesizedStack.load(stack_file(outdir, TEST_PRODUCTION_STACK)),
         seconds=seconds,
+        dev_http=SynthesizedStack.load(stack_file(outdir, TEST_DEV_HTTP_STACK)),
     )
 
 

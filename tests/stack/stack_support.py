@@ -6,13 +6,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib.synthesized import SynthesizedStack
-from local_pipeline.stack_synth import TEST_DEFAULT_CONFIG, TEST_PRODUCTION_CONFIG
+from local_pipeline.stack_synth import (
+    TEST_DEFAULT_CONFIG,
+    TEST_DEV_HTTP_CONFIG,
+    TEST_PLANT_CIDRS,
+    TEST_PRODUCTION_CONFIG,
+    TEST_READ_API_CONFIG,
+)
 
 #: What ``make synth`` produces, with a test suffix (defined with every other
 #: configuration the project synthesizes, so one process synthesizes them all).
 DEFAULT_CONFIG = TEST_DEFAULT_CONFIG
 #: Every non-default flag flipped, so flag behaviour is tested in the same synth.
 PRODUCTION_CONFIG = TEST_PRODUCTION_CONFIG
+#: The read API's development flag (HTTP listener, no OIDC).
+DEV_HTTP_CONFIG = TEST_DEV_HTTP_CONFIG
+#: The plant networks the test stacks' read API admits, and its settings.
+PLANT_CIDRS = TEST_PLANT_CIDRS
+READ_API_CONFIG = TEST_READ_API_CONFIG
 
 
 @dataclass(frozen=True)
@@ -21,3 +32,4 @@ class Synth:
     default: SynthesizedStack
     production: SynthesizedStack
     seconds: float
+    dev_http: SynthesizedStack

@@ -125,6 +125,8 @@ def test_migrate_task_runs_the_same_image_with_the_master_secret(stack: Synthesi
     assert container["user"] == service_container["user"]
     environment = {e["name"]: e["value"] for e in container["environment"]}
     assert environment.pop("TAP_DB_MIGRATION_SECRET_ARN") == _master_secret_ref(stack)
+    # The read API's login, which migrate provisions too (issue 13, item 3).
+    assert "api-credentials_secret" in environment.pop("TAP_DB_API_SECRET_ARN")
     assert environment == stack.task_environment()
     assert "healthCheck" not in container
 
@@ -136,10 +138,14 @@ def test_migrate_role_reads_master_and_app_secret_and_writes_only_the_app(
     app_arn = _ref("aws_secretsmanager_secret", _app_secret_id(stack), "arn")
     read = statements["ReadOwnerAndAppCredentials"]
     assert _as_list(read["Action"]) == ["secretsmanager:GetSecretValue"]
-    assert sorted(_as_list(read["Resource"])) == sorted([_master_secret_ref(stack), app_arn])
+    # ... and the read API's login, which migrate provisions too (issue 13, item 3).
+    (api_arn,) = [r for r in _as_list(read["Resource"]) if "api-credentials_secret" in r]
+    assert sorted(_as_list(read["Resource"])) == sorted(
+        [_master_secret_ref(stack), app_arn, api_arn]
+    )
     write = statements["WriteAppCredentials"]
     assert _as_list(write["Action"]) == ["secretsmanager:PutSecretValue"]
-    assert _as_list(write["Resource"]) == [app_arn]
+    assert _as_list(write["Resource"]) == [app_arn, api_arn]
     kms = statements["UseCredentialsKeyThroughSecretsManager"]
     assert kms["Condition"]["StringEquals"]["kms:ViaService"].startswith("secretsmanager.")
     # Nothing else: no stream, no metrics, no Redis.

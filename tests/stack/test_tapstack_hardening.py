@@ -111,7 +111,9 @@ def test_auth_token_is_ephemeral_and_written_write_only(stack: SynthesizedStack)
     document = stack.document
     # No data source that would put the generated token into plans and state.
     assert "aws_secretsmanager_random_password" not in document.get("data", {})
-    (generator,) = document["ephemeral"]["aws_secretsmanager_random_password"]
+    # The processor's token (the read API's Redis user has a generator of its own).
+    assert "cache_auth_token" in document["ephemeral"]["aws_secretsmanager_random_password"]
+    generator = "cache_auth_token"
     expression = f"ephemeral.aws_secretsmanager_random_password.{generator}.random_password"
     version = stack.cache_secret_version()
     assert expression in version["secret_string_wo"]
@@ -119,8 +121,14 @@ def test_auth_token_is_ephemeral_and_written_write_only(stack: SynthesizedStack)
     assert version["secret_string_wo_version"] == DEFAULT_CONFIG.redis_auth_token_version
     # No required_version: Checkov's terraform_json parser fails on it (see tap_stack).
     assert "required_version" not in document["terraform"]
-    # The replication group reads the token back from the secret (a sensitive attribute).
-    auth_token = stack.single("aws_elasticache_replication_group")["auth_token"]
+    # The token is read back from the secret (a sensitive attribute): since the cache
+    # uses RBAC (issue 13, lib.components.cache_users) it is the ``default`` user's
+    # password, which the processor's plain ``AUTH <token>`` logs in as.
+    assert "auth_token" not in stack.single("aws_elasticache_replication_group")
+    (default_user,) = [
+        u for u in stack.resources("aws_elasticache_user").values() if u["user_name"] == "default"
+    ]
+    (auth_token,) = default_user["passwords"]
     assert "data.aws_secretsmanager_secret_version." in auth_token
     assert "ephemeral." not in auth_token  # Terraform forbids it there
 
@@ -424,7 +432,11 @@ def test_autoscaling_cannot_fight_itself(stack: SynthesizedStack) -> None:
     """One metric drives both directions: no target tracking (CPU scaled in while the
     lag alarm scaled out); the scale-in alarm's threshold lies below the scale-out one,
     on the same metric and statistic, so at most one of them is in ALARM."""
-    policies = stack.resources("aws_appautoscaling_policy")
+    # The processor's policies (the read API tracks its request count: issue 13).
+    policies = {
+        k: p for k, p in stack.resources("aws_appautoscaling_policy").items()
+        if k.startswith("processing_")
+    }  # fmt: skip
     assert {p["policy_type"] for p in policies.values()} == {"StepScaling"}
     by_policy: dict[str, dict[str, Any]] = {}
     for alarm in stack.resources("aws_cloudwatch_metric_alarm").values():
@@ -486,5 +498,5 @@ def test_ecs_exec_is_off(stack: SynthesizedStack, prod_stack: SynthesizedStack) 
     """ECS Exec is not enabled; enabling it must come with the cluster's
     execute_command_configuration on our key (docs/STACK.md, encryption table)."""
     for synthesized in (stack, prod_stack):
-        service = synthesized.single("aws_ecs_service")
+        service = synthesized.component("aws_ecs_service", "processing")
         assert not service.get("enable_execute_command"), "configure its KMS key first"

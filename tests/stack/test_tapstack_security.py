@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from stack_support import DEFAULT_CONFIG
 
 from lib.synthesized import REFERENCE, SynthesizedStack
 from processor.contract.environment import FORBIDDEN_SECRET_NAMES
@@ -61,8 +62,9 @@ def test_the_generated_token_flows_only_into_its_secret_version(stack: Synthesiz
         for path, value in walk(body)
         if isinstance(value, str) and "aws_secretsmanager_random_password" in value
     ]
-    # Write-only: sent to Secrets Manager, never stored in a plan or in state.
-    assert users == ["aws_secretsmanager_secret_version.secret_string_wo"]
+    # Write-only: sent to Secrets Manager, never stored in a plan or in state. Two
+    # generators: the processor's token and the read API's Redis password (issue 13).
+    assert users == ["aws_secretsmanager_secret_version.secret_string_wo"] * 2
     for name, output in stack.outputs.items():
         text = json.dumps(output)
         assert not any(marker in text for marker in SECRET_VALUE_REFERENCES), name
@@ -122,8 +124,9 @@ def as_list(value: str | list[str] | None) -> list[str]:
 
 def test_policies_are_found(stack: SynthesizedStack) -> None:
     kinds = [kind for kind, _, _ in policies(stack)]
-    # trust/identity: + the producer role and policy, + the migrate task's role and policy
-    assert (kinds.count("trust"), kinds.count("identity"), kinds.count("key")) == (6, 5, 5)
+    # trust/identity: + the producer role and policy, + the migrate task's role and policy,
+    # + the read API's execution and task roles and policies (issue 13)
+    assert (kinds.count("trust"), kinds.count("identity"), kinds.count("key")) == (8, 7, 5)
 
 
 def test_no_wildcard_action_anywhere(stack: SynthesizedStack) -> None:
@@ -249,20 +252,21 @@ def test_no_ingress_from_the_internet(stack: SynthesizedStack) -> None:
 @pytest.mark.parametrize(
     ("group", "port"), [("securitygroup-postgres", 5432), ("securitygroup-redis", 6379)]
 )
-def test_data_stores_admit_only_the_processor(
+def test_data_stores_admit_only_the_processor_and_the_read_api(
     stack: SynthesizedStack, group: str, port: int
 ) -> None:
     target = group_id_by_name(stack, group)
     processor = group_id_by_name(stack, "securitygroup-processor")
+    # The read API's tasks (issue 13); its full name: "securitygroup-api-alb-..." is another.
+    api = group_id_by_name(stack, DEFAULT_CONFIG.name("securitygroup-api"))
     rules = [
         r for r in stack.resources("aws_vpc_security_group_ingress_rule").values()
         if r["security_group_id"] == target
     ]  # fmt: skip
-    assert len(rules) == 1
-    (rule,) = rules
-    assert rule["referenced_security_group_id"] == processor
-    assert (rule["from_port"], rule["to_port"], rule["ip_protocol"]) == (port, port, "tcp")
-    assert "cidr_ipv4" not in rule and "cidr_ipv6" not in rule
+    assert sorted(r["referenced_security_group_id"] for r in rules) == sorted([processor, api])
+    for rule in rules:
+        assert (rule["from_port"], rule["to_port"], rule["ip_protocol"]) == (port, port, "tcp")
+        assert "cidr_ipv4" not in rule and "cidr_ipv6" not in rule
 
 
 def test_processor_egress_stays_inside_the_vpc(stack: SynthesizedStack) -> None:

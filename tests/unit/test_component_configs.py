@@ -52,7 +52,7 @@ def _face_classes() -> list[tuple[Path, ast.ClassDef]]:
         (path, node)
         for path in sorted(COMPONENTS.glob("*.py"))
         for name, node in _dataclasses(path).items()
-        if name.endswith(("Config", "Outputs", "Settings", "Placement"))
+        if name.endswith(("Config", "Inputs", "Outputs", "Settings", "Placement"))
     ]
     classes.append((CONFIG, _dataclasses(CONFIG)["StackConfig"]))
     return classes
