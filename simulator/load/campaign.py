@@ -19,6 +19,7 @@ from locust import LoadTestShape, events
 from locust.runners import MasterRunner, WorkerRunner
 
 from simulator.fleet import SimRecord
+from simulator.kinesis_producer import PutOutcome
 from simulator.load.e2e_listener import E2EListener
 from simulator.load.kinesis_user import DEFAULT_BATCH_INTERVAL_S, KinesisUser
 from simulator.load.shapes import ShapeName, ShapePlan, Tick
@@ -162,8 +163,6 @@ class FleetUser(KinesisUser):
         self.state = CampaignState.of(environment)
         self._rng = random.Random()
         self._picked: dict[bytes, SimRecord] = {}
-        if self.state.listener is not None:
-            self.client.on_response = self._follow_accepted
 
     def slices(self) -> SliceAllocator:
         return self.state.slices
@@ -183,12 +182,11 @@ class FleetUser(KinesisUser):
             r.data: r for r in records if r.poison is None and r.anomaly is None and rand() < sample
         }
 
-    def _follow_accepted(self, entries: Any, results: Any) -> None:
+    def after_send(self, outcome: PutOutcome[SimRecord]) -> None:
         picked = self._picked
         listener = self.state.listener
         if not picked or listener is None:
             return
-        for entry, result in zip(entries, results, strict=True):
-            record = picked.pop(entry["Data"], None)
-            if record is not None and "ErrorCode" not in result:
+        for record, _shard in outcome.accepted:
+            if picked.pop(record.data, None) is not None:
                 listener.follow(record.partition_key, record.seq, record.ts_ms)
