@@ -23,8 +23,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final, Protocol
+from typing import IO, Any, Protocol
 
+from processor.contract.deployment import DEFAULT_REGION
 from simulator.backoff import Backoff
 from simulator.fleet import SimRecord
 from simulator.kinesis_producer import (
@@ -37,8 +38,6 @@ from simulator.kinesis_producer import (
     StreamRefused,
     entry_size,
 )
-
-DEFAULT_REGION: Final = "eu-west-2"
 
 
 @dataclass(slots=True)

@@ -14,9 +14,10 @@ from typing import Any, Final
 
 from e2e.services.network import LOOPBACK, free_port, wait_port_closed
 from e2e.services.process import ServerProcess, ServiceStartError
+from processor.contract.deployment import DEFAULT_REGION
 
 #: The region every local resource lives in (the stack's default region).
-REGION: Final = "eu-west-2"
+REGION: Final = DEFAULT_REGION
 #: Emulators accept any credentials; these only keep botocore from looking for real ones.
 DUMMY_ACCESS_KEY_ID: Final = "testing"
 DUMMY_SECRET_ACCESS_KEY: Final = "testing"

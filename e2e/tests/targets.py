@@ -26,6 +26,7 @@ from typing import Any, Final
 
 from e2e.verify import StoreView, wait_until
 from processor.contract import stack_outputs as out
+from processor.contract.deployment import DEFAULT_REGION, RDS_CA_BUNDLE
 
 TARGET_ENV: Final = "TAP_TARGET"
 OUTPUTS_ENV: Final = "TAP_STACK_OUTPUTS"
@@ -202,7 +203,7 @@ def _aws_client(service: str) -> Any:
     """A client with the caller's credentials; the region defaults to the stack's."""
     import boto3
 
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "eu-west-2"
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
     return boto3.client(service, region_name=region)
 
 
@@ -244,7 +245,7 @@ class DeployedTarget(Target):
             user=secret["username"],
             password=secret["password"],
             sslmode="verify-full",
-            sslrootcert=os.environ.get("TAP_DB_CA_BUNDLE", "/etc/ssl/certs/rds-global-bundle.pem"),
+            sslrootcert=os.environ.get("TAP_DB_CA_BUNDLE", RDS_CA_BUNDLE),
             autocommit=True,
             connect_timeout=10,
         )
@@ -258,7 +259,7 @@ class DeployedTarget(Target):
         from simulator.load.producer_role import assumed_role_session
 
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        session = assumed_role_session(str(role_arn), region=region or "eu-west-2")
+        session = assumed_role_session(str(role_arn), region=region or DEFAULT_REGION)
         return session.client("kinesis")
 
     def redis_client(self) -> Any:

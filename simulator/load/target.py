@@ -32,14 +32,13 @@ from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 from processor.contract import stack_outputs as out
+from processor.contract.deployment import DEFAULT_REGION, RDS_CA_BUNDLE
 from simulator.load.producer_role import PRODUCER_ROLE_ENV
 
 TARGET_ENV: Final = "TAP_LOAD_TARGET"
 OUTPUTS_ENV: Final = "TAP_STACK_OUTPUTS"
 DEFAULT_OUTPUTS: Final = "stack-outputs.json"
 DEFAULT_STATE: Final = Path("runs") / "current" / "state.json"
-#: The processor's default CA bundle path for RDS (the image ships it there).
-DEFAULT_RDS_CA: Final = "/etc/ssl/certs/rds-global-bundle.pem"
 
 
 class TargetError(ValueError):
@@ -213,7 +212,7 @@ def _from_environment(env: Mapping[str, str], stream: str | None) -> Target:
         for pair in query.split("&"):
             if pair.startswith("ssl_ca_certs="):
                 redis_ca = pair.split("=", 1)[1]
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "eu-west-2"
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
     return Target(
         kind="local",
         stream_name=stream,
@@ -244,14 +243,14 @@ def _from_outputs(
     """A deployed stack: endpoints from the outputs, credentials from Secrets Manager
     through the caller's normal AWS credentials (run from a host inside the VPC)."""
     task_env = _output(outputs, out.PROCESSOR_TASK_ENVIRONMENT, source)
-    region = env.get("AWS_REGION") or task_env.get("AWS_REGION") or "eu-west-2"
+    region = env.get("AWS_REGION") or task_env.get("AWS_REGION") or DEFAULT_REGION
     if secrets_client is None:
         import boto3
 
         secrets_client = boto3.client("secretsmanager", region_name=region)
     db_secret = _secret(secrets_client, _output(outputs, out.DB_SECRET_ARN, source))
     redis_secret = _secret(secrets_client, _output(outputs, out.REDIS_AUTH_SECRET_ARN, source))
-    ca = env.get("TAP_DB_CA_BUNDLE") or task_env.get("TAP_DB_CA_BUNDLE") or DEFAULT_RDS_CA
+    ca = env.get("TAP_DB_CA_BUNDLE") or task_env.get("TAP_DB_CA_BUNDLE") or RDS_CA_BUNDLE
     dsn = (
         f"postgresql://{quote(db_secret['username'], safe='')}:"
         f"{quote(db_secret['password'], safe='')}@{_output(outputs, out.DB_ENDPOINT, source)}:"
