@@ -21,6 +21,11 @@ from typing import Any
 import tenacity
 
 
+def _last_result(state: tenacity.RetryCallState) -> Any:
+    assert state.outcome is not None  # tenacity calls this after an attempt
+    return state.outcome.result()
+
+
 @dataclass(frozen=True, slots=True)
 class Backoff:
     """``max_attempts`` counts the first try: with 5 a thing is tried at most five
@@ -59,7 +64,7 @@ class Backoff:
             # base * 2**attempt, the ceiling above.
             wait=tenacity.wait_random_exponential(multiplier=2 * self.base_s, max=self.cap_s),
             retry=tenacity.retry_if_result(again),
-            retry_error_callback=lambda state: state.outcome.result(),
+            retry_error_callback=_last_result,
             sleep=sleep,
             before_sleep=before_sleep,
         )
