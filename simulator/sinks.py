@@ -16,7 +16,6 @@ the counts and a token bucket when a target rate is set.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import Counter
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from processor.contract.deployment import DEFAULT_REGION
+from simulator.aws_client import kinesis_client
 from simulator.backoff import Backoff
 from simulator.fleet import SimRecord
 from simulator.kinesis_producer import (
@@ -110,29 +109,6 @@ class TokenBucket:
         wait = -self._tokens / self.rate
         self._sleep(wait)
         return wait
-
-
-def kinesis_client(max_attempts: int = 3) -> Any:
-    """A boto3 Kinesis client with the standard configuration.
-
-    Region from ``AWS_REGION`` (then ``AWS_DEFAULT_REGION``, then eu-west-2).
-    Endpoints come from the standard variables (``AWS_ENDPOINT_URL_KINESIS`` or
-    ``AWS_ENDPOINT_URL``), which boto3 reads itself: no endpoint in code.
-    botocore's ``standard`` retry mode retries whole-call throttling and transient
-    errors; entry-level failures inside a 200 response are ours to retry.
-    """
-    import boto3
-    from botocore.config import Config
-
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
-    config = Config(
-        region_name=region,
-        retries={"mode": "standard", "max_attempts": max_attempts},
-        connect_timeout=5,
-        read_timeout=30,
-        max_pool_connections=16,
-    )
-    return boto3.client("kinesis", config=config)
 
 
 class KinesisSink:

@@ -26,7 +26,8 @@ from typing import Any, Final
 
 from e2e.verify import StoreView, wait_until
 from processor.contract import stack_outputs as out
-from processor.contract.deployment import DEFAULT_REGION, RDS_CA_BUNDLE
+from processor.contract.deployment import RDS_CA_BUNDLE
+from simulator.aws_client import aws_client, kinesis_client
 
 TARGET_ENV: Final = "TAP_TARGET"
 OUTPUTS_ENV: Final = "TAP_STACK_OUTPUTS"
@@ -199,21 +200,13 @@ def stack_outputs(environ: dict[str, str] | None = None) -> dict[str, Any]:
     }
 
 
-def _aws_client(service: str) -> Any:
-    """A client with the caller's credentials; the region defaults to the stack's."""
-    import boto3
-
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
-    return boto3.client(service, region_name=region)
-
-
 class DeployedTarget(Target):
     """A deployed stack, reached with the caller's AWS credentials from inside its VPC."""
 
     def __init__(self, outputs: dict[str, Any]) -> None:
         self.outputs = outputs
-        self._secrets = _aws_client("secretsmanager")
-        self._ecs = _aws_client("ecs")
+        self._secrets = aws_client("secretsmanager")
+        self._ecs = aws_client("ecs")
         super().__init__(
             "deployed",
             str(outputs[out.STREAM_NAME]),
@@ -254,13 +247,7 @@ class DeployedTarget(Target):
         """The producer's client: through the stack's producer role when it has one, so
         every scenario proves that role's policy is enough to write."""
         role_arn = self.outputs.get(out.PRODUCER_ROLE_ARN)
-        if not role_arn:
-            return _aws_client("kinesis")
-        from simulator.load.producer_role import assumed_role_session
-
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        session = assumed_role_session(str(role_arn), region=region or DEFAULT_REGION)
-        return session.client("kinesis")
+        return kinesis_client(role_arn=str(role_arn) if role_arn else None)
 
     def redis_client(self) -> Any:
         import redis
@@ -333,7 +320,7 @@ class DeployedTarget(Target):
             services=[self.outputs[out.ECS_SERVICE_NAME]],
         )["services"][0]
         desired = int(service.get("desiredCount", 1))
-        kinesis = _aws_client("kinesis")  # ListShards: not a producer's permission
+        kinesis = kinesis_client()  # ListShards: not a producer's permission
 
         def steady() -> bool:
             shards = kinesis.list_shards(StreamName=self.stream_name)["Shards"]

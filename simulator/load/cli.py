@@ -24,6 +24,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Final
 
+from simulator.aws_client import kinesis_client
 from simulator.load.shapes import ShapeName, ShapePlan, parse_duration
 from simulator.load.summary import Summary, Thresholds, plateau_rates, read_csv, summarize
 from simulator.load.target import Target, TargetError, resolve_target
@@ -139,21 +140,12 @@ def _target(args: argparse.Namespace, fresh_pipeline: FreshPipeline | None) -> I
 
 def preflight(target: Target, *, e2e: bool) -> None:
     """Fail fast, naming the endpoint, before Locust starts 100 users against it."""
-    import boto3
-    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
-    env = target.aws_environment
-    session = boto3.session.Session(
-        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
-        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
-        region_name=target.region,
-    )
-    endpoint = env.get("AWS_ENDPOINT_URL_KINESIS") or env.get("AWS_ENDPOINT_URL")
-    client = session.client(
-        "kinesis",
-        endpoint_url=endpoint,
-        config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=10),
+    client = kinesis_client(
+        environ=target.aws_environment | {"AWS_REGION": target.region},
+        max_attempts=1,
+        read_timeout=10,
     )
     try:
         summary = client.describe_stream_summary(StreamName=target.stream_name)

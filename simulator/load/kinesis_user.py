@@ -39,6 +39,7 @@ import gevent
 from locust import User, task
 from locust.exception import StopUser
 
+from simulator.aws_client import kinesis_client
 from simulator.backoff import Backoff
 from simulator.fleet import Fleet, SimRecord
 from simulator.kinesis_producer import (
@@ -48,38 +49,15 @@ from simulator.kinesis_producer import (
     PutRecordsCall,
     StreamRefused,
 )
-from simulator.load.producer_role import PRODUCER_ROLE_ENV, assumed_role_session
+from simulator.load.producer_role import PRODUCER_ROLE_ENV
 from simulator.load.slices import SliceAllocator, skip_backlog
 from simulator.load.summary import FAILED_RECORD, PUT_RECORDS
-from simulator.sinks import DEFAULT_REGION
 
 log = logging.getLogger(__name__)
 
 #: Seconds a user accumulates due readings before a call (the KPL's default
 #: RecordMaxBufferedTime is 100 ms): one call per interval instead of one per reading.
 DEFAULT_BATCH_INTERVAL_S: Final = 0.1
-
-
-def boto3_kinesis_client() -> Any:
-    """A Kinesis client for one user, made after gevent's monkey-patching (Locust
-    patches on import) so its sockets are cooperative. Its own session: boto3's
-    default session is shared state. Endpoint only from ``AWS_ENDPOINT_URL_KINESIS``
-    (boto3 reads it); botocore retries off: we count failures ourselves."""
-    import boto3
-    from botocore.config import Config
-
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
-    config = Config(
-        region_name=region,
-        retries={"mode": "standard", "max_attempts": 1},
-        connect_timeout=5,
-        read_timeout=30,
-        max_pool_connections=2,
-    )
-    role_arn = os.environ.get(PRODUCER_ROLE_ENV)
-    if role_arn:  # a deployed stack: write as its producer role, like a gateway
-        return assumed_role_session(role_arn, region=region).client("kinesis", config=config)
-    return boto3.session.Session().client("kinesis", config=config)
 
 
 class RequestEvents:
@@ -125,7 +103,13 @@ class KinesisUser(User):
         super().__init__(environment)
         self.producer = KinesisProducer(
             self.stream_name,
-            boto3_kinesis_client(),
+            # Made after gevent's monkey-patching (Locust patches on import), so its
+            # sockets are cooperative; botocore retries off: we count failures.
+            kinesis_client(
+                max_attempts=1,
+                max_pool_connections=2,
+                role_arn=os.environ.get(PRODUCER_ROLE_ENV) or None,
+            ),
             backoff=Backoff(max_attempts=1 + self.retries),
             sleep=gevent.sleep,
             on_call=RequestEvents(self.stream_name, environment.events.request),

@@ -33,6 +33,7 @@ from urllib.parse import quote, urlsplit
 
 from processor.contract import stack_outputs as out
 from processor.contract.deployment import DEFAULT_REGION, RDS_CA_BUNDLE
+from simulator.aws_client import aws_client, aws_region
 from simulator.load.producer_role import PRODUCER_ROLE_ENV
 
 TARGET_ENV: Final = "TAP_LOAD_TARGET"
@@ -212,7 +213,7 @@ def _from_environment(env: Mapping[str, str], stream: str | None) -> Target:
         for pair in query.split("&"):
             if pair.startswith("ssl_ca_certs="):
                 redis_ca = pair.split("=", 1)[1]
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    region = aws_region(env)
     return Target(
         kind="local",
         stream_name=stream,
@@ -245,9 +246,7 @@ def _from_outputs(
     task_env = _output(outputs, out.PROCESSOR_TASK_ENVIRONMENT, source)
     region = env.get("AWS_REGION") or task_env.get("AWS_REGION") or DEFAULT_REGION
     if secrets_client is None:
-        import boto3
-
-        secrets_client = boto3.client("secretsmanager", region_name=region)
+        secrets_client = aws_client("secretsmanager", environ={**env, "AWS_REGION": region})
     db_secret = _secret(secrets_client, _output(outputs, out.DB_SECRET_ARN, source))
     redis_secret = _secret(secrets_client, _output(outputs, out.REDIS_AUTH_SECRET_ARN, source))
     ca = env.get("TAP_DB_CA_BUNDLE") or task_env.get("TAP_DB_CA_BUNDLE") or RDS_CA_BUNDLE

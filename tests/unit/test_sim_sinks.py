@@ -10,6 +10,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from simulator.aws_client import kinesis_client
 from simulator.fleet import Fleet, SimRecord
 from simulator.kinesis_producer import MAX_BYTES_PER_CALL, plan_batches
 from simulator.sinks import (
@@ -18,7 +19,6 @@ from simulator.sinks import (
     MemorySink,
     SinkError,
     TokenBucket,
-    kinesis_client,
 )
 
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
