@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from simulator.aws_client import kinesis_client
+from simulator.fleet_options import CAMPAIGN_FLEET, add_fleet_arguments, fleet_options
 from simulator.load.shapes import ShapeName, ShapePlan, parse_duration
 from simulator.load.summary import Summary, Thresholds, plateau_rates, read_csv, summarize
 from simulator.load.target import Target, TargetError, resolve_target
@@ -58,11 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         " or a JSON file (default local)",
     )
     p.add_argument("--stream", help="stream name (overrides the target's)")
-    p.add_argument("--devices", type=int, default=1000, help="fleet size (default 1000)")
-    p.add_argument("--rate", type=float, default=1.0, help="readings/s per device (default 1)")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--anomaly-rate", type=float, default=0.0)
-    p.add_argument("--poison-rate", type=float, default=0.0)
+    add_fleet_arguments(p, defaults=CAMPAIGN_FLEET)
     p.add_argument("--processes", type=int, default=1, help="Locust processes (default 1)")
     p.add_argument("--steps", type=int, default=5, help="plateaus of --shape step")
     p.add_argument("--drain", default="10s", help="zero-user tail for late samples")
@@ -220,16 +217,7 @@ def locust_argv(
         str(plan.drain_s),
         "--tap-steps",
         str(plan.steps),
-        "--tap-devices",
-        str(args.devices),
-        "--tap-rate",
-        str(args.rate),
-        "--tap-seed",
-        str(args.seed),
-        "--tap-anomaly-rate",
-        str(args.anomaly_rate),
-        "--tap-poison-rate",
-        str(args.poison_rate),
+        *fleet_options(args).argv(prefix="tap-"),
         "--tap-e2e-sample",
         str(args.e2e_sample),
         "--tap-e2e-timeout",
