@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -87,16 +87,10 @@ class FleetOptions:
             check(option, str(getattr(self, option.field)))
 
     def fleet(self, start: datetime, **more: Any) -> Fleet:
-        """The fleet these options describe (``more``: Fleet's other arguments)."""
-        return Fleet(
-            self.devices,
-            self.seed,
-            rate=self.rate,
-            anomaly_rate=self.anomaly_rate,
-            poison_rate=self.poison_rate,
-            start=start,
-            **more,
-        )
+        """The fleet these options describe (``more``: Fleet's other arguments).
+        The fields are named as Fleet's parameters, so an option added here reaches
+        the fleet without a second list."""
+        return Fleet(**asdict(self), start=start, **more)
 
     def slice(self, slot: int, slots: int, start: datetime) -> Fleet:
         """``Fleet(..., start=start).slice(slot, slots)`` without building the whole
