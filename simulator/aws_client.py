@@ -25,6 +25,7 @@ Every client is made the same way:
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -38,13 +39,17 @@ def aws_region(environ: Mapping[str, str] | None = None) -> str:
     return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
 
 
-def _endpoint(service: str, env: Mapping[str, str]) -> str | None:
+@functools.cache
+def _endpoint_variable(service: str) -> str:
     from botocore.session import get_session
 
     # botocore's own naming: service id "Secrets Manager" -> ..._SECRETS_MANAGER.
     service_id = get_session().get_service_model(service).service_id.hyphenize()
-    variable = "AWS_ENDPOINT_URL_" + service_id.upper().replace("-", "_")
-    return env.get(variable) or env.get("AWS_ENDPOINT_URL") or None
+    return "AWS_ENDPOINT_URL_" + service_id.upper().replace("-", "_")
+
+
+def _endpoint(service: str, env: Mapping[str, str]) -> str | None:
+    return env.get(_endpoint_variable(service)) or env.get("AWS_ENDPOINT_URL") or None
 
 
 def aws_client(
