@@ -1,7 +1,7 @@
 """The fleet options, defined once (simulator/fleet_options.py) and used by
-``tap simulate``, ``tap load`` and ``tap demo`` (the Locust campaign's copy is
-checked in tests/load/test_campaign_options.py): one validator per option, bad
-values refused with a message naming the option."""
+``tap simulate``, ``tap load``, ``tap demo`` and the generation benchmark (the
+Locust campaign's copy is checked in tests/load/test_campaign_options.py): one
+validator per option, bad values refused with a message naming the option."""
 
 from __future__ import annotations
 
@@ -62,7 +62,18 @@ def _demo(argv: list[str]) -> None:
     _parser().parse_args(argv)
 
 
-COMMANDS = {"tap simulate": _simulate, "tap load": _load, "tap demo": _demo}
+def _generation_bench(argv: list[str]) -> None:
+    from simulator.bench import main
+
+    main(argv)
+
+
+COMMANDS = {
+    "tap simulate": _simulate,
+    "tap load": _load,
+    "tap demo": _demo,
+    "simulator.bench": _generation_bench,
+}
 
 
 @pytest.mark.parametrize("command", COMMANDS)
