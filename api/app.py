@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from api import limits, postgres_reads
+from api import limits, postgres_reads, recent_window
 from api.limits import Bucket
 from api.models import (
     AnomaliesAnswer,
@@ -159,6 +159,27 @@ def _latest_from_hash(fields: dict[str, str]) -> DeviceLatest:
         seq=int(fields["seq"]),
         arrival=datetime.fromisoformat(fields["arrival"]) if fields.get("arrival") else None,
     )
+
+
+async def _window_readings(
+    side: ReadSide, device_id: str, start: datetime, end: datetime
+) -> list[recent_window.WindowReading] | None:
+    """The range's readings from the device's Redis window, or None when Redis is out,
+    the latest reading is older than ``cache_max_age_s`` (the rule of ``/latest``) or
+    the window cannot prove the answer complete."""
+    try:
+        fields, members = await side.redis.latest_and_window(device_id)
+    except CacheUnavailable:
+        return None
+    if fields is None or not members:
+        return None
+    cached = _latest_from_hash(fields)
+    if (_now() - (cached.arrival or cached.ts)).total_seconds() > side.settings.cache_max_age_s:
+        return None
+    window = recent_window.parse_members(members)
+    if window is None:
+        return None
+    return recent_window.readings_in_range(window, (cached.ts, cached.seq), start, end)
 
 
 def _latest_from_row(row: dict[str, Any]) -> DeviceLatest:
@@ -299,8 +320,12 @@ def _routes(app: FastAPI) -> None:
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = (
             None
         ),
+        source: Source | None = None,
     ) -> ReadingsAnswer:
-        """Raw readings, or min/avg/max/count per bucket, of a bounded time range."""
+        """Raw readings, or min/avg/max/count per bucket, of a bounded time range. A
+        first page of raw readings comes from the device's recent window in Redis when
+        the window proves it complete (api/recent_window.py), else from PostgreSQL;
+        ``source=postgres`` always reads PostgreSQL."""
         side = _side(request)
         end_ts = _aware(end, "to") if end else _now()
         start_ts = _aware(start, "from") if start else end_ts - limits.READINGS_RANGE_DEFAULT
@@ -327,6 +352,21 @@ def _routes(app: FastAPI) -> None:
                 for r in rows
             ]  # fmt: skip
         else:
+            if cursor is None and source is not Source.POSTGRES:
+                cached = await _window_readings(side, device_id, start_ts, end_ts)
+                if cached is not None:
+                    page = cached[:limit]
+                    answer.source = Source.REDIS
+                    answer.readings = [
+                        RawReading(ts=r.ts, seq=r.seq, boot=r.boot, value=r.value, status=r.status)
+                        for r in page
+                    ]
+                    if len(page) == limit:  # as PostgreSQL's pages: the next page reads it
+                        end_of_page = page[-1]
+                        answer.next_cursor = (
+                            f"{end_of_page.ts.isoformat()}~{end_of_page.boot}~{end_of_page.seq}"
+                        )
+                    return answer
             after = _parse_cursor(cursor) if cursor else None
             rows = await side.query(
                 lambda conn: postgres_reads.raw_readings(

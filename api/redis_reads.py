@@ -33,6 +33,7 @@ from processor.contract.storage import (
     REDIS_ANOMALY_STREAM,
     REDIS_LAST_SEEN,
     redis_latest_key,
+    redis_window_key,
 )
 from processor.redis_cache import redis_tls_options
 from processor.secrets import SecretFormatError, SecretsError, SecretsProvider
@@ -134,6 +135,22 @@ class RedisReader:
         """The latest-reading hash of a device (None: not in the cache)."""
         fields = await self._call(lambda: self.client.hgetall(redis_latest_key(device_id)))
         return _decoded(fields) or None
+
+    async def latest_and_window(
+        self, device_id: str
+    ) -> tuple[dict[str, str] | None, list[bytes | str]]:
+        """The latest hash and every window member of a device, in one round trip (so
+        the two are read at the same moment)."""
+
+        async def run() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hgetall(redis_latest_key(device_id))
+                pipe.zrange(redis_window_key(device_id), 0, -1)
+                result: list[Any] = await pipe.execute()
+                return result
+
+        fields, members = await self._call(run)
+        return (_decoded(fields) or None), list(members)
 
     async def device_ids(self) -> list[str]:
         """Every device the cache has seen in its horizon (the last-seen set)."""

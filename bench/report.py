@@ -89,7 +89,58 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         for key, label in labels.items():
             if key in tool:
                 out.append((label, _num(tool[key], " s"), "", ""))
-    for name in ("throughput", "latency", "handoff", "scale", "tooling"):
+    r = results.get("reads")
+    if r and "error" not in r:
+        g = r["goals"]
+        out += [
+            (
+                "reads: load reached",
+                f"{_num(r['writes_per_s'])} w/s, {_num(r['reads_per_s'])} r/s",
+                f"offered {_num(r['offered_writes_per_s'])} w/s, "
+                f"{_num(r['offered_reads_per_s'])} r/s",
+                "",
+            ),
+            (
+                "  latest p50/p99 (cache)",
+                f"{_num(r['latest_p50_ms'])}/{_num(r['latest_p99_ms'])} ms",
+                f"postgres {_num(r['latest_postgres_p50_ms'])}/{_num(r['latest_postgres_p99_ms'])}"
+                f" ms (x{_num(r['latest_ratio_p99'])}); goal p99 <= {_num(g['latest_p99_ms'])} ms",
+                _verdict(
+                    r["latest_p99_ms"] is not None and r["latest_p99_ms"] <= g["latest_p99_ms"]
+                ),
+            ),
+            (
+                "  line board p50/p99 (cache)",
+                f"{_num(r['board_p50_ms'])}/{_num(r['board_p99_ms'])} ms",
+                f"postgres {_num(r['board_postgres_p50_ms'])}/{_num(r['board_postgres_p99_ms'])}"
+                f" ms (x{_num(r['board_ratio_p99'])}); goal p99 <= {_num(g['board_p99_ms'])} ms",
+                _verdict(r["board_p99_ms"] is not None and r["board_p99_ms"] <= g["board_p99_ms"]),
+            ),
+            (
+                "  anomaly -> stream p50/p99",
+                f"{_num(r['stream_p50_ms'])}/{_num(r['stream_p99_ms'])} ms",
+                f"{r['stream_events']} events; goal p99 <= {_num(g['stream_p99_ms'])} ms",
+                _verdict(
+                    r["stream_p99_ms"] is not None and r["stream_p99_ms"] <= g["stream_p99_ms"]
+                ),
+            ),
+        ]
+        if "latest_api_cpu_ms" in r:
+            out += [
+                (
+                    "  API CPU per request: latest",
+                    f"{_num(r['latest_api_cpu_ms'])} ms",
+                    f"postgres {_num(r['latest_postgres_api_cpu_ms'])} ms (sequential, after)",
+                    "",
+                ),
+                (
+                    "  API CPU per request: line board",
+                    f"{_num(r['board_api_cpu_ms'])} ms",
+                    f"postgres {_num(r['board_postgres_api_cpu_ms'])} ms (sequential, after)",
+                    "",
+                ),
+            ]
+    for name in ("throughput", "latency", "handoff", "scale", "tooling", "reads"):
         r = results.get(name)
         if r and "error" in r:
             out.append((name, "ERROR", r["error"][:60], ""))

@@ -131,80 +131,110 @@ class StackConfig:
     brackets; ``docs/STACK.md`` holds the full table.
     """
 
-    #: Deployment's environment name [TAP_ENV / context ``environment``].
+    #: The deployment's environment name (1-8 lowercase letters/digits; dev, test,
+    #: local and ci may keep local state) [TAP_ENV / context ``environment``].
     environment: str = "dev"
-    #: Distinguishes parallel deployments [ENVIRONMENT_SUFFIX / context ``environmentSuffix``].
+    #: Distinguishes parallel deployments in one account (1-8 lowercase letters or
+    #: digits) [ENVIRONMENT_SUFFIX / context ``environmentSuffix``].
     suffix: str = "default"
+    #: AWS region of every resource (the plant's data stays in London).
     region: str = DEFAULT_REGION
     #: Availability zones used by subnets, NAT, Redis and RDS (2..3) [TAP_AZ_COUNT].
     az_count: int = 2
     #: One NAT gateway instead of one per AZ (cheaper, not zone-resilient) [TAP_SINGLE_NAT].
     single_nat_gateway: bool = False
+    #: The VPC's IPv4 range (CIDR; a /16 holds the eight /20 subnet slots).
     vpc_cidr: str = "10.40.0.0/16"
-    # Capacity formula inputs [TAP_SENSORS, TAP_READINGS_PER_SECOND, TAP_RECORD_BYTES,
-    # TAP_SHARD_HEADROOM].
+    #: Sensors the plant runs (count; the capacity formula) [TAP_SENSORS].
     sensors: int = 2000
+    #: Readings per second of one sensor (Hz; the capacity formula) [TAP_READINGS_PER_SECOND].
     readings_per_second: float = 1.0
+    #: Size of one record on the wire (bytes; the capacity formula) [TAP_RECORD_BYTES].
     record_bytes: int = 300
+    #: Capacity over the expected load (factor >= 1: bursts, resharding lag, uneven
+    #: partition keys) [TAP_SHARD_HEADROOM].
     shard_headroom: float = 2.0
     #: On-demand capacity mode instead of provisioned shards [TAP_KINESIS_ON_DEMAND].
     kinesis_on_demand: bool = False
-    #: Stream retention in hours (24..8760) [TAP_STREAM_RETENTION_HOURS].
+    #: Stream retention (hours, 24..8760) [TAP_STREAM_RETENTION_HOURS].
     stream_retention_hours: int = 24
-    # Processor task [TAP_TASK_CPU, TAP_TASK_MEMORY, TAP_IMAGE_TAG].
+    #: Processor task CPU (Fargate units, 256..4096) [TAP_TASK_CPU].
     task_cpu: int = 512
+    #: Processor task memory (MiB, a size Fargate pairs with the CPU) [TAP_TASK_MEMORY].
     task_memory: int = 1024
+    #: Tag of the processor image in the stack's ECR repository [TAP_IMAGE_TAG].
     image_tag: str = "0.1.0"
     #: Seconds ECS waits after SIGTERM (Fargate maximum 120) so leases are released.
     stop_timeout_s: int = 120
-    # Autoscaling bounds [TAP_MIN_TASKS, TAP_MAX_TASKS]; max defaults to the shard count.
+    #: Processor tasks that always run (>= 1) [TAP_MIN_TASKS].
     min_tasks: int = 1
+    #: Most processor tasks autoscaling may run; None = the shard count [TAP_MAX_TASKS].
     max_tasks: int | None = None
     #: Iterator age (ms) above which the service scales out and the alarm fires.
     iterator_age_alarm_ms: int = 60_000
     #: Iterator age (ms) below which, for 15 minutes, the service scales in by one.
     #: Both directions read the same metric, so they cannot fight (docs/STACK.md).
     iterator_age_scale_in_ms: int = 5_000
-    # Data stores [TAP_DB_INSTANCE_CLASS, TAP_REDIS_NODE_TYPE].
+    #: RDS instance class (Graviton burstable by default) [TAP_DB_INSTANCE_CLASS].
     db_instance_class: str = "db.t4g.medium"
+    #: PostgreSQL major version (16.x required: the migrations' features).
     db_engine_version: str = "16"
+    #: Database storage at creation (GiB).
     db_allocated_storage_gb: int = 50
+    #: Ceiling of RDS storage autoscaling (GiB).
     db_max_allocated_storage_gb: int = 200
+    #: The database the pipeline writes to.
     db_name: str = "tap"
+    #: PostgreSQL port.
     db_port: int = 5432
+    #: Days of automated database backups kept (>= 7).
     db_backup_retention_days: int = 7
+    #: ElastiCache node type [TAP_REDIS_NODE_TYPE].
     redis_node_type: str = "cache.t4g.small"
+    #: Redis engine version (7.x: TLS, AUTH rotation).
     redis_engine_version: str = "7.1"
+    #: Redis nodes: a primary and replicas (>= 2 for Multi-AZ failover).
     redis_nodes: int = 2
+    #: Redis port.
     redis_port: int = 6379
+    #: Days of daily Redis snapshots kept.
     redis_snapshot_retention_days: int = 7
+    #: Days between rotations of the application's database secret.
     secret_rotation_days: int = 30
     #: Bump to generate and apply a new Redis AUTH token [TAP_REDIS_AUTH_TOKEN_VERSION].
     redis_auth_token_version: int = 1
     #: Rotate the application role's secret with AWS's alternating-users function
     #: (Serverless Application Repository). False only where that service is absent
-    #: (the moto deploy smoke): the secret then keeps the migrate task's password.
+    #: (the moto deploy smoke): the secret then keeps the migrate task's password
+    #: [TAP_DB_APP_ROTATION].
     db_app_secret_rotation: bool = True
     #: Production safety: deletion protection, final snapshot, keep backups [TAP_PRODUCTION].
     production: bool = False
-    #: CloudWatch Logs retention for every log group [TAP_LOG_RETENTION_DAYS].
+    #: CloudWatch Logs retention for every log group (days) [TAP_LOG_RETENTION_DAYS].
     log_retention_days: int = 365
-    # Values shared with the processor contract (defaults come from it).
+    #: Port of the processor's health endpoint (default: the processor contract's
+    #: TAP_HEALTH_PORT).
     health_port: int = field(default_factory=lambda: int(contract_default("TAP_HEALTH_PORT")))
+    #: CloudWatch namespace of the processor's metrics (default: the processor
+    #: contract's TAP_METRICS_NAMESPACE).
     metrics_namespace: str = field(
         default_factory=lambda: contract_default("TAP_METRICS_NAMESPACE")
     )
-    # Remote state [TAP_STATE_BUCKET, TAP_STATE_KEY, TAP_STATE_KMS_KEY_ARN]; local
-    # state when no bucket.
+    #: S3 bucket of the remote state; local state when unset [TAP_STATE_BUCKET].
     state_bucket: str | None = None
+    #: Object key of the remote state; ``tap/<env>-<suffix>/terraform.tfstate`` when
+    #: unset [TAP_STATE_KEY].
     state_key: str | None = None
+    #: KMS key (ARN) the S3 backend encrypts the state with; required with a bucket
+    #: [TAP_STATE_KMS_KEY_ARN].
     state_kms_key_arn: str | None = None
     #: Folder of the local state file [TAP_STATE_DIR]; the project root by default.
     state_dir: Path = PROJECT_ROOT
     #: Accept local state for a shared deployment [TAP_ALLOW_LOCAL_STATE] (loud warning).
     allow_local_state: bool = False
-    # Alarm subscriptions [TAP_ALARM_EMAILS, TAP_ALARM_HTTPS_ENDPOINTS], comma-separated.
+    #: E-mail addresses told about alarms (comma-separated) [TAP_ALARM_EMAILS].
     alarm_emails: tuple[str, ...] = ()
+    #: HTTPS endpoints told about alarms (comma-separated) [TAP_ALARM_HTTPS_ENDPOINTS].
     alarm_https_endpoints: tuple[str, ...] = ()
     #: Who may assume the producer role [TAP_PRODUCER_PRINCIPAL]: an account id or an
     #: IAM ARN; the deploying account's root (its IAM policies decide) when unset.

@@ -12,6 +12,7 @@ from constructs import Construct
 
 from lib.components.account import AccountContext
 from lib.components.cache import Cache, CacheConfig
+from lib.components.data_store_placement import DataStorePlacement
 from lib.components.database import Database, DatabaseConfig
 from lib.components.ingestion import Ingestion, IngestionConfig
 from lib.components.keys import EncryptionKeys, KeysConfig
@@ -19,6 +20,7 @@ from lib.components.log_group import LogSettings
 from lib.components.monitoring import Monitoring, MonitoringConfig
 from lib.components.network import Network, NetworkConfig
 from lib.components.processing import Processing, ProcessingConfig
+from lib.components.processor_container import ProcessorTaskValues
 from lib.components.producer_access import ProducerAccess, ProducerAccessConfig
 from lib.config import StackConfig, contract_default
 from processor.contract import stack_outputs as out
@@ -59,7 +61,9 @@ class TapStack(TerraformStack):
             config=KeysConfig(naming=naming, fargate_cluster_name=naming.name("ecs")),
             account=account,
         )
-        logs = LogSettings(kms_key_arn=keys.logs.arn, retention_days=config.log_retention_days)
+        logs = LogSettings(
+            kms_key_arn=keys.outputs.logs_key_arn, retention_days=config.log_retention_days
+        )
 
         network = Network(
             self,
@@ -73,27 +77,33 @@ class TapStack(TerraformStack):
             account=account,
             logs=logs,
         )
+        net = network.outputs
         ingestion = Ingestion(
             self,
             "ingestion",
             config=IngestionConfig(
                 naming=naming,
-                kms_key_arn=keys.stream.arn,
+                kms_key_arn=keys.outputs.stream_key_arn,
                 shard_count=config.shard_count,
                 on_demand=config.kinesis_on_demand,
                 retention_hours=config.stream_retention_hours,
             ),
         )
+        stream = ingestion.outputs
+        # Redis and PostgreSQL: private subnets, reachable from the processor tasks only.
+        data_stores = DataStorePlacement(
+            naming=naming,
+            vpc_id=net.vpc_id,
+            subnet_ids=net.private_subnet_ids,
+            client_security_group_id=net.processor_security_group_id,
+            kms_key_arn=keys.outputs.data_key_arn,
+            secrets_kms_key_arn=keys.outputs.secrets_key_arn,
+        )
         cache = Cache(
             self,
             "cache",
             config=CacheConfig(
-                naming=naming,
-                vpc_id=network.vpc_id,
-                subnet_ids=network.private_subnet_ids,
-                client_security_group_id=network.processor_security_group_id,
-                kms_key_arn=keys.data.arn,
-                secrets_kms_key_arn=keys.secrets.arn,
+                placement=data_stores,
                 node_type=config.redis_node_type,
                 engine_version=config.redis_engine_version,
                 nodes=config.redis_nodes,
@@ -103,16 +113,12 @@ class TapStack(TerraformStack):
             ),
             logs=logs,
         )
+        redis = cache.outputs
         database = Database(
             self,
             "database",
             config=DatabaseConfig(
-                naming=naming,
-                vpc_id=network.vpc_id,
-                subnet_ids=network.private_subnet_ids,
-                client_security_group_id=network.processor_security_group_id,
-                kms_key_arn=keys.data.arn,
-                secrets_kms_key_arn=keys.secrets.arn,
+                placement=data_stores,
                 instance_class=config.db_instance_class,
                 engine_version=config.db_engine_version,
                 allocated_storage_gb=config.db_allocated_storage_gb,
@@ -128,43 +134,42 @@ class TapStack(TerraformStack):
             account=account,
             logs=logs,
         )
+        db = database.outputs
         processing = Processing(
             self,
             "processing",
             config=ProcessingConfig(
                 naming=naming,
-                private_subnet_ids=network.private_subnet_ids,
-                security_group_id=network.processor_security_group_id,
-                stream_arn=ingestion.stream_arn,
-                stream_name=ingestion.stream_name,
-                stream_kms_key_arn=keys.stream.arn,
-                ecr_kms_key_arn=keys.data.arn,
-                secrets_kms_key_arn=keys.secrets.arn,
-                ephemeral_storage_kms_key_arn=keys.data.arn,
+                private_subnet_ids=net.private_subnet_ids,
+                security_group_id=net.processor_security_group_id,
+                stream_arn=stream.stream_arn,
+                stream_name=stream.stream_name,
+                stream_kms_key_arn=keys.outputs.stream_key_arn,
+                ecr_kms_key_arn=keys.outputs.data_key_arn,
+                secrets_kms_key_arn=keys.outputs.secrets_key_arn,
+                ephemeral_storage_kms_key_arn=keys.outputs.data_key_arn,
                 # The application role's secret; the master secret only in the migrate task.
-                readable_secret_arns=[database.app_secret_arn, cache.auth_secret_arn],
-                migration_secret_arn=database.master_secret_arn,
-                app_secret_arn=database.app_secret_arn,
-                # Keys are the contract's stack-provided variables (processor.contract).
-                environment={
-                    "TAP_STREAM_NAME": ingestion.stream_name,
-                    "AWS_REGION": config.region,
-                    "TAP_ENVIRONMENT": config.environment,
-                    "TAP_DB_HOST": database.address,
-                    "TAP_DB_PORT": str(database.port),
-                    "TAP_DB_NAME": database.db_name,
-                    "TAP_DB_SECRET_ARN": database.app_secret_arn,
-                    "TAP_DB_SSLMODE": "verify-full",
+                readable_secret_arns=(db.app_secret_arn, redis.auth_secret_arn),
+                migration_secret_arn=db.master_secret_arn,
+                app_secret_arn=db.app_secret_arn,
+                task_values=ProcessorTaskValues(
+                    stream_name=stream.stream_name,
+                    aws_region=config.region,
+                    environment=config.environment,
+                    db_host=db.address,
+                    db_port=db.port,
+                    db_name=db.db_name,
+                    db_secret_arn=db.app_secret_arn,
+                    db_sslmode="verify-full",
                     # The RDS CA bundle the processor image ships (contract default).
-                    "TAP_DB_CA_BUNDLE": contract_default("TAP_DB_CA_BUNDLE"),
-                    "TAP_REDIS_HOST": cache.primary_endpoint,
-                    "TAP_REDIS_PORT": str(cache.port),
-                    "TAP_REDIS_AUTH_SECRET_ARN": cache.auth_secret_arn,
-                    "TAP_REDIS_TLS": "true",
-                    "TAP_HEALTH_PORT": str(config.health_port),
-                    "TAP_METRICS_NAMESPACE": config.metrics_namespace,
-                },
-                health_port=config.health_port,
+                    db_ca_bundle=contract_default("TAP_DB_CA_BUNDLE"),
+                    redis_host=redis.primary_endpoint,
+                    redis_port=redis.port,
+                    redis_auth_secret_arn=redis.auth_secret_arn,
+                    redis_tls=True,
+                    health_port=config.health_port,
+                    metrics_namespace=config.metrics_namespace,
+                ),
                 image_tag=config.image_tag,
                 cpu=config.task_cpu,
                 memory=config.task_memory,
@@ -175,21 +180,22 @@ class TapStack(TerraformStack):
             account=account,
             logs=logs,
         )
+        service = processing.outputs
         monitoring = Monitoring(
             self,
             "monitoring",
             config=MonitoringConfig(
                 naming=naming,
                 region=config.region,
-                kms_key_arn=keys.notifications.arn,
-                stream_name=ingestion.stream_name,
-                cluster_name=processing.cluster_name,
-                service_name=processing.service_name,
-                processor_log_group_name=processing.log_group_name,
-                db_identifier=database.identifier,
-                redis_member_ids=cache.member_cluster_ids,
-                lag_scaling_policy_arn=processing.lag_scaling_policy_arn,
-                idle_scaling_policy_arn=processing.idle_scaling_policy_arn,
+                kms_key_arn=keys.outputs.notifications_key_arn,
+                stream_name=stream.stream_name,
+                cluster_name=service.cluster_name,
+                service_name=service.service_name,
+                processor_log_group_name=service.log_group_name,
+                db_identifier=db.identifier,
+                redis_member_ids=redis.member_cluster_ids,
+                lag_scaling_policy_arn=service.lag_scaling_policy_arn,
+                idle_scaling_policy_arn=service.idle_scaling_policy_arn,
                 metrics_namespace=config.metrics_namespace,
                 iterator_age_threshold_ms=config.iterator_age_alarm_ms,
                 iterator_age_scale_in_ms=config.iterator_age_scale_in_ms,
@@ -204,64 +210,66 @@ class TapStack(TerraformStack):
             "producers",
             config=ProducerAccessConfig(
                 naming=naming,
-                stream_arn=ingestion.stream_arn,
-                stream_kms_key_arn=keys.stream.arn,
+                stream_arn=stream.stream_arn,
+                stream_kms_key_arn=keys.outputs.stream_key_arn,
                 trusted_principal=config.producer_principal,
             ),
             account=account,
         )
 
+        alarms = monitoring.outputs
+        gateways = producers.outputs
         outputs: dict[str, tuple[object, str]] = {
-            out.STREAM_NAME: (ingestion.stream_name, "Kinesis stream sensors write to"),
-            out.STREAM_ARN: (ingestion.stream_arn, "Kinesis stream ARN"),
-            out.ECS_CLUSTER_NAME: (processing.cluster_name, "ECS cluster"),
-            out.ECS_SERVICE_NAME: (processing.service_name, "Processor service"),
-            out.ECR_REPOSITORY_URL: (processing.repository_url, "Push the processor image here"),
-            out.DB_ENDPOINT: (database.address, "PostgreSQL host name"),
-            out.DB_PORT: (database.port, "PostgreSQL port"),
-            out.DB_SECRET_ARN: (database.master_secret_arn, "RDS-managed master secret"),
+            out.STREAM_NAME: (stream.stream_name, "Kinesis stream sensors write to"),
+            out.STREAM_ARN: (stream.stream_arn, "Kinesis stream ARN"),
+            out.ECS_CLUSTER_NAME: (service.cluster_name, "ECS cluster"),
+            out.ECS_SERVICE_NAME: (service.service_name, "Processor service"),
+            out.ECR_REPOSITORY_URL: (service.repository_url, "Push the processor image here"),
+            out.DB_ENDPOINT: (db.address, "PostgreSQL host name"),
+            out.DB_PORT: (db.port, "PostgreSQL port"),
+            out.DB_SECRET_ARN: (db.master_secret_arn, "RDS-managed master secret"),
             out.DB_APP_SECRET_ARN: (
-                database.app_secret_arn,
+                db.app_secret_arn,
                 "The processor's database login (application role), rotated by alternating users",
             ),
             out.MIGRATE_TASK_DEFINITION: (
-                processing.migrate_task_definition_family,
+                service.migrate_task_definition_family,
                 "Run this task (python -m processor migrate) before rolling the service",
             ),
-            out.REDIS_PRIMARY_ENDPOINT: (cache.primary_endpoint, "Redis primary endpoint"),
-            out.REDIS_PORT: (cache.port, "Redis port"),
-            out.REDIS_AUTH_SECRET_ARN: (cache.auth_secret_arn, "Secret holding the AUTH token"),
-            out.PROCESSOR_LOG_GROUP_NAME: (processing.log_group_name, "Processor logs"),
+            out.REDIS_PRIMARY_ENDPOINT: (redis.primary_endpoint, "Redis primary endpoint"),
+            out.REDIS_PORT: (redis.port, "Redis port"),
+            out.REDIS_AUTH_SECRET_ARN: (redis.auth_secret_arn, "Secret holding the AUTH token"),
+            out.PROCESSOR_LOG_GROUP_NAME: (service.log_group_name, "Processor logs"),
             out.LOG_GROUP_NAMES: (
                 {
-                    "processor": processing.log_group_name,
-                    "container_insights": processing.insights_log_group_name,
-                    "vpc_flow_logs": network.flow_log_group_name,
-                    "redis_slow_log": cache.log_group_names[0],
-                    "redis_engine_log": cache.log_group_names[1],
-                    "postgres_postgresql": database.log_group_names[0],
-                    "postgres_upgrade": database.log_group_names[1],
+                    "processor": service.log_group_name,
+                    "container_insights": service.insights_log_group_name,
+                    "vpc_flow_logs": net.flow_log_group_name,
+                    "redis_slow_log": redis.slow_log_group_name,
+                    "redis_engine_log": redis.engine_log_group_name,
+                    "postgres_postgresql": db.postgresql_log_group_name,
+                    "postgres_upgrade": db.upgrade_log_group_name,
                 },
                 "Every log group of the stack",
             ),
             out.PROCESSOR_TASK_ENVIRONMENT: (
-                processing.environment,
+                service.environment,
                 "The processor task's environment (name -> value), as in the task definition",
             ),
-            out.ALARM_TOPIC_ARN: (monitoring.topic_arn, "SNS topic of every alarm"),
+            out.ALARM_TOPIC_ARN: (alarms.topic_arn, "SNS topic of every alarm"),
             out.ALARM_SUBSCRIPTIONS: (
-                monitoring.subscription_endpoints,
+                list(alarms.subscription_endpoints),
                 "protocol:endpoint of every alarm subscription (e-mail ones await confirmation)",
             ),
             out.PRODUCER_ROLE_ARN: (
-                producers.role_arn,
+                gateways.role_arn,
                 "Gateways assume this role to put readings (TAP_PRODUCER_PRINCIPAL may)",
             ),
             out.PRODUCER_POLICY_ARN: (
-                producers.policy_arn,
+                gateways.policy_arn,
                 "Managed policy: PutRecord(s) on the stream, GenerateDataKey on its key",
             ),
-            out.DASHBOARD_NAME: (monitoring.dashboard_name, "CloudWatch dashboard"),
+            out.DASHBOARD_NAME: (alarms.dashboard_name, "CloudWatch dashboard"),
         }
         for name, (value, description) in outputs.items():
             TerraformOutput(self, name, value=value, description=description)

@@ -12,9 +12,15 @@ the server, applying per device and per anomaly what follows:
   (as decimal strings, so 64-bit ``seq`` values compare exactly), so two workers,
   a replay and a reconciliation can write in any order and the newest wins.
 * **Recent window per device** (sorted set at :func:`redis_window_key`): member =
-  compact JSON of the reading, score = ``seq``. The same script adds a member only
-  when no member has that score yet (first write wins, like PostgreSQL's
-  ``ON CONFLICT DO NOTHING``) and trims to the newest :attr:`window_size` seqs.
+  compact JSON of the reading, ``{"boot":B,"seq":S,...}``, score = its event time in
+  µs. The same script adds a member only when no member of that score starts with
+  the same ``{"boot":B,"seq":S,`` (first write of an identity wins, like
+  PostgreSQL's ``ON CONFLICT DO NOTHING``) and trims to the newest
+  :attr:`window_size` by event time. Scored by event time, not ``seq``: a device
+  restart starts ``seq`` again at 0, and a ``seq`` score trimmed the new boot's
+  readings at once (the window froze on the old boot). The read API serves a range
+  from it only when the members prove it whole (consecutive ``seq`` of one boot:
+  ``api/app.py``), since the window of an outage is not rebuilt.
 * **Anomaly stream** (:data:`REDIS_ANOMALY_STREAM`, ``MAXLEN ~``): stream ids must
   grow, and anomalies of different devices and shards arrive in any order, so ids
   cannot be derived from the reading. Instead each anomaly has a stable identity
@@ -163,8 +169,9 @@ MAX_ITEMS_PER_CALL: Final = 1_000
 #   silence_ttl_ms, silence arrivals key, {last arrival ms, device, ...},
 #   silence forget before ms ('' = no pruning)}
 # devices: {device_id, ts_us, seq, last_seen_ms, {latest values, in the order of the
-#   field names}, {window seq, member, ...}} (an empty window list leaves the window
-#   untouched: reconciliation); anomalies: {anomaly_id, {stream field, value, ...}}.
+#   field names}, {window ts_us, identity prefix, member, ...}} (an empty window list
+#   leaves the window untouched: reconciliation);
+#   anomalies: {anomaly_id, {stream field, value, ...}}.
 # Returns {latest hashes replaced, window members added, stream entries added}.
 #
 # The keys are built in the script from the prefixes, not declared in KEYS: that is
@@ -206,10 +213,19 @@ for _, d in ipairs(p[12]) do
   if #w > 0 then
     local wk = window_prefix .. device
     local n = 0
-    for i = 1, #w, 2 do
-      -- first write of a seq wins (like PostgreSQL's ON CONFLICT DO NOTHING)
-      if redis.call('ZCOUNT', wk, w[i], w[i]) == 0 then
-        redis.call('ZADD', wk, w[i], w[i + 1])
+    for i = 1, #w, 3 do
+      -- first write of an identity wins (like PostgreSQL's ON CONFLICT DO NOTHING):
+      -- a copy has the same event time, so only the members of that score are read
+      local score, prefix, member = w[i], w[i + 1], w[i + 2]
+      local copy = false
+      for _, m in ipairs(redis.call('ZRANGEBYSCORE', wk, score, score)) do
+        if string.sub(m, 1, #prefix) == prefix then
+          copy = true
+          break
+        end
+      end
+      if not copy then
+        redis.call('ZADD', wk, score, member)
         n = n + 1
       end
     end
@@ -330,11 +346,20 @@ def latest_fields(accepted: AcceptedReading) -> dict[str, str]:
     return dict(zip(LATEST_FIELDS, _latest_values(accepted), strict=True))
 
 
+def window_identity(accepted: AcceptedReading) -> bytes:
+    """The prefix every window member of this reading's identity starts with."""
+    r = accepted.reading
+    identity = {WindowMemberField.BOOT: r.series, WindowMemberField.SEQ: r.seq}
+    return _window_encoder.encode(identity)[:-1] + b","
+
+
 def window_member(accepted: AcceptedReading) -> bytes:
-    """Window member: deterministic compact JSON (a replay yields the same bytes)."""
+    """Window member: deterministic compact JSON (a replay yields the same bytes), its
+    identity first (:func:`window_identity`)."""
     r = accepted.reading
     return _window_encoder.encode(
         {
+            WindowMemberField.BOOT: r.series,
             WindowMemberField.SEQ: r.seq,
             WindowMemberField.TS: r.ts.isoformat(),
             WindowMemberField.VALUE: r.value,
@@ -359,7 +384,11 @@ def _device_entry(items: Sequence[AcceptedReading], window_size: int) -> list[An
     window: list[str] = []
     if window_size > 0:
         for accepted in items[-window_size:]:
-            window += (str(accepted.reading.seq), window_member(accepted).decode())
+            window += (
+                str(_ts_us(accepted.reading.ts)),
+                window_identity(accepted).decode(),
+                window_member(accepted).decode(),
+            )
     return [
         newest.reading.device_id,
         ts_us,

@@ -3,7 +3,8 @@
 
 A fresh target is a throwaway local pipeline: the local servers (e2e.services), a
 stream, N ``python -m processor`` processes configured exactly as the tests configure
-them, and the campaign :class:`Target` pointing at it all. It is composed at the CLI
+them, ``tap api`` when the campaign reads (``api=True``: ``--readers`` or
+``--sse-listeners``), and the campaign :class:`Target` pointing at it all. It is composed at the CLI
 because the simulator may not import the harness (the import rules in pyproject.toml;
 this module moved here from ``simulator/load/local_pipeline.py``, issue 12).
 
@@ -37,6 +38,7 @@ def fresh_local_pipeline(
     processors: int = 2,
     keep: bool = False,
     log: Any = print,
+    api: bool = False,
 ) -> Iterator[Target]:
     from e2e.services.local_stack import LocalServices
     from e2e.verify import ProcessorCluster
@@ -45,6 +47,7 @@ def fresh_local_pipeline(
     run_dir.chmod(0o755)  # PostgreSQL may run as another user (see e2e.fixtures)
     services = LocalServices(run_dir)
     cluster = None
+    api_component = None
     try:
         log(f"starting the local servers in {run_dir}")
         services.start()
@@ -69,6 +72,15 @@ def fresh_local_pipeline(
                     f"processors did not take the {shards} shards within 90 s (held: {held});"
                     f" see {run_dir / 'logs'}"
                 )
+        api_url = None
+        if api:
+            # After the processors: their start migrated the database the API reads.
+            from e2e.local.api_component import ApiComponent
+
+            log("starting the read API (tap api)")
+            api_component = ApiComponent(services, run_dir / "logs")
+            api_component.start()
+            api_url = api_component.url
         redis = services.redis
         yield Target(
             kind="local",
@@ -79,8 +91,12 @@ def fresh_local_pipeline(
             redis_url=redis.url(),
             redis_ca=str(redis.ca_path) if redis.ca_path else None,
             source=f"fresh local pipeline in {run_dir}",
+            api_url=api_url,
         )
     finally:
+        if api_component is not None:
+            with contextlib.suppress(Exception):
+                api_component.stop()
         if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.stop_all()

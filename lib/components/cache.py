@@ -39,31 +39,56 @@ from cdktf_cdktf_provider_aws.secretsmanager_secret_version import Secretsmanage
 from constructs import Construct
 
 from lib.components.client_only_security_group import client_only_security_group
+from lib.components.data_store_placement import DataStorePlacement
 from lib.components.log_group import EncryptedLogGroup, LogSettings
-from lib.config import Naming
 
 #: JSON key of the token inside the secret (the processor contract: "JSON with auth_token").
 AUTH_TOKEN_KEY = "auth_token"  # noqa: S105 (a JSON key name, not a secret)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CacheConfig:
-    naming: Naming
-    vpc_id: str
-    subnet_ids: list[str]
-    client_security_group_id: str
-    kms_key_arn: str
-    secrets_kms_key_arn: str
-    node_type: str = "cache.t4g.small"
-    engine_version: str = "7.1"
-    nodes: int = 2
-    port: int = 6379
-    snapshot_retention_days: int = 7
-    #: ElastiCache AUTH tokens: 16..128 printable characters; letters and digits only
-    #: keeps them valid in a redis:// URL too.
+    """The replication group. Deployment settings have no default here: the one
+    default is :class:`lib.config.StackConfig`'s (named in brackets)."""
+
+    #: Network placement and keys (shared with the other data store).
+    placement: DataStorePlacement
+    #: Node size (ElastiCache node type) [StackConfig.redis_node_type, TAP_REDIS_NODE_TYPE].
+    node_type: str
+    #: Redis engine version (7.x: TLS and AUTH rotation) [StackConfig.redis_engine_version].
+    engine_version: str
+    #: Nodes in the group, a primary and replicas (>= 2 for failover) [StackConfig.redis_nodes].
+    nodes: int
+    #: TCP port of the primary endpoint [StackConfig.redis_port].
+    port: int
+    #: Days of daily snapshots kept [StackConfig.redis_snapshot_retention_days].
+    snapshot_retention_days: int
+    #: Changing it writes a freshly generated token, and ElastiCache ROTATEs to it
+    #: [StackConfig.redis_auth_token_version, TAP_REDIS_AUTH_TOKEN_VERSION].
+    token_version: int
+    #: Length of the generated AUTH token (characters; ElastiCache accepts 16..128);
+    #: letters and digits only keeps it valid in a redis:// URL too.
     token_length: int = 64
-    #: Changing it writes a freshly generated token (and ElastiCache ROTATEs to it).
-    token_version: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheOutputs:
+    #: The replication group's id (``redis-<environment>-<suffix>``).
+    replication_group_id: str
+    #: Member cluster ids AWS assigns (``<group>-001`` ...): CloudWatch dimensions.
+    member_cluster_ids: tuple[str, ...]
+    #: Host name of the primary endpoint (the processor's ``TAP_REDIS_HOST``).
+    primary_endpoint: str
+    #: TCP port of the primary endpoint.
+    port: int
+    #: The secret holding the AUTH token (JSON key ``auth_token``).
+    auth_secret_arn: str
+    #: The cache's security group.
+    security_group_id: str
+    #: The log group of Redis's slow log.
+    slow_log_group_name: str
+    #: The log group of Redis's engine log.
+    engine_log_group_name: str
 
 
 class Cache(Construct):
@@ -71,7 +96,7 @@ class Cache(Construct):
         self, scope: Construct, id_: str, *, config: CacheConfig, logs: LogSettings
     ) -> None:
         super().__init__(scope, id_)
-        naming = config.naming
+        naming = config.placement.naming
         group_id = naming.name("redis")
 
         sg = client_only_security_group(
@@ -80,15 +105,15 @@ class Cache(Construct):
             service="redis",
             label="Redis",
             port=config.port,
-            vpc_id=config.vpc_id,
-            client_security_group_id=config.client_security_group_id,
+            vpc_id=config.placement.vpc_id,
+            client_security_group_id=config.placement.client_security_group_id,
         )
         subnets = ElasticacheSubnetGroup(
             self,
             "subnets",
             name=naming.name("redis-subnets"),
             description="Private subnets of the Redis replication group",
-            subnet_ids=config.subnet_ids,
+            subnet_ids=list(config.placement.subnet_ids),
         )
 
         secret = SecretsmanagerSecret(
@@ -96,7 +121,7 @@ class Cache(Construct):
             "auth-secret",
             name=naming.name("secret-redis-auth"),
             description="Redis AUTH token (JSON: auth_token); the processor reads it at run time",
-            kms_key_id=config.secrets_kms_key_arn,
+            kms_key_id=config.placement.secrets_kms_key_arn,
             recovery_window_in_days=0,
         )
         # No binding for ephemeral resources in the provider bindings 20.1.0: the
@@ -150,7 +175,7 @@ class Cache(Construct):
             transit_encryption_enabled=True,
             transit_encryption_mode="required",
             at_rest_encryption_enabled="true",
-            kms_key_id=config.kms_key_arn,
+            kms_key_id=config.placement.kms_key_arn,
             auth_token=Fn.lookup(Fn.jsondecode(stored.secret_string), AUTH_TOKEN_KEY),
             # On a deliberate token change both tokens work until the next change.
             auth_token_update_strategy="ROTATE",  # noqa: S106 (a strategy name)
@@ -177,13 +202,13 @@ class Cache(Construct):
             ],
         )
 
-        self.replication_group_id: str = group_id
-        #: Member cluster ids AWS assigns (``<group>-001`` ...): CloudWatch dimensions.
-        self.member_cluster_ids: list[str] = [
-            f"{group_id}-{i:03d}" for i in range(1, config.nodes + 1)
-        ]
-        self.primary_endpoint: str = group.primary_endpoint_address
-        self.port: int = config.port
-        self.auth_secret_arn: str = secret.arn
-        self.security_group_id: str = sg.id
-        self.log_group_names: list[str] = [slow_log.name, engine_log.name]
+        self.outputs = CacheOutputs(
+            replication_group_id=group_id,
+            member_cluster_ids=tuple(f"{group_id}-{i:03d}" for i in range(1, config.nodes + 1)),
+            primary_endpoint=group.primary_endpoint_address,
+            port=config.port,
+            auth_secret_arn=secret.arn,
+            security_group_id=sg.id,
+            slow_log_group_name=slow_log.name,
+            engine_log_group_name=engine_log.name,
+        )

@@ -37,8 +37,8 @@ from constructs import Construct
 from lib import iam_policy
 from lib.components.account import AccountContext
 from lib.components.client_only_security_group import client_only_security_group
+from lib.components.data_store_placement import DataStorePlacement
 from lib.components.log_group import EncryptedLogGroup, LogSettings
-from lib.config import Naming
 from processor.contract.storage import APP_ROLE
 
 #: AWS's alternating-users rotation function for RDS PostgreSQL (Serverless
@@ -62,34 +62,67 @@ PARAMETERS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DatabaseConfig:
-    naming: Naming
-    vpc_id: str
-    subnet_ids: list[str]
-    client_security_group_id: str
-    kms_key_arn: str
-    secrets_kms_key_arn: str
-    instance_class: str = "db.t4g.medium"
-    engine_version: str = "16"
-    allocated_storage_gb: int = 50
-    max_allocated_storage_gb: int = 200
-    db_name: str = "tap"
-    master_username: str = "tap_admin"
-    port: int = 5432
-    backup_retention_days: int = 7
-    secret_rotation_days: int = 30
-    monitoring_interval_s: int = 30
+    """The RDS instance and its secrets. Deployment settings have no default here:
+    the one default is :class:`lib.config.StackConfig`'s (named in brackets)."""
+
+    #: Network placement and keys (shared with the other data store).
+    placement: DataStorePlacement
+    #: Instance size (RDS instance class) [StackConfig.db_instance_class, TAP_DB_INSTANCE_CLASS].
+    instance_class: str
+    #: PostgreSQL version (16.x) [StackConfig.db_engine_version].
+    engine_version: str
+    #: Storage at creation (GiB) [StackConfig.db_allocated_storage_gb].
+    allocated_storage_gb: int
+    #: Ceiling of storage autoscaling (GiB) [StackConfig.db_max_allocated_storage_gb].
+    max_allocated_storage_gb: int
+    #: The database the pipeline writes to [StackConfig.db_name].
+    db_name: str
+    #: TCP port of the instance [StackConfig.db_port].
+    port: int
+    #: Days of automated backups kept (>= 7) [StackConfig.db_backup_retention_days].
+    backup_retention_days: int
+    #: Days between rotations of the application secret [StackConfig.secret_rotation_days].
+    secret_rotation_days: int
     #: Deploy the application secret's rotation function and schedule (False only
-    #: where the Serverless Application Repository is absent: the moto deploy smoke).
-    app_secret_rotation: bool = True
-    #: False (default): destroyable (no deletion protection, no final snapshot, automated
-    #: backups deleted). True: all three flip for production.
-    production: bool = False
+    #: where the Serverless Application Repository is absent: the moto deploy smoke)
+    #: [StackConfig.db_app_secret_rotation, TAP_DB_APP_ROTATION].
+    app_secret_rotation: bool
+    #: False: destroyable (no deletion protection, no final snapshot, automated
+    #: backups deleted). True: all three flip for production [StackConfig.production].
+    production: bool
     #: Pre-create ``RDSOSMetrics`` (Enhanced Monitoring's log group) with our key and
     #: retention. AWS names it once per account and region, shared by every instance:
-    #: only one deployment there may own it (TAP_RDS_OS_METRICS_LOG_GROUP).
-    rds_os_metrics_log_group: bool = False
+    #: only one deployment there may own it
+    #: [StackConfig.rds_os_metrics_log_group, TAP_RDS_OS_METRICS_LOG_GROUP].
+    rds_os_metrics_log_group: bool
+    #: The RDS master user (owner of the schema; only the migrate task logs in as it).
+    master_username: str = "tap_admin"
+    #: Enhanced Monitoring interval (seconds: 0, 1, 5, 10, 15, 30 or 60).
+    monitoring_interval_s: int = 30
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DatabaseOutputs:
+    #: The instance identifier (``postgres-<environment>-<suffix>``; CloudWatch dimension).
+    identifier: str
+    #: Host name of the instance (the processor's ``TAP_DB_HOST``).
+    address: str
+    #: TCP port of the instance.
+    port: int
+    #: The database the pipeline writes to.
+    db_name: str
+    #: The RDS-managed master secret (the migrate task only).
+    master_secret_arn: str
+    #: The application role's secret (the processor's login), rotated by alternating users.
+    app_secret_arn: str
+    #: The database's security group.
+    security_group_id: str
+    #: The log group of the ``postgresql`` log export.
+    postgresql_log_group_name: str
+    #: The log group of the ``upgrade`` log export.
+    upgrade_log_group_name: str
 
 
 class Database(Construct):
@@ -103,7 +136,7 @@ class Database(Construct):
         logs: LogSettings,
     ) -> None:
         super().__init__(scope, id_)
-        naming = config.naming
+        naming = config.placement.naming
         identifier = naming.name("postgres")
 
         sg = client_only_security_group(
@@ -112,15 +145,15 @@ class Database(Construct):
             service="postgres",
             label="PostgreSQL",
             port=config.port,
-            vpc_id=config.vpc_id,
-            client_security_group_id=config.client_security_group_id,
+            vpc_id=config.placement.vpc_id,
+            client_security_group_id=config.placement.client_security_group_id,
         )
         subnets = DbSubnetGroup(
             self,
             "subnets",
             name=naming.name("postgres-subnets"),
             description="Private subnets of the PostgreSQL instance",
-            subnet_ids=config.subnet_ids,
+            subnet_ids=list(config.placement.subnet_ids),
         )
         major = config.engine_version.split(".")[0]
         parameters = DbParameterGroup(
@@ -169,11 +202,11 @@ class Database(Construct):
             max_allocated_storage=config.max_allocated_storage_gb,
             storage_type="gp3",
             storage_encrypted=True,
-            kms_key_id=config.kms_key_arn,
+            kms_key_id=config.placement.kms_key_arn,
             db_name=config.db_name,
             username=config.master_username,
             manage_master_user_password=True,
-            master_user_secret_kms_key_id=config.secrets_kms_key_arn,
+            master_user_secret_kms_key_id=config.placement.secrets_kms_key_arn,
             port=config.port,
             multi_az=True,
             publicly_accessible=False,
@@ -184,7 +217,7 @@ class Database(Construct):
             iam_database_authentication_enabled=True,
             enabled_cloudwatch_logs_exports=list(LOG_EXPORTS),
             performance_insights_enabled=True,
-            performance_insights_kms_key_id=config.kms_key_arn,
+            performance_insights_kms_key_id=config.placement.kms_key_arn,
             performance_insights_retention_period=7,
             monitoring_interval=config.monitoring_interval_s,
             monitoring_role_arn=monitoring_role.arn,
@@ -219,7 +252,7 @@ class Database(Construct):
             name=naming.name("secret-db-app"),
             description=f"PostgreSQL login of the processor (role {APP_ROLE}); rotated by "
             "alternating users",
-            kms_key_id=config.secrets_kms_key_arn,
+            kms_key_id=config.placement.secrets_kms_key_arn,
             recovery_window_in_days=0,
         )
         # No password here (none in plan or state): the migrate task generates it.
@@ -254,11 +287,11 @@ class Database(Construct):
                     # In the database's subnets with the database clients' security
                     # group: it reaches PostgreSQL and the Secrets Manager endpoint
                     # exactly as the processor does, and nothing else.
-                    "vpcSubnetIds": Fn.join(",", config.subnet_ids),
-                    "vpcSecurityGroupIds": config.client_security_group_id,
-                    "kmsKeyArn": config.secrets_kms_key_arn,
+                    "vpcSubnetIds": Fn.join(",", list(config.placement.subnet_ids)),
+                    "vpcSecurityGroupIds": config.placement.client_security_group_id,
+                    "kmsKeyArn": config.placement.secrets_kms_key_arn,
                     "masterSecretArn": master_secret_arn,
-                    "masterSecretKmsKeyArn": config.secrets_kms_key_arn,
+                    "masterSecretKmsKeyArn": config.placement.secrets_kms_key_arn,
                 },
             )
             SecretsmanagerSecretRotation(
@@ -273,11 +306,15 @@ class Database(Construct):
                 rotate_immediately=False,
             )
 
-        self.identifier: str = identifier
-        self.address: str = instance.address
-        self.port: int = config.port
-        self.db_name: str = config.db_name
-        self.master_secret_arn: str = master_secret_arn
-        self.app_secret_arn: str = app_secret.arn
-        self.security_group_id: str = sg.id
-        self.log_group_names: list[str] = [g.name for g in log_groups]
+        exported = dict(zip(LOG_EXPORTS, log_groups, strict=False))
+        self.outputs = DatabaseOutputs(
+            identifier=identifier,
+            address=instance.address,
+            port=config.port,
+            db_name=config.db_name,
+            master_secret_arn=master_secret_arn,
+            app_secret_arn=app_secret.arn,
+            security_group_id=sg.id,
+            postgresql_log_group_name=exported["postgresql"].name,
+            upgrade_log_group_name=exported["upgrade"].name,
+        )

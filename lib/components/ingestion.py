@@ -17,14 +17,30 @@ SHARD_LEVEL_METRICS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class IngestionConfig:
+    """What the stream is made of. Deployment settings have no default here: the one
+    default is :class:`lib.config.StackConfig`'s (named in brackets)."""
+
+    #: Names every resource ``<type>-<environment>-<suffix>``.
     naming: Naming
+    #: ARN of the KMS key that encrypts the stream at rest (the ``stream`` key).
     kms_key_arn: str
-    #: From :func:`lib.config.shard_count_for` (the capacity formula); ignored on demand.
-    shard_count: int = 1
-    on_demand: bool = False
-    retention_hours: int = 24
+    #: Provisioned shards (count, >= 1), from the capacity formula
+    #: :func:`lib.config.shard_count_for` [StackConfig.shard_count]; ignored on demand.
+    shard_count: int
+    #: On-demand capacity mode instead of provisioned shards [StackConfig.kinesis_on_demand].
+    on_demand: bool
+    #: How long records stay readable (hours, 24..8760) [StackConfig.stream_retention_hours].
+    retention_hours: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestionOutputs:
+    #: The stream's name (producers; the processor's ``TAP_STREAM_NAME``).
+    stream_name: str
+    #: The stream's ARN (IAM policies of the processor and the producers).
+    stream_arn: str
 
 
 class Ingestion(Construct):
@@ -45,5 +61,4 @@ class Ingestion(Construct):
             # Deregister enhanced fan-out consumers on destroy so nothing blocks it.
             enforce_consumer_deletion=True,
         )
-        self.stream_name: str = stream.name
-        self.stream_arn: str = stream.arn
+        self.outputs = IngestionOutputs(stream_name=stream.name, stream_arn=stream.arn)

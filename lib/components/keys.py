@@ -30,14 +30,34 @@ _USE_ACTIONS = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class KeysConfig:
+    #: Names every key alias ``alias/kms-<domain>-<environment>-<suffix>``.
     naming: Naming
     #: The ECS cluster whose Fargate ephemeral storage the ``data`` key encrypts (the
     #: key policy names it in its encryption-context condition).
     fargate_cluster_name: str
+    #: Waiting period before a deleted key is gone (days, 7..30; 7 lets a test stack go
+    #: quickly, and a key scheduled for deletion can still be recovered in it).
     deletion_window_days: int = 7
+    #: Yearly automatic rotation of the key material (AWS's default period).
     rotation: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EncryptionKeysOutputs:
+    """The ARN of each key, by the data it protects."""
+
+    #: CloudWatch Logs (every log group).
+    logs_key_arn: str
+    #: The Kinesis stream.
+    stream_key_arn: str
+    #: RDS, ElastiCache, ECR, Performance Insights and Fargate ephemeral storage.
+    data_key_arn: str
+    #: Secrets Manager secrets.
+    secrets_key_arn: str
+    #: The SNS alarm topic.
+    notifications_key_arn: str
 
 
 class EncryptionKeys(Construct):
@@ -76,10 +96,8 @@ class EncryptionKeys(Construct):
             principal={"Service": "cloudwatch.amazonaws.com"},
             conditions={"StringEquals": {"aws:SourceAccount": account.account_id}},
         )
-        self.logs: KmsKey = self._key(
-            "logs", "CloudWatch Logs", [*account_statements, logs_statement]
-        )
-        self.stream: KmsKey = self._key("stream", "Kinesis stream", account_statements)
+        logs = self._key("logs", "CloudWatch Logs", [*account_statements, logs_statement])
+        stream = self._key("stream", "Kinesis stream", account_statements)
         # AWS's documented key policy for Fargate ephemeral storage: the service may
         # generate data keys and create Decrypt-only grants for this account's cluster
         # (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-create-storage-key.html;
@@ -109,14 +127,21 @@ class EncryptionKeys(Construct):
                 },
             ),
         ]
-        self.data: KmsKey = self._key(
+        data = self._key(
             "data",
             "RDS, ElastiCache, ECR, Performance Insights and Fargate ephemeral storage",
             [*account_statements, *fargate_statements],
         )
-        self.secrets: KmsKey = self._key("secrets", "Secrets Manager secrets", account_statements)
-        self.notifications: KmsKey = self._key(
+        secrets = self._key("secrets", "Secrets Manager secrets", account_statements)
+        notifications = self._key(
             "notifications", "SNS alarm topic", [*account_statements, alarms_statement]
+        )
+        self.outputs = EncryptionKeysOutputs(
+            logs_key_arn=logs.arn,
+            stream_key_arn=stream.arn,
+            data_key_arn=data.arn,
+            secrets_key_arn=secrets.arn,
+            notifications_key_arn=notifications.arn,
         )
 
     def _key(self, domain: str, purpose: str, statements: list[dict[str, object]]) -> KmsKey:

@@ -8,12 +8,15 @@ from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from constructs import Construct
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LogSettings:
     """Shared by every log group of the stack."""
 
+    #: The KMS key every log group is encrypted with (the ``logs`` key).
     kms_key_arn: str
-    retention_days: int = 365
+    #: Days CloudWatch keeps each event (a CloudWatch retention value)
+    #: [StackConfig.log_retention_days, TAP_LOG_RETENTION_DAYS].
+    retention_days: int
 
 
 class EncryptedLogGroup(Construct):

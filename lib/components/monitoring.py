@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cdktf_cdktf_provider_aws.cloudwatch_dashboard import CloudwatchDashboard
@@ -37,33 +37,69 @@ ERROR_FILTER_PATTERN = '{ ($.level = "ERROR") || ($.level = "CRITICAL") }'
 STREAM_DIMENSION = "Stream"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MonitoringConfig:
+    """Alarms, their topic and subscriptions, and the dashboard. Deployment settings
+    have no default here: the one default is :class:`lib.config.StackConfig`'s
+    (named in brackets)."""
+
+    #: Names every resource ``<type>-<environment>-<suffix>``.
     naming: Naming
+    #: Region of the dashboard's widgets.
     region: str
+    #: KMS key of the alarm topic (the ``notifications`` key).
     kms_key_arn: str
+    #: The stream whose iterator age and throttling are watched.
     stream_name: str
+    #: The ECS cluster of the processor service.
     cluster_name: str
+    #: The processor service (running-task and CPU alarms).
     service_name: str
+    #: The processor's log group (the dashboard's log widget).
     processor_log_group_name: str
+    #: The RDS instance identifier (CPU and free-storage alarms).
     db_identifier: str
-    redis_member_ids: list[str]
+    #: Redis member cluster ids (a memory alarm per node).
+    redis_member_ids: tuple[str, ...]
+    #: Triggered when the iterator age passes ``iterator_age_threshold_ms`` (scale out).
     lag_scaling_policy_arn: str
     #: Triggered when the stream is nearly drained for 15 minutes (scale in by one).
     idle_scaling_policy_arn: str
-    metrics_namespace: str = "TapPipeline"
-    iterator_age_threshold_ms: int = 60_000
-    #: Below the scale-out threshold by design: the two alarms cannot both be in ALARM.
-    iterator_age_scale_in_ms: int = 5_000
-    #: Who is told about alarms (validated in lib.config: TAP_ALARM_EMAILS,
-    #: TAP_ALARM_HTTPS_ENDPOINTS). E-mail subscriptions wait for the recipient's
-    #: confirmation; HTTPS endpoints must answer SNS's SubscriptionConfirmation.
-    alarm_emails: tuple[str, ...] = ()
-    alarm_https_endpoints: tuple[str, ...] = ()
+    #: CloudWatch namespace of the processor's own metrics [StackConfig.metrics_namespace,
+    #: from the processor contract's TAP_METRICS_NAMESPACE].
+    metrics_namespace: str
+    #: Iterator age (ms) that alarms and scales out [StackConfig.iterator_age_alarm_ms].
+    iterator_age_threshold_ms: int
+    #: Iterator age (ms) below which, for 15 minutes, the service scales in; below the
+    #: scale-out threshold by design, so the two alarms cannot both be in ALARM
+    #: [StackConfig.iterator_age_scale_in_ms].
+    iterator_age_scale_in_ms: int
+    #: E-mail addresses told about alarms (validated in lib.config; each waits for the
+    #: recipient's confirmation) [StackConfig.alarm_emails, TAP_ALARM_EMAILS].
+    alarm_emails: tuple[str, ...]
+    #: HTTPS endpoints told about alarms (must answer SNS's SubscriptionConfirmation)
+    #: [StackConfig.alarm_https_endpoints, TAP_ALARM_HTTPS_ENDPOINTS].
+    alarm_https_endpoints: tuple[str, ...]
+    #: Free storage (bytes) below which the database alarms; the stack passes a tenth
+    #: of the allocated storage.
+    db_free_storage_bytes: int
+    #: Database CPU (percent, 5-minute average) above which it alarms.
     db_cpu_percent: float = 80.0
-    db_free_storage_bytes: int = 5 * 1024**3
+    #: Redis memory use (percent of the node's) above which it alarms, well before
+    #: eviction or refused writes.
     redis_memory_percent: float = 80.0
-    extra_dashboard_log_groups: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitoringOutputs:
+    #: The SNS topic every alarm notifies.
+    topic_arn: str
+    #: The CloudWatch dashboard of the pipeline.
+    dashboard_name: str
+    #: Every alarm the stack creates.
+    alarm_names: tuple[str, ...]
+    #: ``protocol:endpoint`` of every alarm subscription.
+    subscription_endpoints: tuple[str, ...]
 
 
 class Monitoring(Construct):
@@ -78,8 +114,8 @@ class Monitoring(Construct):
             kms_master_key_id=config.kms_key_arn,
         )
         self._actions = [topic.arn]
-        self.alarm_names: list[str] = []
-        self.subscription_endpoints: list[str] = []
+        self._alarm_names: list[str] = []
+        self._subscription_endpoints: list[str] = []
         for protocol, endpoints in (
             ("email", config.alarm_emails),
             ("https", config.alarm_https_endpoints),
@@ -95,7 +131,7 @@ class Monitoring(Construct):
                     protocol=protocol,
                     endpoint=endpoint,
                 )
-                self.subscription_endpoints.append(f"{protocol}:{endpoint}")
+                self._subscription_endpoints.append(f"{protocol}:{endpoint}")
 
         CloudwatchLogMetricFilter(
             self,
@@ -141,7 +177,7 @@ class Monitoring(Construct):
             actions_enabled=True,
             alarm_actions=[config.idle_scaling_policy_arn],
         )
-        self.alarm_names.append(idle.alarm_name)
+        self._alarm_names.append(idle.alarm_name)
         self._alarm(
             "processor-errors",
             "Processor logged errors",
@@ -205,7 +241,7 @@ class Monitoring(Construct):
                 ),
             ],
         )
-        self.alarm_names.append(running_below.alarm_name)
+        self._alarm_names.append(running_below.alarm_name)
         db = {"DBInstanceIdentifier": config.db_identifier}
         self._alarm(
             "db-cpu",
@@ -260,8 +296,12 @@ class Monitoring(Construct):
             dashboard_name=naming.name("dashboard-pipeline"),
             dashboard_body=json.dumps(self._dashboard()),
         )
-        self.topic_arn: str = topic.arn
-        self.dashboard_name: str = dashboard.dashboard_name
+        self.outputs = MonitoringOutputs(
+            topic_arn=topic.arn,
+            dashboard_name=dashboard.dashboard_name,
+            alarm_names=tuple(self._alarm_names),
+            subscription_endpoints=tuple(self._subscription_endpoints),
+        )
 
     def _alarm(
         self,
@@ -297,7 +337,7 @@ class Monitoring(Construct):
             alarm_actions=[*self._actions, *(extra_actions or [])],
             ok_actions=self._actions,
         )
-        self.alarm_names.append(alarm.alarm_name)
+        self._alarm_names.append(alarm.alarm_name)
 
     def _dashboard(self) -> dict[str, Any]:
         c = self._config

@@ -60,14 +60,41 @@ def subnet_cidr(vpc_cidr: str, prefix: int, availability_zone: str, tier: str) -
     return str(next(block for index, block in enumerate(blocks) if index == slot))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NetworkConfig:
+    """The VPC's shape. Deployment settings have no default here: the one default is
+    :class:`lib.config.StackConfig`'s (named in brackets)."""
+
+    #: Names every resource ``<type>-<environment>-<suffix>``.
     naming: Naming
+    #: Zones of the public and private subnets, one of each per zone (2..3 in
+    #: eu-west-2) [StackConfig.availability_zones, from TAP_AZ_COUNT].
     availability_zones: tuple[str, ...]
-    cidr: str = "10.40.0.0/16"
-    single_nat_gateway: bool = False
-    #: Prefix length of each subnet; /20 gives 4091 addresses per subnet.
+    #: The VPC's IPv4 range (CIDR, room for 8 subnets of ``subnet_prefix``) [StackConfig.vpc_cidr].
+    cidr: str
+    #: One NAT gateway for every zone instead of one per zone (cheaper, not
+    #: zone-resilient) [StackConfig.single_nat_gateway].
+    single_nat_gateway: bool
+    #: Prefix length of each subnet (bits); /20 gives 4,091 usable addresses per subnet.
     subnet_prefix: int = 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NetworkOutputs:
+    #: The VPC's id (security groups of the data stores).
+    vpc_id: str
+    #: The VPC's IPv4 range as AWS reports it.
+    vpc_cidr: str
+    #: Public subnets, one per zone in ``availability_zones`` order (NAT gateways only).
+    public_subnet_ids: tuple[str, ...]
+    #: Private subnets, one per zone in the same order (tasks, RDS, Redis, endpoints).
+    private_subnet_ids: tuple[str, ...]
+    #: The security group of the processor tasks (the data stores admit it only).
+    processor_security_group_id: str
+    #: The security group of the VPC interface endpoints.
+    endpoint_security_group_id: str
+    #: The log group of the VPC flow logs.
+    flow_log_group_name: str
 
 
 class Network(Construct):
@@ -285,10 +312,12 @@ class Network(Construct):
             tags={"Name": naming.name("flow-log")},
         )
 
-        self.vpc_id: str = vpc.id
-        self.vpc_cidr: str = vpc.cidr_block
-        self.public_subnet_ids: list[str] = [s.id for s in public]
-        self.private_subnet_ids: list[str] = [s.id for s in private]
-        self.processor_security_group_id: str = processor_sg.id
-        self.endpoint_security_group_id: str = endpoint_sg.id
-        self.flow_log_group_name: str = flow_group.name
+        self.outputs = NetworkOutputs(
+            vpc_id=vpc.id,
+            vpc_cidr=vpc.cidr_block,
+            public_subnet_ids=tuple(s.id for s in public),
+            private_subnet_ids=tuple(s.id for s in private),
+            processor_security_group_id=processor_sg.id,
+            endpoint_security_group_id=endpoint_sg.id,
+            flow_log_group_name=flow_group.name,
+        )

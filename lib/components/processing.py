@@ -54,41 +54,92 @@ from lib.components.processor_container import (
     CONTAINER_USER,
     KINESIS_READ_ACTIONS,
     MIGRATE_CONTAINER_NAME,
+    ProcessorTaskValues,
     health_check_command,
     task_environment,
 )
 from lib.config import Naming
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProcessingConfig:
+    """The processor service, its migrate task and their roles. Deployment settings
+    have no default here: the one default is :class:`lib.config.StackConfig`'s
+    (named in brackets)."""
+
+    #: Names every resource ``<type>-<environment>-<suffix>``.
     naming: Naming
-    private_subnet_ids: list[str]
+    #: Private subnets the tasks run in (no public IP).
+    private_subnet_ids: tuple[str, ...]
+    #: The tasks' security group (the only one the data stores admit).
     security_group_id: str
+    #: The stream the task role may read.
     stream_arn: str
+    #: The stream's name (the dimension of the scaling alarms' metric).
     stream_name: str
+    #: The stream's KMS key (the task role decrypts records with it).
     stream_kms_key_arn: str
+    #: KMS key of the ECR repository's images.
     ecr_kms_key_arn: str
+    #: KMS key of the secrets the tasks read.
     secrets_kms_key_arn: str
     #: Encrypts the tasks' Fargate ephemeral storage (image layers, /tmp); its key
     #: policy must admit fargate.amazonaws.com for this cluster (lib.components.keys).
     ephemeral_storage_kms_key_arn: str
-    #: Exactly the DB and Redis secrets the task may read.
-    readable_secret_arns: list[str]
-    #: Values of the contract's stack-provided variables (see :func:`task_environment`).
-    environment: Mapping[str, str]
-    health_port: int = 8080
-    image_tag: str = "0.1.0"
-    cpu: int = 512
-    memory: int = 1024
-    stop_timeout_s: int = 120
-    min_tasks: int = 1
-    max_tasks: int = 1
+    #: Exactly the DB and Redis secrets the service's task role may read.
+    readable_secret_arns: tuple[str, ...]
+    #: The task environment's stack-provided values (typed: see
+    #: :class:`lib.components.processor_container.ProcessorTaskValues`).
+    task_values: ProcessorTaskValues
     #: The migrate task (issue 11, item 2): the owner's (RDS master) secret it migrates
-    #: with and the application secret it provisions. Only its task role reads the
-    #: first; the service's task role reads ``readable_secret_arns`` only.
-    migration_secret_arn: str = ""
-    app_secret_arn: str = ""
+    #: with. Only its task role reads it.
+    migration_secret_arn: str
+    #: The application role's secret the migrate task provisions.
+    app_secret_arn: str
+    #: Image tag of the processor image in the repository [StackConfig.image_tag, TAP_IMAGE_TAG].
+    image_tag: str
+    #: Task CPU (Fargate CPU units: 256..4096) [StackConfig.task_cpu, TAP_TASK_CPU].
+    cpu: int
+    #: Task memory (MiB, a size Fargate pairs with ``cpu``)
+    #: [StackConfig.task_memory, TAP_TASK_MEMORY].
+    memory: int
+    #: Seconds ECS waits after SIGTERM before SIGKILL, so leases are released
+    #: (Fargate: 1..120) [StackConfig.stop_timeout_s].
+    stop_timeout_s: int
+    #: Tasks that always run (>= 1) [StackConfig.min_tasks, TAP_MIN_TASKS].
+    min_tasks: int
+    #: Most tasks autoscaling may run (<= shards: a shard has one reader)
+    #: [StackConfig.max_task_count, TAP_MAX_TASKS].
+    max_tasks: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessingOutputs:
+    #: The ECS cluster (the read API's service joins it).
+    cluster_name: str
+    #: The processor service.
+    service_name: str
+    #: Push the processor image here.
+    repository_url: str
+    #: Family of the service's task definition.
+    task_definition_family: str
+    #: The processor's log group.
+    log_group_name: str
+    #: Container Insights' performance log group (created first: our key, our retention).
+    insights_log_group_name: str
+    #: Step scaling policy the iterator-age alarm triggers (scale out).
+    lag_scaling_policy_arn: str
+    #: Step scaling policy the drained-stream alarm triggers (scale in by one).
+    idle_scaling_policy_arn: str
+    #: The service's task role.
+    task_role_arn: str
+    #: Contract variable name -> value of the container environment (values may be
+    #: Terraform tokens).
+    environment: Mapping[str, str]
+    #: Family of the one-off migrate task definition.
+    migrate_task_definition_family: str
+    #: The migrate task's role (the only one that reads the master secret).
+    migrate_task_role_arn: str
 
 
 class Processing(Construct):
@@ -231,7 +282,7 @@ class Processing(Construct):
                 iam_policy.statement(
                     "ReadCredentials",
                     ["secretsmanager:GetSecretValue"],
-                    config.readable_secret_arns,
+                    list(config.readable_secret_arns),
                 ),
                 iam_policy.statement(
                     "DecryptCredentialsThroughSecretsManager",
@@ -248,7 +299,7 @@ class Processing(Construct):
             ),
         )
 
-        environment = task_environment(config.environment)
+        environment = task_environment(config.task_values.variables())
         container: dict[str, Any] = {
             "name": CONTAINER_NAME,
             "image": f"{repository.repository_url}:{config.image_tag}",
@@ -258,7 +309,7 @@ class Processing(Construct):
             "privileged": False,
             "environment": environment,
             "healthCheck": {
-                "command": health_check_command(config.health_port),
+                "command": health_check_command(config.task_values.health_port),
                 "interval": 15,
                 "timeout": 5,
                 "retries": 3,
@@ -312,7 +363,7 @@ class Processing(Construct):
             platform_version="LATEST",
             desired_count=config.min_tasks,
             network_configuration=EcsServiceNetworkConfiguration(
-                subnets=config.private_subnet_ids,
+                subnets=list(config.private_subnet_ids),
                 security_groups=[config.security_group_id],
                 assign_public_ip=False,
             ),
@@ -393,19 +444,20 @@ class Processing(Construct):
 
         migrate_task = self._migrate_task(config, account, execution_role.arn, container)
 
-        self.cluster_name: str = cluster.name
-        self.service_name: str = service.name
-        self.repository_url: str = repository.repository_url
-        self.task_definition_family: str = task.family
-        self.log_group_name: str = app_log.name
-        self.insights_log_group_name: str = insights_log.name
-        self.lag_scaling_policy_arn: str = lag_policy.arn
-        self.idle_scaling_policy_arn: str = idle_policy.arn
-        self.task_role_arn: str = task_role.arn
-        #: name -> value of the container environment (values may be Terraform tokens).
-        self.environment: dict[str, str] = {e["name"]: e["value"] for e in environment}
-        self.migrate_task_definition_family: str = migrate_task.family
-        self.migrate_task_role_arn: str = migrate_task.task_role_arn
+        self.outputs = ProcessingOutputs(
+            cluster_name=cluster.name,
+            service_name=service.name,
+            repository_url=repository.repository_url,
+            task_definition_family=task.family,
+            log_group_name=app_log.name,
+            insights_log_group_name=insights_log.name,
+            lag_scaling_policy_arn=lag_policy.arn,
+            idle_scaling_policy_arn=idle_policy.arn,
+            task_role_arn=task_role.arn,
+            environment={e["name"]: e["value"] for e in environment},
+            migrate_task_definition_family=migrate_task.family,
+            migrate_task_role_arn=migrate_task.task_role_arn,
+        )
 
     def _migrate_task(
         self,

@@ -8,6 +8,7 @@ and ~600 MB) to check the health-check command or the task environment.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 
 from processor.contract.environment import TASK_VARIABLES
 
@@ -45,6 +46,47 @@ def task_environment(values: Mapping[str, str]) -> list[dict[str, str]]:
             f"not stack-provided {unknown}"
         )
     return [{"name": name, "value": str(values[name])} for name in provided]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessorTaskValues:
+    """What the stack tells the processor task: one field per ``stack_provided``
+    variable of :data:`processor.contract.environment.TASK_VARIABLES`, named by the
+    variable's ``attribute`` (the name :class:`processor.contract.environment.
+    ProcessorSettings` reads it into). The wiring is typed (no variable-name string in
+    :mod:`lib.tap_stack`); ``tests/unit/test_component_configs.py`` fails when the
+    fields and the contract drift apart. The contract documents each variable
+    (docs/PROCESSOR.md's table). Values may be Terraform tokens."""
+
+    stream_name: str
+    aws_region: str
+    environment: str
+    db_host: str
+    db_port: int
+    db_name: str
+    db_secret_arn: str
+    db_sslmode: str
+    db_ca_bundle: str
+    redis_host: str
+    redis_port: int
+    redis_auth_secret_arn: str
+    redis_tls: bool
+    health_port: int
+    metrics_namespace: str
+
+    def variables(self) -> dict[str, str]:
+        """Contract variable name -> value, as the container environment holds it."""
+        by_attribute = {var.attribute: var.name for var in TASK_VARIABLES if var.stack_provided}
+        return {
+            by_attribute[f.name]: _environment_value(getattr(self, f.name)) for f in fields(self)
+        }
+
+
+def _environment_value(value: object) -> str:
+    """Environment values are strings; booleans as the contract parses them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def health_check_command(port: int) -> list[str]:

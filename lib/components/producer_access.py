@@ -32,17 +32,34 @@ PRODUCER_KINESIS_ACTIONS: tuple[str, ...] = ("kinesis:PutRecord", "kinesis:PutRe
 PRODUCER_KMS_ACTIONS: tuple[str, ...] = ("kms:GenerateDataKey",)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProducerAccessConfig:
+    """The gateways' role and policy. Deployment settings have no default here: the
+    one default is :class:`lib.config.StackConfig`'s (named in brackets)."""
+
+    #: Names every resource ``<type>-<environment>-<suffix>``.
     naming: Naming
+    #: The stream producers may put records into (and nothing else).
     stream_arn: str
+    #: The stream's KMS key (producers need ``kms:GenerateDataKey`` on it).
     stream_kms_key_arn: str
     #: Who may assume the role: an account id or an IAM ARN (validated in lib.config);
     #: None = the deploying account's root, i.e. any principal of this account whose
-    #: own IAM policy allows ``sts:AssumeRole`` on the role.
-    trusted_principal: str | None = None
-    #: Gateways refresh their credentials; one hour is the IAM default.
+    #: own IAM policy allows ``sts:AssumeRole`` on the role
+    #: [StackConfig.producer_principal, TAP_PRODUCER_PRINCIPAL].
+    trusted_principal: str | None
+    #: Lifetime of the role's session credentials (seconds; gateways refresh them;
+    #: one hour is the IAM default).
     max_session_duration_s: int = 3600
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProducerAccessOutputs:
+    #: The role gateways assume to put readings.
+    role_arn: str
+    #: The managed policy (PutRecord(s) on the stream, GenerateDataKey on its key),
+    #: for producers that attach it to a role of their own.
+    policy_arn: str
 
 
 def principal_arn(principal: str, account: AccountContext) -> str:
@@ -102,5 +119,4 @@ class ProducerAccess(Construct):
         )
         IamRolePolicyAttachment(self, "attachment", role=role.name, policy_arn=policy.arn)
 
-        self.role_arn: str = role.arn
-        self.policy_arn: str = policy.arn
+        self.outputs = ProducerAccessOutputs(role_arn=role.arn, policy_arn=policy.arn)

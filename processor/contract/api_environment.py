@@ -122,7 +122,9 @@ class ApiSettings:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
         """Read and validate every variable; report all problems at once."""
-        return cls(**read_variables(API_VARIABLES, os.environ if environ is None else environ))
+        return cls(
+            **read_variables(API_VARIABLES, os.environ if environ is None else environ, "API")
+        )
 
     def as_environment(self) -> dict[str, str]:
         """The inverse of :meth:`from_environ` (for starting a local API)."""

@@ -24,12 +24,14 @@ from processor.contract.deployment import DEFAULT_REGION, RDS_CA_BUNDLE
 
 
 class SettingsError(ValueError):
-    """One or more environment variables are missing or invalid."""
+    """One or more environment variables are missing or invalid; ``subject`` says whose
+    configuration (the processor's or the read API's), so an operator looks in the
+    right table."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], subject: str = "processor") -> None:
         self.problems = problems
         super().__init__(
-            "invalid processor configuration:\n" + "\n".join(f"  - {p}" for p in problems)
+            f"invalid {subject} configuration:\n" + "\n".join(f"  - {p}" for p in problems)
         )
 
 
@@ -344,9 +346,12 @@ VARIABLES_BY_NAME: Final = {var.name: var for var in TASK_VARIABLES}
 FORBIDDEN_SECRET_NAMES: Final = ("PASSWORD", "TOKEN", "SECRET_KEY", "AUTH_TOKEN")
 
 
-def read_variables(variables: Sequence[EnvVar], environ: Mapping[str, str]) -> dict[str, Any]:
+def read_variables(
+    variables: Sequence[EnvVar], environ: Mapping[str, str], subject: str = "processor"
+) -> dict[str, Any]:
     """Each variable's parsed value by attribute name (its default when unset); every
-    problem is collected and raised at once, each naming its variable."""
+    problem is collected and raised at once, each naming its variable (``subject``:
+    whose configuration the message says it is)."""
     values: dict[str, Any] = {}
     problems: list[str] = []
     for var in variables:
@@ -361,7 +366,7 @@ def read_variables(variables: Sequence[EnvVar], environ: Mapping[str, str]) -> d
         except ValueError as exc:
             problems.append(f"{var.name}={_shown(raw)!r} is invalid: {exc}")
     if problems:
-        raise SettingsError(problems)
+        raise SettingsError(problems, subject)
     return values
 
 

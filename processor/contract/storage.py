@@ -78,7 +78,8 @@ def redis_latest_key(device_id: str) -> str:
 
 
 def redis_window_key(device_id: str) -> str:
-    """Sorted set: the recent readings of a device, scored by its sequence number."""
+    """Sorted set: the recent readings of a device, scored by event time (µs since the
+    epoch, exact in a double), the newest ``window_size`` kept."""
     return f"{REDIS_PREFIX}:window:{device_id}"
 
 
@@ -160,8 +161,11 @@ class AnomalyStreamField(enum.StrEnum):
 
 class WindowMemberField(enum.StrEnum):
     """The keys of a window member (:func:`redis_window_key`): compact JSON, the same
-    bytes for the same reading, so a replay adds nothing."""
+    bytes for the same reading, so a replay adds nothing. In this order: the reading's
+    identity ``{"boot":B,"seq":S,`` is the member's prefix (the batch script compares
+    it to keep the first copy of an identity)."""
 
+    BOOT = "boot"
     SEQ = "seq"
     TS = "ts"
     VALUE = "value"

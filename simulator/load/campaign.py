@@ -10,6 +10,7 @@ only runs the shape.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -21,10 +22,13 @@ from locust.runners import MasterRunner, WorkerRunner
 from simulator.fleet import SimRecord
 from simulator.fleet_options import CAMPAIGN_FLEET, add_fleet_arguments, fleet_options
 from simulator.kinesis_producer import PutOutcome
+from simulator.load.api_user import SOURCES_SUFFIX, ReaderUser, sources_document
 from simulator.load.e2e_listener import E2EListener
 from simulator.load.kinesis_user import DEFAULT_BATCH_INTERVAL_S, KinesisUser
+from simulator.load.read_mix import ReadMix
 from simulator.load.shapes import ShapeName, ShapePlan, Tick
 from simulator.load.slices import SliceAllocator
+from simulator.load.sse_listener import AnomalyStreamListener
 from simulator.load.target import TARGET_ENV, Target
 
 log = logging.getLogger(__name__)
@@ -44,6 +48,12 @@ def _add_options(parser: Any, **_: Any) -> None:
     group.add_argument("--tap-workers", type=int, default=1, help="Locust processes")
     group.add_argument("--tap-retries", type=int, default=0, help="re-sends of refused entries")
     group.add_argument("--tap-batch-interval", type=float, default=DEFAULT_BATCH_INTERVAL_S)
+    # The read side (issue 13): ReaderUser against `tap api`, SSE listeners.
+    group.add_argument("--tap-readers", type=int, default=0, help="read users (fixed count)")
+    group.add_argument("--tap-read-rate", type=float, default=10.0, help="read requests/s, all")
+    group.add_argument("--tap-read-mix", choices=[m.value for m in ReadMix], default="board")
+    group.add_argument("--tap-sse-listeners", type=int, default=0, help="anomaly stream listeners")
+    group.add_argument("--tap-read-only", action="store_true", help="no writers")
 
 
 def shape_plan(options: Any) -> ShapePlan:
@@ -98,6 +108,15 @@ class CampaignState:
                 redis_ca=self.target.redis_ca,
                 timeout_s=options.tap_e2e_timeout,
             )
+        self.worker_index = worker_index
+        self.stream_listener: AnomalyStreamListener | None = None
+        # One process listens (the first): listeners are boards, not load to spread.
+        if options.tap_sse_listeners > 0 and worker_index == 0:
+            if not self.target.api_url:
+                raise SystemExit("--sse-listeners needs the API's URL (--api-url)")
+            self.stream_listener = AnomalyStreamListener(
+                environment.events.request, self.target.api_url, count=options.tap_sse_listeners
+            )
 
     @classmethod
     def of(cls, environment: Any) -> CampaignState:
@@ -116,6 +135,16 @@ def _on_init(environment: Any, **_: Any) -> None:
     FleetUser.stream_name = target.stream_name
     FleetUser.retries = options.tap_retries
     FleetUser.batch_interval_s = options.tap_batch_interval
+    if options.tap_readers > 0:
+        if not target.api_url:
+            raise SystemExit("read users need the API's URL (--api-url, or the target's api_url)")
+        ReaderUser.host = target.api_url
+        ReaderUser.devices = options.tap_devices
+        ReaderUser.seed = options.tap_seed
+        ReaderUser.mix = ReadMix(options.tap_read_mix)
+        ReaderUser.rate_per_user = options.tap_read_rate / options.tap_readers
+        # Mixed campaigns: the readers are a fixed count, the shape drives the writers.
+        ReaderUser.fixed_count = 0 if options.tap_read_only else options.tap_readers
 
 
 @events.test_start.add_listener
@@ -125,6 +154,8 @@ def _on_test_start(environment: Any, **_: Any) -> None:
     state = CampaignState.of(environment)
     if state.listener is not None:
         state.listener.start()
+    if state.stream_listener is not None:
+        state.stream_listener.start()
 
 
 @events.test_stop.add_listener
@@ -133,6 +164,17 @@ def _on_test_stop(environment: Any, **_: Any) -> None:
     if state is not None and state.listener is not None:
         state.listener.stop()
         log.info("e2e listener: followed %d records", state.listener.followed)
+    if state is not None and state.stream_listener is not None:
+        state.stream_listener.stop()
+        counts = state.stream_listener.counts
+        log.info("anomaly stream: %d events, %d failures", counts.events, counts.failures)
+    options = environment.parsed_options
+    if state is not None and options.tap_readers > 0 and options.csv_prefix:
+        worker = f".{state.worker_index}" if isinstance(environment.runner, WorkerRunner) else ""
+        path = options.csv_prefix + SOURCES_SUFFIX.format(worker=worker)
+        document = sources_document(ReaderUser.answered, len(ReaderUser.devices_seen))
+        with open(path, "w") as handle:
+            json.dump(document, handle)
 
 
 class CampaignShape(LoadTestShape):
@@ -141,8 +183,15 @@ class CampaignShape(LoadTestShape):
 
     def tick(self) -> Tick:
         assert self.runner is not None
-        plan = shape_plan(self.runner.environment.parsed_options)
-        return plan.tick(self.get_run_time())
+        options = self.runner.environment.parsed_options
+        assert options is not None
+        plan = shape_plan(options)
+        tick = plan.tick(self.get_run_time())
+        if tick is None or options.tap_readers <= 0 or options.tap_read_only:
+            return tick  # read-only: the shape drives the readers themselves
+        users, spawn_rate = tick
+        # Mixed: the fixed-count readers for the traffic time, the shape's writers on top.
+        return (users + options.tap_readers if users else 0), max(spawn_rate, options.tap_readers)
 
 
 class FleetUser(KinesisUser):

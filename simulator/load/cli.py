@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -26,6 +27,8 @@ from typing import Any, Final
 
 from simulator.aws_client import kinesis_client
 from simulator.fleet_options import CAMPAIGN_FLEET, add_fleet_arguments, fleet_options
+from simulator.load.read_mix import HEALTH_PATH, ReadMix
+from simulator.load.read_summary import ReadThresholds, format_reads, merge_sources, summarize_reads
 from simulator.load.shapes import ShapeName, ShapePlan, parse_duration
 from simulator.load.summary import Summary, Thresholds, plateau_rates, read_csv, summarize
 from simulator.load.target import Target, TargetError, resolve_target
@@ -74,6 +77,33 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-e2e-p99-ms", type=float, default=1000.0)
     p.add_argument("--e2e-sample", type=float, default=0.01, help="share followed (0 = off)")
     p.add_argument("--e2e-timeout", default="30s", help="a sample unseen after this fails")
+    reads = p.add_argument_group("the read side (tap api, issue 13; docs/LOAD.md)")
+    reads.add_argument("--readers", type=int, default=0, help="read users (default 0: none)")
+    reads.add_argument(
+        "--read-rate", type=float, default=10.0, help="read requests/s of all readers (default 10)"
+    )
+    reads.add_argument(
+        "--read-mix",
+        choices=[m.value for m in ReadMix],
+        default=ReadMix.BOARD.value,
+        help="board: boards, device pages, history, anomalies; goals: latest and line"
+        " boards, cached and ?source=postgres (default board)",
+    )
+    reads.add_argument(
+        "--sse-listeners",
+        type=int,
+        default=None,
+        help="anomaly stream listeners (default 2 with --readers, else 0)",
+    )
+    reads.add_argument("--read-only", action="store_true", help="readers only, no writers")
+    reads.add_argument("--api-url", help="the API's base URL (overrides the target's)")
+    reads.add_argument("--max-read-fail-ratio", type=float, default=0.01)
+    reads.add_argument(
+        "--max-stream-p99-ms",
+        type=float,
+        default=None,
+        help="fail when the anomaly stream's p99 delay is above (default: report only)",
+    )
     fresh = p.add_argument_group("--target fresh")
     fresh.add_argument("--shards", type=int, default=4)
     fresh.add_argument("--processors", type=int, default=2, help="processor processes")
@@ -83,22 +113,32 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, *, fresh_pipeline: FreshPipeline | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.sse_listeners is None:
+        args.sse_listeners = 2 if args.readers > 0 else 0
+    if args.read_only:
+        args.e2e_sample = 0.0  # nothing is written, nothing to follow
     try:
+        _check_args(args)
         plan = ShapePlan(
             ShapeName(args.shape),
-            users=args.users,
+            # Read-only: the shape drives the readers.
+            users=args.readers if args.read_only else args.users,
             duration_s=parse_duration(args.duration),
             drain_s=parse_duration(args.drain),
             steps=args.steps,
         )
         e2e_timeout_s = parse_duration(args.e2e_timeout)
-        _check_args(args)
     except ValueError as exc:
         print(f"tap load: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
         with _target(args, fresh_pipeline) as target:
-            preflight(target, e2e=args.e2e_sample > 0)
+            if args.api_url:
+                target = dataclasses.replace(target, api_url=args.api_url.rstrip("/"))
+            if reads_wanted(args):
+                preflight_api(target)
+            if not args.read_only:
+                preflight(target, e2e=args.e2e_sample > 0)
             return run_campaign(args, plan, target, e2e_timeout_s)
     except (TargetError, RuntimeError, TimeoutError) as exc:
         # RuntimeError/TimeoutError: the fresh local pipeline could not start.
@@ -117,6 +157,40 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError("--max-fail-ratio must be within [0, 1]")
     if not 0.0 < args.batch_interval <= 10.0:
         raise ValueError("--batch-interval must be within (0, 10] seconds")
+    if args.readers < 0 or args.sse_listeners < 0:
+        raise ValueError("--readers and --sse-listeners must not be negative")
+    if args.read_only and args.readers < 1:
+        raise ValueError("--read-only needs --readers N (N >= 1)")
+    if args.readers and args.read_rate <= 0:
+        raise ValueError(f"--read-rate must be positive, got {args.read_rate}")
+    if not 0.0 <= args.max_read_fail_ratio <= 1.0:
+        raise ValueError("--max-read-fail-ratio must be within [0, 1]")
+
+
+def reads_wanted(args: argparse.Namespace) -> bool:
+    return bool(args.readers or args.sse_listeners)
+
+
+def preflight_api(target: Target) -> None:
+    """The read side needs the API: fail fast, naming its URL."""
+    import urllib.error
+    import urllib.request
+
+    if not target.api_url:
+        raise TargetError(
+            "--readers/--sse-listeners need the read API: pass --api-url URL, set"
+            " TAP_API_URL, or use a target that runs it (tap local up, --target fresh)"
+        )
+    url = target.api_url + HEALTH_PATH
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - our URL
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (OSError, ValueError) as exc:
+        raise TargetError(f"the API at {target.api_url} is unreachable: {exc}") from None
+    if status != 200:
+        raise TargetError(f"the API at {target.api_url} is not ready: {url} answered {status}")
 
 
 @contextlib.contextmanager
@@ -129,6 +203,7 @@ def _target(args: argparse.Namespace, fresh_pipeline: FreshPipeline | None) -> I
             processors=args.processors,
             keep=args.keep,
             log=lambda m: print(f"tap load: {m}", flush=True),
+            **({"api": True} if reads_wanted(args) else {}),
         ) as target:
             yield target
         return
@@ -229,8 +304,25 @@ def locust_argv(
         "--tap-batch-interval",
         str(args.batch_interval),
     ]
+    argv += [
+        "--tap-readers",
+        str(args.readers),
+        "--tap-read-rate",
+        str(args.read_rate),
+        "--tap-read-mix",
+        args.read_mix,
+        "--tap-sse-listeners",
+        str(args.sse_listeners),
+    ]
+    if args.read_only:
+        argv.append("--tap-read-only")
     if args.processes > 1:
         argv += ["--processes", str(args.processes)]
+    # The user classes to run (Locust runs every class of the locustfile otherwise).
+    if not args.read_only:
+        argv.append("FleetUser")
+    if args.readers:
+        argv.append("ReaderUser")
     return argv
 
 
@@ -274,6 +366,9 @@ def run_campaign(
         return EXIT_LOCUST
     summary = write_summary(args, plan, target, report)
     _print_summary(summary, report)
+    if reads_wanted(args):
+        body = json.loads((report / "summary.json").read_text())
+        print(format_reads(body["reads"]), flush=True)
     return EXIT_PASS if summary.passed else EXIT_FAIL
 
 
@@ -314,6 +409,19 @@ def write_summary(
         thresholds=Thresholds(args.max_fail_ratio, args.max_e2e_p99_ms),
         e2e_expected=args.e2e_sample > 0,
     )
+    if args.read_only:
+        summary.reasons = [r for r in summary.reasons if r != "no record was sent"]
+    reads: dict[str, Any] | None = None
+    if reads_wanted(args):
+        reads, read_reasons = summarize_reads(
+            stats,
+            duration_s=plan.duration_s,
+            sources=merge_sources(sorted(report.glob(f"{CSV_PREFIX}_read_sources*.json"))),
+            thresholds=ReadThresholds(args.max_read_fail_ratio, args.max_stream_p99_ms),
+        )
+        if args.readers == 0:  # listeners only: no request to judge
+            read_reasons = [r for r in read_reasons if not r.startswith("reads:")]
+        summary.reasons += read_reasons
     history = read_csv(report / f"{CSV_PREFIX}_stats_history.csv")
     plateaus = plateau_rates(history, plan.step_bounds())
     body = summary.as_dict() | {
@@ -329,6 +437,11 @@ def write_summary(
             "batch_interval_s": args.batch_interval,
             "e2e_sample": args.e2e_sample,
             "seed": args.seed,
+            "readers": args.readers,
+            "read_rate": args.read_rate,
+            "read_mix": args.read_mix,
+            "sse_listeners": args.sse_listeners,
+            "read_only": args.read_only,
         },
         "thresholds": {
             "max_fail_ratio": args.max_fail_ratio,
@@ -343,6 +456,10 @@ def write_summary(
         ],
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if reads is not None:
+        body["reads"] = reads
+        body["verdict"] = "pass" if summary.passed else "fail"
+        body["reasons"] = summary.reasons
     (report / "summary.json").write_text(json.dumps(body, indent=2) + "\n")
     try:
         from simulator.load.report import write_png

@@ -10,9 +10,10 @@ poll the stores the processor writes:
   processor committed the batch, see processor/migrations/0001) minus the event
   time: exact, whatever the polling interval.
 * ``event->redis``: the device's recent-window sorted set
-  (:func:`redis_window_key`, scored by ``seq``), falling back to the latest hash's
-  ``seq`` (a newer reading implies this one was applied: the processor writes a
-  shard's readings in order). Redis stores no commit time, so the response time is
+  (:func:`redis_window_key`, scored by event time in µs: a member within the
+  record's event millisecond), falling back to the latest hash's ``seq`` (a newer
+  reading implies this one was applied: the processor writes a shard's readings in
+  order). Redis stores no commit time, so the response time is
   when this listener *first observes* the reading minus the event time: it
   over-states the true latency by at most one polling interval (``redis_interval_s``,
   100 ms by default).
@@ -265,8 +266,9 @@ class E2EListener:
             return
         client = self._redis_client()
         pipe = client.pipeline(transaction=False)
-        for (device_id, seq), _ in batch:
-            pipe.zcount(redis_window_key(device_id), seq, seq)
+        for (device_id, _seq), ts_ms in batch:
+            event_us = int(ts_ms) * 1000
+            pipe.zcount(redis_window_key(device_id), event_us, event_us + 999)
             pipe.hget(redis_latest_key(device_id), LatestField.SEQ)
         answers = pipe.execute()
         observed_ms = time.time() * 1000.0

@@ -8,6 +8,8 @@ Three panels sharing the time axis (seconds since the first sample):
 2. **End-to-end latency**: p50 and p99 of ``event->postgres`` and ``event->redis``
    over Locust's sliding window (its "current" percentiles, about 10 s), in ms.
 3. **PutRecords call latency**: p50 and p99 of one call, in ms.
+4. With read users (issue 13): **read latency**, p99 of each read endpoint and of
+   the anomaly stream's delay (:mod:`simulator.load.read_mix` names), in ms.
 
 The history's counters are cumulative, so rates are differences between rows.
 """
@@ -18,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from simulator.load.read_mix import READ_REQUEST_TYPE, STREAM_REQUEST_TYPE
 from simulator.load.summary import E2E, E2E_POSTGRES, E2E_REDIS, FAILED_RECORD, PUT_RECORDS
 
 
@@ -86,6 +89,12 @@ def history_series(rows: Sequence[Mapping[str, str]]) -> dict[str, Series]:
         for row in by_entry.get((E2E, name), []):
             ts = _float(row, "Timestamp") or 0.0
             e2e.add(ts - t0, p50=_float(row, "50%"), p99=_float(row, "99%"))
+    for (type_, name), entries in by_entry.items():
+        if type_ in (READ_REQUEST_TYPE, STREAM_REQUEST_TYPE):
+            read = out[f"read:{name}"] = Series()
+            for row in entries:
+                ts = _float(row, "Timestamp") or 0.0
+                read.add(ts - t0, p50=_float(row, "50%"), p99=_float(row, "99%"))
     return out
 
 
@@ -96,7 +105,9 @@ def write_png(history: Sequence[Mapping[str, str]], path: Path, *, title: str) -
     import matplotlib.pyplot as plt
 
     series = history_series(history)
-    fig, axes = plt.subplots(3, 1, figsize=(11, 10), sharex=True)
+    reads = {k.removeprefix("read:"): v for k, v in series.items() if k.startswith("read:")}
+    panels = 4 if reads else 3
+    fig, axes = plt.subplots(panels, 1, figsize=(11, 10 + 3 * (panels - 3)), sharex=True)
     fig.suptitle(title)
 
     ax = axes[0]
@@ -140,6 +151,20 @@ def write_png(history: Sequence[Mapping[str, str]], path: Path, *, title: str) -
     ax.grid(alpha=0.3)
     if calls.t:
         ax.legend(loc="upper left")
+
+    if reads:
+        ax = axes[3]
+        for name, read in sorted(reads.items()):
+            points = [(t, v) for t, v in zip(read.t, read.values.get("p99", []), strict=False) if v]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, label=f"{name} p99")
+        ax.set_ylabel("ms")
+        ax.set_yscale("log")
+        ax.set_xlabel("seconds since start")
+        ax.set_title("Read latency (p99 per endpoint) and anomaly -> stream, sliding window")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize="small")
 
     fig.tight_layout()
     fig.savefig(path, dpi=100)

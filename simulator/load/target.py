@@ -19,6 +19,10 @@ Sources (``--target``):
               ARNs; the secrets are read from Secrets Manager.
 ``FILE``      a JSON file: a ``state.json`` of ``tap local up``, a ``terraform output
               -json`` file, or a target written by :meth:`Target.to_json`.
+
+The read API's base URL (``api_url``, issue 13) comes from ``tap local up``'s
+``state.json`` (its ``api`` component), else ``TAP_API_URL``; ``tap load --api-url``
+overrides it (a deployed stack's internal load balancer).
 """
 
 from __future__ import annotations
@@ -60,6 +64,9 @@ class Target:
     #: A deployed stack's producer role (output ``producer_role_arn``): Locust users
     #: put records through it, as a gateway would (simulator/load/producer_role.py).
     producer_role_arn: str | None = None
+    #: Base URL of the read API (``tap api``) the read users and stream listeners
+    #: ask (issue 13); None when the target has no API (``--api-url`` sets one).
+    api_url: str | None = None
 
     @property
     def kinesis_endpoint(self) -> str:
@@ -91,6 +98,7 @@ class Target:
             "kinesis_endpoint": self.kinesis_endpoint,
             "postgres": _redact(self.pg_dsn),
             "redis": _redact(self.redis_url),
+            "api": _redact(self.api_url),
         }
 
     def process_environment(self) -> dict[str, str]:
@@ -175,6 +183,7 @@ def _from_local_state(state: dict[str, Any], source: str, stream: str | None) ->
             f"{source} names no Kinesis stream: pass --stream NAME or set TAP_STREAM_NAME"
         )
     redis = services["redis"]
+    board_url = state.get("components", {}).get("api", {}).get("board_url")
     return Target(
         kind="local",
         stream_name=str(stream),
@@ -184,6 +193,7 @@ def _from_local_state(state: dict[str, Any], source: str, stream: str | None) ->
         redis_url=str(redis["url"]),
         redis_ca=redis.get("ca_path") or None,
         source=source,
+        api_url=str(board_url).removesuffix("/board/") if board_url else None,
     )
 
 
@@ -223,6 +233,7 @@ def _from_environment(env: Mapping[str, str], stream: str | None) -> Target:
         redis_url=redis_url.split("?", 1)[0] if redis_url else None,
         redis_ca=redis_ca,
         source="environment",
+        api_url=env.get("TAP_API_URL") or None,
     )
 
 
@@ -254,4 +265,7 @@ def _from_outputs(
         redis_ca=env.get("TAP_REDIS_CA_BUNDLE") or None,
         source=source,
         producer_role_arn=stack.producer_role_arn,
+        # The API's load balancer is the stack's (issue 13 item 3): its URL from
+        # --api-url or TAP_API_URL until the outputs name it.
+        api_url=env.get("TAP_API_URL") or None,
     )

@@ -247,6 +247,50 @@ def test_readings_raw_pages_and_buckets(plant: Plant) -> None:
     assert sum(b["count"] for b in hourly) == 60
 
 
+def test_recent_readings_come_from_the_redis_window_only_when_it_proves_them_whole(
+    plant: Plant,
+) -> None:
+    """The window answers a recent range exactly as PostgreSQL would; a range older
+    than the window, or a window with a hole (a batch a worker committed while it
+    skipped Redis), is answered by PostgreSQL, complete."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now - timedelta(seconds=60)
+    plant.writer.write(
+        [PlantWriter.reading("d1", i, start + timedelta(seconds=i), float(i)) for i in range(60)]
+    )
+    recent = {
+        "from": (start + timedelta(seconds=30)).isoformat(),
+        "to": (now + timedelta(seconds=5)).isoformat(),
+    }
+    cached = plant.get("/devices/d1/readings", **recent).json()
+    stored = plant.get("/devices/d1/readings", **recent, source="postgres").json()
+    assert (cached["source"], stored["source"]) == ("redis", "postgres")
+    assert [r["seq"] for r in cached["readings"]] == list(range(30, 60))
+    assert cached["readings"] == stored["readings"]
+
+    # Pages: the first from the window, the rest from PostgreSQL (the same cursor).
+    first = plant.get("/devices/d1/readings", **recent, limit=20).json()
+    assert first["source"] == "redis" and first["next_cursor"] is not None
+    rest = plant.get("/devices/d1/readings", **recent, cursor=first["next_cursor"]).json()
+    assert rest["source"] == "postgres"
+    assert first["readings"] + rest["readings"] == stored["readings"]
+
+    # Older than the window's first reading: nothing proves the start, PostgreSQL answers.
+    everything = {"from": (start - timedelta(seconds=10)).isoformat(), "to": recent["to"]}
+    older = plant.get("/devices/d1/readings", **everything).json()
+    assert older["source"] == "postgres"
+    assert [r["seq"] for r in older["readings"]] == list(range(60))
+
+    # seq 60 committed while Redis was skipped, 61 cached: the window has a hole.
+    plant.writer.write(
+        [PlantWriter.reading("d1", 60, now + timedelta(seconds=1), 60.0)], redis=False
+    )
+    plant.writer.write([PlantWriter.reading("d1", 61, now + timedelta(seconds=2), 61.0)])
+    holed = plant.get("/devices/d1/readings", **recent).json()
+    assert holed["source"] == "postgres"
+    assert [r["seq"] for r in holed["readings"]] == list(range(30, 62))
+
+
 @pytest.mark.parametrize(
     ("path", "params", "parameter"),
     [

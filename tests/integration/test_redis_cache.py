@@ -35,7 +35,9 @@ pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def _reading(device: str, seq: int, value: float = 50.0, at: datetime | None = None) -> Any:
+def _reading(
+    device: str, seq: int, value: float = 50.0, at: datetime | None = None, boot: int = 0
+) -> Any:
     reading = Reading(
         device_id=device,
         facility="fac1",
@@ -46,6 +48,7 @@ def _reading(device: str, seq: int, value: float = 50.0, at: datetime | None = N
         seq=seq,
         schema_version=1,
         value=value,
+        boot=boot,
     )
     return AcceptedReading(reading, "shardId-000000000000", str(10_000 + seq), NOW)
 
@@ -137,7 +140,9 @@ def test_apply_is_idempotent_and_bounded(cache: RedisCache, raw: Any) -> None:
     latest, window, stream_length, _ = snapshot
     assert latest[b"seq"] == b"149" and latest[b"device_id"] == b"d1"
     assert len(window) == CacheLimits().window_size
-    assert window[0][1] == 50.0 and window[-1][1] == 149.0
+    # Scored by event time (µs): the newest 100 by event time are seqs 50..149.
+    assert [json.loads(m)["seq"] for m, _ in (window[0], window[-1])] == [50, 149]
+    assert window[-1][1] - window[0][1] == 99 * 1_000_000
     assert json.loads(window[-1][0])["seq"] == 149
     assert stream_length == 2
     entry = raw.xrange(REDIS_ANOMALY_STREAM)[0][1]
@@ -221,10 +226,35 @@ def test_an_older_reading_never_replaces_a_newer_one(cache: RedisCache, raw: Any
     assert cache.apply(ProcessedBatch("s", readings=[_reading("d1", big, at=same_ts)]))
     assert cache.apply(ProcessedBatch("s", readings=[_reading("d1", big - 1, at=same_ts)]))
     assert raw.hget(redis_latest_key("d1"), "seq") == str(big).encode()
-    # The window keeps the first copy of a seq (like PostgreSQL's ON CONFLICT DO NOTHING).
+    # The window keeps the first copy of an identity (like PostgreSQL's ON CONFLICT DO
+    # NOTHING), and two readings of one event time are two members.
     assert cache.apply(ProcessedBatch("s", readings=[_reading("d1", 10, value=11.0)]))
-    members = raw.zrangebyscore(redis_window_key("d1"), 10, 10)
-    assert [json.loads(m)["value"] for m in members] == [70.0]
+    members = [json.loads(m) for m in raw.zrange(redis_window_key("d1"), 0, -1)]
+    assert [m["value"] for m in members if m["seq"] == 10] == [70.0]
+    at_same_ts = sorted(m["seq"] for m in members if m["ts"] == same_ts.isoformat())
+    assert at_same_ts == [10, big - 1, big]  # seq 10 was read at NOW + 10 s as well
+
+
+def test_after_a_device_restart_the_window_holds_its_newest_readings(
+    cache: RedisCache, raw: Any
+) -> None:
+    """A restart (boot + 1) starts the device's seq again at 0. The window is the
+    device's most recent readings, so the new boot's readings must enter it and the
+    old boot's oldest must leave (it was scored by seq: the new readings, with the
+    lowest scores, were trimmed at once and the window froze on the old boot)."""
+    size = CacheLimits().window_size
+    before = [_reading("d1", seq, boot=0) for seq in range(size)]
+    assert cache.apply(ProcessedBatch("s", readings=before))
+    restart = NOW + timedelta(seconds=size + 60)
+    after = [
+        _reading("d1", seq, value=60.0, at=restart + timedelta(seconds=seq), boot=1)
+        for seq in range(10)
+    ]
+    assert cache.apply(ProcessedBatch("s", readings=after))
+    members = [json.loads(m) for m in raw.zrange(redis_window_key("d1"), 0, -1)]
+    assert len(members) == size
+    assert [(m.get("boot", 0), m["seq"]) for m in members[-10:]] == [(1, seq) for seq in range(10)]
+    assert [(m.get("boot", 0), m["seq"]) for m in members[:2]] == [(0, 10), (0, 11)]
 
 
 def test_detector_states_round_trip_with_a_ttl(cache: RedisCache, raw: Any) -> None:

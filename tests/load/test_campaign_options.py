@@ -27,6 +27,7 @@ def test_what_tap_load_passes_the_campaign_reads_back() -> None:
     args = load_cli._parser().parse_args(
         ["--report", "r", "--devices", "300", "--rate", "2.5", "--poison-rate", "0.01"]
     )
+    args.sse_listeners = 0  # main() fills this default after parsing
     plan = ShapePlan(ShapeName.RAMP, users=2, duration_s=10, drain_s=1, steps=1)
     argv = load_cli.locust_argv(args, plan, Path("r"), 30.0)
     tap_args = argv[argv.index("--tap-shape") :]

@@ -59,3 +59,13 @@ def test_a_bad_value_is_refused_naming_it(
 
 def test_tap_lists_the_api_command() -> None:
     assert COMMANDS["api"][0] == "api.cli"
+
+
+def test_the_message_names_the_apis_configuration_not_the_processors(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An operator starting ``tap api`` must not be sent to the processor's settings."""
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert "invalid API configuration" in err
+    assert "processor" not in err.split("\n")[0]

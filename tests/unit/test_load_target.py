@@ -122,3 +122,24 @@ def test_round_trip_and_unknown_files(tmp_path: Path) -> None:
         resolve_target(write(tmp_path, {"hello": 1}), environ={})
     with pytest.raises(TargetError, match="does not exist"):
         resolve_target(str(tmp_path / "missing.json"), environ={})
+
+
+def test_the_read_apis_url_from_tap_local_up_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: read users need the API; tap local up's state names its board URL."""
+    without = resolve_target(write(tmp_path, STATE), stream="s", environ={})
+    assert without.api_url is None
+    state = STATE | {"components": {"api": {"board_url": "http://127.0.0.1:8123/board/"}}}
+    target = resolve_target(write(tmp_path, state), stream="s", environ={})
+    assert target.api_url == "http://127.0.0.1:8123"
+    assert target.describe()["api"] == "http://127.0.0.1:8123"
+    assert Target.from_json(target.to_json()).api_url == "http://127.0.0.1:8123"
+    monkeypatch.chdir(tmp_path)  # no runs/current/state.json here
+    environ = {
+        "AWS_ENDPOINT_URL_KINESIS": "http://127.0.0.1:4567",
+        "TAP_API_URL": "https://api.plant.internal",
+    }
+    assert resolve_target("local", stream="s", environ=environ).api_url == (
+        "https://api.plant.internal"
+    )
