@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.bootstrapped
-NODE_STAMP := e2e/node/node_modules/.installed
+NODE_STAMP := local_pipeline/node/node_modules/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 # `make test` runs every env of tox's env_list at the same time (`tox run-parallel
@@ -29,8 +29,8 @@ $(STAMP): pyproject.toml
 	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/uv pip install --quiet -e '.[dev]'
 	@touch $@
 
-$(NODE_STAMP): e2e/node/package.json
-	cd e2e/node && npm install --no-audit --no-fund --loglevel=error
+$(NODE_STAMP): local_pipeline/node/package.json
+	cd local_pipeline/node && npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
 bootstrap: $(STAMP) $(NODE_STAMP)
@@ -54,4 +54,4 @@ fmt: $(STAMP)
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .tox cdktf.out e2e/node/node_modules
+	rm -rf $(VENV) .tox cdktf.out local_pipeline/node/node_modules

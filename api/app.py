@@ -53,7 +53,7 @@ from api.redis_reads import STREAM_BLOCK_MS, CacheUnavailable, RedisReader
 from processor.contract.anomaly import AnomalyType, Severity
 from processor.contract.api_environment import ApiSettings
 from processor.contract.record import DEVICE_ID_PATTERN, SensorType
-from processor.postgres_store import DbTarget, PgConnector, PostgresStore, StoreError
+from processor.postgres import DbTarget, PgConnector, PostgresStore, StoreError
 from processor.redis_cache import anomaly_identity
 from processor.secrets import SecretsProvider
 
@@ -447,9 +447,12 @@ async def _devices_from_redis(
     after: str,
     limit: int,
 ) -> list[DeviceLatest]:
-    """A page of devices from the cache: ids from the last-seen set, hashes pipelined
-    a page at a time until the filtered page is full."""
-    ids = [d for d in await side.redis.device_ids() if d > after]
+    """A page of devices from the cache: ids from the line's device set (a line's
+    board, the most frequent request) or else the last-seen set, hashes pipelined a
+    page at a time until the filtered page is full. The filters still apply to the
+    hashes: a device moved to another line stays in the old line's set until it is
+    pruned."""
+    ids = [d for d in await side.redis.device_ids(facility, line) if d > after]
     page: list[DeviceLatest] = []
     for i in range(0, len(ids), limit):
         for fields in await side.redis.latest_many(ids[i : i + limit]):

@@ -9,7 +9,7 @@ capped by the HTTP layer (:mod:`api.limits`).
 
 Each function takes an open psycopg connection and returns plain rows (dicts), so it
 runs in the API's thread pool on a pooled connection of the processor's store
-plumbing (:meth:`processor.postgres_store.PostgresStore.run_query`).
+plumbing (:meth:`processor.postgres.store.PostgresStore.run_query`).
 """
 
 from __future__ import annotations

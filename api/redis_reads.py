@@ -33,6 +33,7 @@ from processor.contract.storage import (
     REDIS_ANOMALY_STREAM,
     REDIS_LAST_SEEN,
     redis_latest_key,
+    redis_line_devices_key,
     redis_window_key,
 )
 from processor.redis_cache import redis_tls_options
@@ -152,9 +153,16 @@ class RedisReader:
         fields, members = await self._call(run)
         return (_decoded(fields) or None), list(members)
 
-    async def device_ids(self) -> list[str]:
-        """Every device the cache has seen in its horizon (the last-seen set)."""
-        members = await self._call(lambda: self.client.zrange(REDIS_LAST_SEEN, 0, -1))
+    async def device_ids(self, facility: str | None = None, line: str | None = None) -> list[str]:
+        """The devices the cache has seen in its horizon: of one line (its device set)
+        when both ``facility`` and ``line`` are given, else of the plant (the
+        last-seen set)."""
+        key = (
+            redis_line_devices_key(facility, line)
+            if facility is not None and line is not None
+            else REDIS_LAST_SEEN
+        )
+        members = await self._call(lambda: self.client.zrange(key, 0, -1))
         return sorted(_text(m) for m in members)
 
     async def latest_many(self, device_ids: Sequence[str]) -> list[dict[str, str]]:

@@ -140,8 +140,8 @@ def _send(
     import os
 
     os.environ.update(environment)
-    from e2e.services.aws_emulator import emulator_client
     from e2e.verify import fleet_records, put_records
+    from local_pipeline.services.aws_emulator import emulator_client
     from simulator.fleet import Fleet
 
     client = emulator_client("kinesis", environment["AWS_ENDPOINT_URL_KINESIS"])

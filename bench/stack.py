@@ -24,11 +24,11 @@ from typing import Any, Final
 
 import psycopg
 
-from e2e.services.local_stack import LocalServices
-from e2e.services.postgres import LocalPostgres, PostgresServer, find_system_bin_dir
+from local_pipeline.services.local_stack import LocalServices
+from local_pipeline.services.postgres import LocalPostgres, PostgresServer, find_system_bin_dir
 from processor.contract.deployment import DEFAULT_REGION
 from processor.contract.environment import TASK_VARIABLES, ProcessorSettings
-from processor.postgres_store import DbTarget, PgConnector, PostgresStore
+from processor.postgres import DbTarget, PgConnector, PostgresStore
 from processor.secrets import SecretsProvider
 
 #: Secret ARNs of the in-memory Secrets Manager (any well-formed ARN will do).

@@ -3,7 +3,7 @@
 What is timed (``records_per_s``): pre-generated GetRecords-shaped batches
 (:class:`~processor.core.model.KinesisRecord` with the bytes a sensor sent; 500
 devices, about 1 % anomalous readings, 0.5 % poison, from :class:`simulator.fleet.Fleet`)
-go through exactly what a :class:`~processor.worker.ShardRunner` does per batch:
+go through exactly what a :class:`~processor.shard_runner.ShardRunner` does per batch:
 ``process_records`` (decode, validate, dedupe, detect, loading unknown devices'
 detector state from Redis), ``commit_batch`` (one transaction: fence on the lease,
 COPY into staging, insert readings/anomalies/dead letters, checkpoint) under a real
@@ -39,7 +39,7 @@ from psycopg import sql
 
 from bench.machine import LoadWindow
 from bench.stack import BenchStack
-from e2e.services.postgres import PostgresServer
+from local_pipeline.services.postgres import PostgresServer
 from processor.contract.environment import VARIABLES_BY_NAME
 from processor.contract.record import DEFAULT_LIMITS, Reading, decode_reading
 from processor.contract.storage import (

@@ -1,5 +1,6 @@
-"""The local stack and end-to-end harness: real PostgreSQL and Redis, emulated
-Kinesis (kinesalite) and AWS control plane (moto), supervised on loopback ports.
+"""The end-to-end suite and its tools: scenarios on the local pipeline or a deployed
+stack, the checks (``verify``), the report, ``tap demo`` and the deploy smoke. The
+local servers and the local stack live in :mod:`local_pipeline`.
 
-See docs/LOCAL-STACK.md.
+See docs/E2E.md.
 """

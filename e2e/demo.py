@@ -239,8 +239,9 @@ def _verify(
 
     from e2e.report import latency_summary, per_second, write_png
     from e2e.verify import compare, redis_latest_mismatches, wait_until
-    from processor import postgres_queries
     from processor.contract.storage import READINGS_TABLE
+    from processor.postgres import reads
+    from processor.postgres.identifiers import table_identifier
     from simulator.scoring import score
 
     view = pipeline.view
@@ -254,7 +255,7 @@ def _verify(
             sql.SQL(
                 "SELECT device_id, seq, extract(epoch FROM processed_at)::float8,"
                 " (extract(epoch FROM processed_at - event_ts) * 1000)::float8 FROM {}"
-            ).format(postgres_queries.table_identifier(READINGS_TABLE))
+            ).format(table_identifier(READINGS_TABLE))
         ).fetchall()
     )
     pg_latencies = [ms for device, seq, _, ms in rows if (device, seq) not in burst_keys]
@@ -277,8 +278,7 @@ def _verify(
 
     # Anomalies: what the processors stored, scored against the fleet's labels.
     detections = [
-        (a.device_id, a.seq, a.anomaly_type, a.event_ts)
-        for a in view._run(postgres_queries.anomalies)
+        (a.device_id, a.seq, a.anomaly_type, a.event_ts) for a in view._run(reads.anomalies)
     ]
     score_report = score(detections, labels)
     scored = score_report.as_dict()
@@ -389,8 +389,8 @@ def _verify(
 def _keep_running(pipeline: Any) -> None:
     """--keep: leave everything up until Ctrl-C (the servers die with this process),
     with the read API serving the plant board over the demo's data (issue 13)."""
-    from e2e.local.api_component import ApiComponent
-    from e2e.local.state import write_state
+    from local_pipeline.api_component import ApiComponent
+    from local_pipeline.state import write_state
 
     api = ApiComponent(pipeline.services, pipeline.logs_dir)
     try:

@@ -3,9 +3,10 @@ against emulated AWS (moto server), offline, in minutes. See docs/DEPLOY-SMOKE.m
 
 Steps (each logged in one run folder):
 
-1. synthesize the stack with the real entry point (``main.py``, in a subprocess so
-   the ~600 MB jsii runtime never lives in the caller's process), into the run
-   folder, or copy an already synthesized ``cdk.tf.json``;
+1. synthesize the stack as the real entry point (``main.py``) configures it, in a
+   subprocess so the ~600 MB jsii runtime never lives in the caller's process, from
+   the one synth per source tree (local_pipeline/stack_synth.py), or take an already
+   synthesized ``cdk.tf.json``; either is copied into the run folder;
 2. write ``deploy_smoke_override.tf.json`` beside it: the provider's ``endpoints``
    for every AWS service the stack uses (derived from its resource and data types),
    pointed at moto, plus dummy keys and skipped account/credential checks. Terraform
@@ -33,7 +34,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,12 +42,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from e2e.services.aws_emulator import (
-    DUMMY_ACCESS_KEY_ID,
-    DUMMY_SECRET_ACCESS_KEY,
-    MotoServer,
-    emulator_client,
-)
 from e2e.terraform import (
     Terraform,
     TerraformError,
@@ -56,6 +50,14 @@ from e2e.terraform import (
     terraform_environment,
     write_cli_config,
 )
+from lib.synthesized import stack_file
+from local_pipeline.services.aws_emulator import (
+    DUMMY_ACCESS_KEY_ID,
+    DUMMY_SECRET_ACCESS_KEY,
+    MotoServer,
+    emulator_client,
+)
+from local_pipeline.stack_synth import SynthError, smoke_request, synthesized
 from processor.contract import stack_outputs as out
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
@@ -278,50 +280,35 @@ def unmarked_occurrences(document: Any, needle: str) -> list[str]:
 
 
 def synthesize(
-    outdir: Path,
     log: Path,
     *,
-    suffix: str,
+    suffix: str = "smoke",
     environment: str = "dev",
     extra_env: Mapping[str, str] | None = None,
     # 293 s measured on the shared 2-core machine at load average 12 (2026-11-30).
-    timeout: float = 600,
+    timeout: float = 900,
 ) -> Path:
-    """``python main.py`` into ``outdir`` (``CDKTF_OUTDIR``); returns the stack folder.
+    """The stack folder of ``main.py``'s synth with the smoke's environment
+    (:func:`local_pipeline.stack_synth.smoke_environment`); returns the stack folder.
 
-    A subprocess on purpose: the provider bindings cost ~600 MB and must not be
-    imported next to locust or the e2e fixtures.
+    From the one synth per source tree (:mod:`local_pipeline.stack_synth`, a subprocess
+    on purpose: the provider bindings cost ~600 MB and must not be imported next to
+    locust or the e2e fixtures): the test smoke's configuration is one of the
+    standard ones, so a fresh clone imports the bindings once for it, the stack
+    tests and the local stack. The cache's folder is returned: ``stage_stack``
+    copies the document into the run folder.
     """
-    env = dict(os.environ)
-    env.update(
-        {
-            "CDKTF_OUTDIR": str(outdir),
-            "ENVIRONMENT_SUFFIX": suffix,
-            "TAP_ENV": environment,
-            "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
-            # moto has no Serverless Application Repository, where the application
-            # secret's rotation function comes from (docs/DEPLOY-SMOKE.md).
-            "TAP_DB_APP_ROTATION": "false",
-        }
-    )
-    # A remote state bucket from the caller's shell must not leak into a smoke run.
-    for name in ("TAP_STATE_BUCKET", "TAP_STATE_KEY"):
-        env.pop(name, None)
-    if extra_env:
-        env.update(extra_env)
-    with log.open("wb") as sink:
-        completed = subprocess.run(
-            [sys.executable, str(REPO_ROOT / "main.py")],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            timeout=timeout,
-            check=False,
-        )
-    stack_dir = outdir / "stacks" / STACK
-    if completed.returncode != 0 or not (stack_dir / "cdk.tf.json").is_file():
-        raise RuntimeError(f"synth failed (exit {completed.returncode}); see {log}")
+    request = smoke_request(os.environ, suffix=suffix, environment=environment, extra_env=extra_env)
+    lines: list[str] = []
+    try:
+        folder = synthesized(request, timeout=timeout, log=lines.append)
+    except SynthError as exc:
+        log.write_text(f"{exc}\n", encoding="utf-8")
+        raise RuntimeError(f"synth failed; see {log}") from exc
+    log.write_text("".join(f"{line}\n" for line in lines) or "synth: from the cache\n")
+    stack_dir = stack_file(folder).parent
+    if not stack_dir.joinpath("cdk.tf.json").is_file():
+        raise RuntimeError(f"synth failed (no {stack_dir}/cdk.tf.json); see {log}")
     return stack_dir
 
 
@@ -499,9 +486,7 @@ def run_smoke(
     try:
         clock = time.perf_counter()
         if stack_source is None:
-            synth_dir = synthesize(
-                run_dir / "cdktf.out", run_dir / "synth.log", suffix=suffix, extra_env=synth_env
-            )
+            synth_dir = synthesize(run_dir / "synth.log", suffix=suffix, extra_env=synth_env)
             result.stack_dir = stage_stack(synth_dir, run_dir)
         else:
             result.stack_dir = stage_stack(stack_source, run_dir)

@@ -46,10 +46,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from e2e.services.aws_emulator import HttpEmulator, MotoServer
-from e2e.services.local_stack import LocalServices
-from e2e.services.postgres import PostgresServer, RestartNotSupported
-from e2e.services.redis import RedisServer
+from local_pipeline.services.aws_emulator import HttpEmulator, MotoServer
+from local_pipeline.services.local_stack import LocalServices
+from local_pipeline.services.postgres import PostgresServer, RestartNotSupported
+from local_pipeline.services.redis import RedisServer
 
 if TYPE_CHECKING:
     import psycopg

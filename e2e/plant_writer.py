@@ -22,7 +22,7 @@ from processor.core.model import (
     ProcessedBatch,
     Severity,
 )
-from processor.postgres_store import PostgresStore
+from processor.postgres import PostgresStore
 from processor.redis_cache import RedisCache
 from processor.secrets import SecretsProvider
 

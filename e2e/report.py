@@ -5,7 +5,7 @@ How each latency is measured (docs/E2E.md explains the trade-offs):
 
 * **event -> PostgreSQL**: ``tap.readings.processed_at - event_ts`` for every stored
   reading. ``processed_at`` is the processor's clock right before its commit
-  transaction starts (processor/postgres_store.py ``commit_batch``), so the figure
+  transaction starts (processor/postgres/batch_writer.py ``commit_batch``), so the figure
   understates the commit by that transaction's duration (milliseconds).
 * **event -> Redis**: the latest-reading hash carries no written-at time
   (processor/redis_cache.py writes the reading's fields only), so
@@ -32,7 +32,7 @@ from typing import Any, Final
 from psycopg import sql
 
 from processor.contract.storage import READINGS_TABLE, LatestField, redis_latest_key
-from processor.postgres_queries import table_identifier
+from processor.postgres.identifiers import table_identifier
 
 #: Percentiles every latency block reports.
 PERCENTILES: Final = (50, 95, 99)

@@ -25,14 +25,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from e2e.local.stack_resources import (
+from e2e.verify import ProcessorProcess, Record, SendResult, StoreView, put_records, wait_until
+from local_pipeline.services.local_stack import LocalServices
+from local_pipeline.stack_resources import (
     LocalStackResources,
     StackResources,
     processor_names,
     synthesize,
 )
-from e2e.services.local_stack import LocalServices
-from e2e.verify import ProcessorProcess, Record, SendResult, StoreView, put_records, wait_until
 
 
 class LocalPipeline:
@@ -226,7 +226,7 @@ class LocalPipeline:
     def changed_variables(self) -> list[str]:
         """The task variables the local processors run with a local value (the
         documented overrides), from the first processor's environment."""
-        from e2e.local.stack_resources import changed_variables
+        from local_pipeline.stack_resources import changed_variables
 
         assert self.resources is not None and self.stack is not None
         return changed_variables(

@@ -24,14 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,7 +33,8 @@ from typing import Any, Final
 
 from psycopg import sql
 
-from processor import postgres_queries
+from local_pipeline.processes import ProcessorProcess
+from local_pipeline.processes import processors as processors  # re-exported for callers
 from processor.contract.record import Reading, SensorType, encode_reading
 from processor.contract.storage import (
     READINGS_TABLE,
@@ -48,6 +43,8 @@ from processor.contract.storage import (
     redis_latest_key,
 )
 from processor.core.model import AcceptedReading
+from processor.postgres import reads
+from processor.postgres.identifiers import table_identifier
 from simulator.backoff import Backoff
 from simulator.kinesis_producer import KinesisProducer
 
@@ -196,7 +193,7 @@ def send_paced(
 # --- reading back ---------------------------------------------------------------------
 
 
-_LEASES: Final = postgres_queries.table_identifier(SHARD_LEASES_TABLE)
+_LEASES: Final = table_identifier(SHARD_LEASES_TABLE)
 
 
 class StoreView:
@@ -236,21 +233,21 @@ class StoreView:
     def stored_keys(self) -> set[Key]:
         if not self.schema_ready():
             return set()
-        return set(self._run(postgres_queries.stored_keys))
+        return set(self._run(reads.stored_keys))
 
     def duplicate_keys(self) -> list[tuple[str, int, int]]:
-        return list(self._run(postgres_queries.duplicate_keys))
+        return list(self._run(reads.duplicate_keys))
 
     def count_readings(self) -> int:
-        return int(self._run(postgres_queries.count_readings)) if self.schema_ready() else 0
+        return int(self._run(reads.count_readings)) if self.schema_ready() else 0
 
     def dead_letters_by_reason(self) -> dict[str, int]:
         if not self.schema_ready():
             return {}
-        return dict(self._run(postgres_queries.dead_letters_by_reason))
+        return dict(self._run(reads.dead_letters_by_reason))
 
     def latest_per_device(self) -> dict[str, AcceptedReading]:
-        return dict(self._run(postgres_queries.latest_per_device))
+        return dict(self._run(reads.latest_per_device))
 
     def leases(self) -> list[tuple[str, str | None, int, bool, str | None]]:
         """(shard_id, owner, fencing, finished, checkpoint) of every lease row."""
@@ -285,7 +282,7 @@ class StoreView:
                 sql.SQL(
                     "SELECT shard_id, min(processed_at), max(processed_at)"
                     " FROM {} GROUP BY shard_id"
-                ).format(postgres_queries.table_identifier(READINGS_TABLE))
+                ).format(table_identifier(READINGS_TABLE))
             ).fetchall()
         )
         return {shard: (first, last) for shard, first, last in rows}
@@ -373,170 +370,7 @@ def redis_latest_mismatches(redis_client: Any, latest: Mapping[str, AcceptedRead
     return problems
 
 
-# --- processor processes --------------------------------------------------------------
-
-
-class ProcessorProcess:
-    """``python -m processor`` as a real child process (signals are what we test).
-
-    stderr (JSON logs) goes to ``log_path``; stdout (EMF metrics) to ``.metrics``
-    beside it. :meth:`events` parses the log lines.
-    """
-
-    def __init__(self, popen: subprocess.Popen[bytes], name: str, log_path: Path) -> None:
-        self.popen = popen
-        self.name = name
-        self.log_path = log_path
-        self.health_port = 0
-
-    @classmethod
-    def start(
-        cls,
-        environment: Mapping[str, str],
-        log_path: Path,
-        *,
-        name: str | None = None,
-        python: str = sys.executable,
-    ) -> ProcessorProcess:
-        name = name or environment.get("TAP_WORKER_ID") or log_path.stem
-        env = {
-            # The child gets only what a task gets (plus PATH and the test's PYTHONPATH).
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-            "PYTHONUNBUFFERED": "1",
-            "AWS_EMF_ENVIRONMENT": "Local",
-            "TAP_WORKER_ID": name,
-            **environment,
-        }
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as err, log_path.with_suffix(".metrics").open("ab") as out:
-            popen = subprocess.Popen(
-                [python, "-m", "processor"],
-                env=env,
-                stdout=out,
-                stderr=err,
-                cwd=str(Path(__file__).resolve().parents[1]),
-            )
-        process = cls(popen, name, log_path)
-        process.health_port = int(env.get("TAP_HEALTH_PORT", "8080"))
-        return process
-
-    def __enter__(self) -> ProcessorProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.ensure_stopped()
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def signal(self, signum: int) -> None:
-        if self.alive():
-            os.kill(self.popen.pid, signum)
-
-    def terminate(self) -> float:
-        """SIGTERM; returns the wall-clock time it was sent (epoch seconds)."""
-        sent = time.time()
-        self.signal(signal.SIGTERM)
-        return sent
-
-    def kill(self) -> None:
-        self.signal(signal.SIGKILL)
-        self.popen.wait(timeout=10)
-
-    def pause(self) -> None:
-        self.signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        self.signal(signal.SIGCONT)
-
-    def wait(self, timeout: float) -> int:
-        return self.popen.wait(timeout=timeout)
-
-    def ensure_stopped(self, timeout: float = 10) -> None:
-        if not self.alive():
-            return
-        self.signal(signal.SIGCONT)
-        self.signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait(timeout=10)
-
-    def events(self, event: str | None = None) -> list[dict[str, Any]]:
-        """The JSON log lines (optionally those with ``"event": event``)."""
-        out = []
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return []
-        for line in text.splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict) and (event is None or entry.get("event") == event):
-                out.append(entry)
-        return out
-
-    def wait_for_event(
-        self,
-        event: str,
-        *,
-        timeout: float,
-        where: Callable[[dict[str, Any]], bool] | None = None,
-        count: int = 1,
-    ) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-
-        def ready() -> bool:
-            nonlocal found
-            found = [e for e in self.events(event) if where is None or where(e)]
-            return len(found) >= count
-
-        wait_until(ready, timeout=timeout, interval=0.1)
-        return found
-
-    def health(self, path: str = "/health/ready") -> tuple[int, dict[str, Any]]:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.health_port}{path}", timeout=2
-            ) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        """Block until ``/health/ready`` answers 200 (PostgreSQL, Redis and the lease
-        loop are up); raise if the process exits or the time runs out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise RuntimeError(f"{self.name} exited during start-up; see {self.log_path}")
-            with contextlib.suppress(OSError, ValueError):
-                if self.health()[0] == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s; see {self.log_path}")
-
-    def held_shards(self) -> list[str]:
-        """The shards this worker reads, from its readiness answer ([] if down)."""
-        try:
-            _, body = self.health()
-        except OSError:
-            return []
-        return list(body.get("leases", []))
-
-    def tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return ""
+# --- processor processes (the class lives in local_pipeline.processes) -------------
 
 
 def event_time(entry: Mapping[str, Any]) -> float:
@@ -584,22 +418,6 @@ def measure_kill_takeover(
     return None if read_at is None else read_at - killed_at
 
 
-@contextlib.contextmanager
-def processors(
-    environments: Mapping[str, Mapping[str, str]], log_dir: Path
-) -> Iterator[dict[str, ProcessorProcess]]:
-    """Start one processor per name; stop them all at the end (SIGTERM, then kill)."""
-    started: dict[str, ProcessorProcess] = {}
-    try:
-        for name, environment in environments.items():
-            started[name] = ProcessorProcess.start(environment, log_dir / f"{name}.log", name=name)
-        yield started
-    finally:
-        for process in started.values():
-            with contextlib.suppress(Exception):
-                process.ensure_stopped()
-
-
 @dataclass
 class ProcessorCluster:
     """Processor processes on one stream and one database of a ``LocalServices``.
@@ -609,7 +427,7 @@ class ProcessorCluster:
     launches it; ``stop_all`` ends them. ``view`` reads the database back.
     """
 
-    services: Any  # e2e.services.local_stack.LocalServices
+    services: Any  # local_pipeline.services.local_stack.LocalServices
     stream: str
     database: str
     db_secret_arn: str
@@ -625,7 +443,7 @@ class ProcessorCluster:
     @property
     def app_secret_arn(self) -> str:
         """The application role's secret the processors use (``db_secret_arn`` is the
-        owner's, used only to migrate; see e2e/services/app_role.py)."""
+        owner's, used only to migrate; see local_pipeline/services/app_role.py)."""
         return str(
             self.services.app_logins.prepare(
                 self.db_secret_arn, self.services.postgres, self.database

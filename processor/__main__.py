@@ -63,7 +63,7 @@ def _migrate(settings: ProcessorSettings) -> int:
     import logging
 
     from processor.migrate_command import migrate_and_provision
-    from processor.postgres_store import DbTarget, RetryPolicy, StoreError, with_pg_retry
+    from processor.postgres import DbTarget, RetryPolicy, StoreError, with_pg_retry
     from processor.secrets import SecretsError, SecretsProvider
 
     if not settings.db_migration_secret_arn:

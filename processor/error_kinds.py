@@ -81,8 +81,8 @@ def classify_sqlstate(sqlstate: str | None) -> ErrorKind:
 
 def classify(exc: BaseException) -> ErrorKind:
     """The kind of any exception the processor's edges raise."""
-    # Imported here: postgres_store imports this module.
-    from processor.postgres_store import StoreError, StoreUnavailable
+    # Imported here: processor.postgres.connection imports this module.
+    from processor.postgres import StoreError, StoreUnavailable
 
     if isinstance(exc, StoreUnavailable | SecretsUnavailable):
         return ErrorKind.RETRYABLE

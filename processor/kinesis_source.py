@@ -35,6 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from processor import client_timeouts
 from processor.contract.environment import ProcessorSettings
 from processor.core.backoff import Backoff, Jitter
+from processor.core.leases import ShardInfo
 from processor.core.model import KinesisRecord
 
 log = logging.getLogger(__name__)
@@ -71,29 +72,6 @@ def make_kinesis_client(region: str) -> Any:
         max_pool_connections=64,
     )
     return boto3.session.Session().client("kinesis", config=config)
-
-
-@dataclass(frozen=True, slots=True)
-class ShardInfo:
-    """One shard as ListShards describes it."""
-
-    shard_id: str
-    parent_shard_id: str | None
-    adjacent_parent_shard_id: str | None
-    starting_sequence_number: str
-    ending_sequence_number: str | None
-    #: (StartingHashKey, EndingHashKey): the partition keys' MD5 hashes this shard
-    #: takes (a split child inherits the silence registry entries in its range).
-    hash_key_range: tuple[int, int] | None = None
-
-    @property
-    def closed(self) -> bool:
-        """A shard with an ending sequence number takes no new records (split/merge)."""
-        return self.ending_sequence_number is not None
-
-    @property
-    def parents(self) -> tuple[str, ...]:
-        return tuple(p for p in (self.parent_shard_id, self.adjacent_parent_shard_id) if p)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +130,11 @@ class KinesisSource:
                 shards.append(
                     ShardInfo(
                         shard_id=raw["ShardId"],
-                        parent_shard_id=raw.get("ParentShardId"),
+                        parent_shard_ids=tuple(
+                            p
+                            for p in (raw.get("ParentShardId"), raw.get("AdjacentParentShardId"))
+                            if p
+                        ),
                         adjacent_parent_shard_id=raw.get("AdjacentParentShardId"),
                         starting_sequence_number=rng.get("StartingSequenceNumber", ""),
                         ending_sequence_number=rng.get("EndingSequenceNumber"),

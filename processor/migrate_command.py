@@ -44,7 +44,7 @@ import psycopg
 from psycopg import sql
 
 from processor.contract.storage import APP_ROLE
-from processor.postgres_store import (
+from processor.postgres import (
     DbTarget,
     MigrationError,
     PgConnector,

@@ -29,7 +29,10 @@ the server, applying per device and per anomaly what follows:
   ``SET <dedup key> NX EX`` and only when that succeeds ``XADD *``, atomically. A
   replay within the dedup TTL (1 day, far longer than any redelivery) adds nothing;
   the entry carries ``anomaly_id`` so readers can de-duplicate beyond that too.
-* **Last seen** (:data:`REDIS_LAST_SEEN`): ``ZADD GT`` of the event time in ms.
+* **Last seen** (:data:`REDIS_LAST_SEEN`): ``ZADD GT`` of the event time in ms; the
+  same per production line (:func:`redis_line_devices_key`), so the read API's board
+  of a line reads that line's latest hashes, not the plant's. Both pruned of devices
+  silent for the last-seen horizon; a line's set expires with the latest hashes.
 * **Silence registry** (hash per shard at :func:`redis_silence_key`): device ->
   :class:`processor.core.silence.SilenceEntry` as JSON, for the devices the batch
   touched (and the episodes the silence check reported), in the same script call;
@@ -97,6 +100,7 @@ from processor.contract.storage import (
     redis_anomaly_dedup_key,
     redis_detector_key,
     redis_latest_key,
+    redis_line_devices_key,
     redis_silence_arrivals_key,
     redis_silence_key,
     redis_window_key,
@@ -169,8 +173,8 @@ MAX_ITEMS_PER_CALL: Final = 1_000
 #   silence_ttl_ms, silence arrivals key, {last arrival ms, device, ...},
 #   silence forget before ms ('' = no pruning)}
 # devices: {device_id, ts_us, seq, last_seen_ms, {latest values, in the order of the
-#   field names}, {window ts_us, identity prefix, member, ...}} (an empty window list
-#   leaves the window untouched: reconciliation);
+#   field names}, {window ts_us, identity prefix, member, ...} (an empty window list
+#   leaves the window untouched: reconciliation), the line's device-set key};
 #   anomalies: {anomaly_id, {stream field, value, ...}}.
 # Returns {latest hashes replaced, window members added, stream entries added}.
 #
@@ -193,8 +197,16 @@ local stream, last_seen, names = p[10], p[11], p[14]
 local hash = {}
 local replaced, added, streamed = 0, 0, 0
 local seen = {}
+local by_line = {}
 for _, d in ipairs(p[12]) do
   local device, ts_us, seq = d[1], d[2], d[3]
+  local line_members = by_line[d[7]]
+  if not line_members then
+    line_members = {}
+    by_line[d[7]] = line_members
+  end
+  line_members[#line_members + 1] = d[4]
+  line_members[#line_members + 1] = device
   local lk = latest_prefix .. device
   local cur = redis.call('HMGET', lk, '$ts_us', '$seq')
   if (not cur[1]) or (not cur[2]) or greater(ts_us, cur[1])
@@ -247,6 +259,16 @@ if #seen > 0 then
 end
 if prune_before ~= '' then
   redis.call('ZREMRANGEBYSCORE', last_seen, '-inf', prune_before)
+end
+-- each line's device set, as the last-seen set (pairs of score, device; 500 a call)
+for line_key, members in pairs(by_line) do
+  for i = 1, #members, 1000 do
+    redis.call('ZADD', line_key, 'GT', unpack(members, i, math.min(i + 999, #members)))
+  end
+  if prune_before ~= '' then
+    redis.call('ZREMRANGEBYSCORE', line_key, '-inf', prune_before)
+  end
+  redis.call('PEXPIRE', line_key, latest_ttl)
 end
 for _, a in ipairs(p[13]) do
   -- SET NX first: the stream gets an anomaly at most once per dedup TTL
@@ -396,6 +418,7 @@ def _device_entry(items: Sequence[AcceptedReading], window_size: int) -> list[An
         str(int(ts_us) // 1000),
         values,
         window,
+        redis_line_devices_key(newest.reading.facility, newest.reading.line),
     ]
 
 

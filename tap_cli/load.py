@@ -1,7 +1,7 @@
 """``tap load``: the simulator's Locust campaign (:mod:`simulator.load.cli`), with
 ``--target fresh`` composed here.
 
-A fresh target is a throwaway local pipeline: the local servers (e2e.services), a
+A fresh target is a throwaway local pipeline: the local servers (local_pipeline.services), a
 stream, N ``python -m processor`` processes configured exactly as the tests configure
 them, ``tap api`` when the campaign reads (``api=True``: ``--readers`` or
 ``--sse-listeners``), and the campaign :class:`Target` pointing at it all. It is composed at the CLI
@@ -40,8 +40,8 @@ def fresh_local_pipeline(
     log: Any = print,
     api: bool = False,
 ) -> Iterator[Target]:
-    from e2e.services.local_stack import LocalServices
     from e2e.verify import ProcessorCluster
+    from local_pipeline.services.local_stack import LocalServices
 
     run_dir = Path(tempfile.mkdtemp(prefix=f"tap-load-{time.strftime('%Y%m%d-%H%M%S')}-"))
     run_dir.chmod(0o755)  # PostgreSQL may run as another user (see e2e.fixtures)
@@ -75,7 +75,7 @@ def fresh_local_pipeline(
         api_url = None
         if api:
             # After the processors: their start migrated the database the API reads.
-            from e2e.local.api_component import ApiComponent
+            from local_pipeline.api_component import ApiComponent
 
             log("starting the read API (tap api)")
             api_component = ApiComponent(services, run_dir / "logs")

@@ -18,7 +18,7 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "detect": ("tap_cli.detect", "run the anomaly detectors offline over a CSV"),
     "process": ("processor.__main__", "run the processor (what the Fargate task runs)"),
     "api": ("api.cli", "serve the read API (OpenAPI at /docs) and the live plant board"),
-    "local": ("e2e.local.cli", "bring the local stack up, down, or show its status"),
+    "local": ("local_pipeline.cli", "bring the local stack up, down, or show its status"),
     "demo": ("e2e.demo", "run the whole pipeline locally and verify it"),
     "bench": ("bench.cli", "run the benchmarks"),
 }

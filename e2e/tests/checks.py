@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from e2e.report import latency_summary, postgres_latencies
 from e2e.verify import Key, SendResult, StoreView, wait_until
-from processor import postgres_queries
+from processor.postgres import reads
 
 #: The issue's target: p99 event -> PostgreSQL commit <= 1 s. A shared CI runner
 #: may relax it with TAP_E2E_P99_MS (the value used is printed with each result).
@@ -45,7 +45,7 @@ class Delivery:
 def _stored(view: StoreView, device_ids: Sequence[str]) -> set[Key]:
     if not view.schema_ready():
         return set()
-    return set(view._run(lambda c: postgres_queries.stored_keys(c, device_ids)))
+    return set(view._run(lambda c: reads.stored_keys(c, device_ids)))
 
 
 def delivery(
@@ -91,7 +91,7 @@ def dead_letters_of(view: StoreView, device_ids: Sequence[str]) -> dict[str, int
     """Dead letters by reason whose partition key is one of ``device_ids``."""
     wanted = set(device_ids)
     counts: dict[str, int] = {}
-    for letter in view._run(postgres_queries.dead_letters):
+    for letter in view._run(reads.dead_letters):
         if letter.partition_key in wanted:
             counts[letter.reason] = counts.get(letter.reason, 0) + 1
     return counts

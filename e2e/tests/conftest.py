@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from e2e.services.local_stack import LocalServices
 from e2e.tests.targets import Capability, LocalTarget, Target, make_target
+from local_pipeline.services.local_stack import LocalServices
 
 #: Processors the local target runs (the demo's count; the shards spread 2/2).
 LOCAL_PROCESSORS = 2
@@ -43,7 +43,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         for item in session.items
     )
     if wanted and os.environ.get(TARGET_ENV, "local") == "local":
-        from e2e.local.stack_resources import synthesize
+        from local_pipeline.stack_resources import synthesize
 
         synthesize(log=lambda message: print(f"e2e: {message}"))
 

@@ -35,15 +35,22 @@ from e2e.deploy_smoke import (
     unmarked_occurrences,
 )
 from e2e.terraform import find_provider_mirror, terraform_binary
+from local_pipeline.stack_synth import (
+    SMOKE_ALARM_EMAIL,
+    SMOKE_ALARM_URL,
+    SMOKE_EXTRA_ENV,
+    SMOKE_SUFFIX,
+)
 
 pytestmark = [pytest.mark.e2e]
 
-SUFFIX = "smoke"
+SUFFIX = SMOKE_SUFFIX
 ENVIRONMENT = "dev"
-#: Alarm subscriptions the smoke configures (issue #11, item 4).
-ALARM_EMAIL = "oncall@example.com"
-ALARM_URL = "https://hooks.example.com/tap-alarms"
-SYNTH_ENV = {"TAP_ALARM_EMAILS": ALARM_EMAIL, "TAP_ALARM_HTTPS_ENDPOINTS": ALARM_URL}
+#: Alarm subscriptions the smoke configures (issue #11, item 4); defined with the
+#: other synthesized configurations, so this synth is part of the one per source tree.
+ALARM_EMAIL = SMOKE_ALARM_EMAIL
+ALARM_URL = SMOKE_ALARM_URL
+SYNTH_ENV = dict(SMOKE_EXTRA_ENV)
 
 # ----------------------------------------------------------- override generation
 

@@ -19,14 +19,14 @@ from typing import Any
 
 import pytest
 
-from e2e.local.state import pid_alive, read_state
+from local_pipeline.state import pid_alive, read_state
 
 
 def _tap_local(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "e2e.local.cli", *args],
+        [sys.executable, "-m", "local_pipeline.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -47,7 +47,7 @@ def _isolated_environment(home: Path) -> dict[str, str]:
 def _allowed_overrides(state: dict[str, Any]) -> set[str]:
     """:data:`LOCAL_OVERRIDES`, plus each conditional override whose condition this
     run's servers meet (a server without TLS), never more."""
-    from e2e.local.stack_resources import LOCAL_OVERRIDES
+    from local_pipeline.stack_resources import LOCAL_OVERRIDES
 
     allowed = set(LOCAL_OVERRIDES)
     services = state["services"]
@@ -61,7 +61,7 @@ def _allowed_overrides(state: dict[str, Any]) -> set[str]:
 
 
 def _secret(endpoint_url: str, arn: str) -> dict[str, Any]:
-    from e2e.services.aws_emulator import emulator_client
+    from local_pipeline.services.aws_emulator import emulator_client
 
     client = emulator_client("secretsmanager", endpoint_url)
     value: dict[str, Any] = json.loads(client.get_secret_value(SecretId=arn)["SecretString"])
@@ -140,7 +140,7 @@ def test_up_with_processors_status_env_rotate_down() -> None:
         client.close()
 
         # Kinesis: the stream exists at the given endpoint.
-        from e2e.services.aws_emulator import emulator_client
+        from local_pipeline.services.aws_emulator import emulator_client
 
         kinesis = emulator_client("kinesis", endpoints["kinesis"]["endpoint_url"])
         summary = kinesis.describe_stream_summary(StreamName=endpoints["kinesis"]["stream_name"])

@@ -5,7 +5,7 @@ Every table of schema :data:`PG_SCHEMA` (:data:`TABLES`), every column order a
 reader or writer depends on, every Redis key pattern and every Redis hash and
 stream field is named here once; ``tests/unit/test_storage_names.py`` fails when a
 ``tap.`` table name or a Redis field is written as a literal anywhere else (the SQL
-migrations excepted), and ``tests/integration/test_postgres_store.py`` compares
+migrations excepted), and ``tests/integration/test_postgres.py`` compares
 this module with the schema the migrations create.
 """
 
@@ -111,6 +111,13 @@ def redis_anomaly_dedup_key(anomaly_id: str) -> str:
 REDIS_ANOMALY_STREAM: Final = f"{REDIS_PREFIX}:anomalies"
 #: Sorted set: device id -> last event time (epoch ms).
 REDIS_LAST_SEEN: Final = f"{REDIS_PREFIX}:last_seen"
+
+
+def redis_line_devices_key(facility: str, line: str) -> str:
+    """Sorted set: the devices of one production line -> last event time (epoch ms), so
+    a line's board reads that line's latest hashes only. ``/`` separates the two names
+    because neither may contain it (:mod:`processor.contract.record`'s name pattern)."""
+    return f"{REDIS_PREFIX}:line-devices:{facility}/{line}"
 
 
 class LatestField(enum.StrEnum):
@@ -289,12 +296,14 @@ API_READER_TABLE_PRIVILEGES: Final[dict[str, frozenset[str]]] = {
 REDIS_API_READER_USER: Final = "tap-api-reader"
 
 #: Key patterns the API's Redis user may read: the serving cache only (latest
-#: readings, windows, the anomaly stream, last seen), not detector or silence state.
+#: readings, windows, the anomaly stream, last seen, the lines' device sets), not
+#: detector or silence state.
 REDIS_API_READER_KEY_PATTERNS: Final[tuple[str, ...]] = (
     redis_latest_key("*"),
     redis_window_key("*"),
     REDIS_ANOMALY_STREAM,
     REDIS_LAST_SEEN,
+    redis_line_devices_key("*", "*"),
 )
 
 

@@ -1,7 +1,7 @@
 """The processor's one back-off policy: exponential delays with jitter, pure.
 
 Used by the Kinesis reader (:func:`processor.kinesis_source.backoff_delay`, also the
-shard runner's commit retry) and by :func:`processor.postgres_store.with_pg_retry`.
+shard runner's commit retry) and by :func:`processor.postgres.retry.with_pg_retry`.
 The random source is passed in (``random`` itself, or a seeded ``random.Random`` in a
 test), so the same draws give the same delays.
 

@@ -64,15 +64,29 @@ class Rebalance(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ShardInfo:
-    """A shard as ListShards describes it."""
+    """A shard as ListShards describes it (the Kinesis edge returns these)."""
 
     shard_id: str
+    #: ``ParentShardId`` then ``AdjacentParentShardId``, those present: a split child
+    #: has one parent, a merged shard two.
     parent_shard_ids: tuple[str, ...] = ()
+    #: ``AdjacentParentShardId`` (also in ``parent_shard_ids``), kept in the lease row.
+    adjacent_parent_shard_id: str | None = None
+    starting_sequence_number: str = ""
+    ending_sequence_number: str | None = None
+    #: (StartingHashKey, EndingHashKey): the partition keys' MD5 hashes this shard
+    #: takes (a split child inherits the silence registry entries in its range).
+    hash_key_range: tuple[int, int] | None = None
+
+    @property
+    def closed(self) -> bool:
+        """A shard with an ending sequence number takes no new records (split/merge)."""
+        return self.ending_sequence_number is not None
 
 
 @dataclass(frozen=True, slots=True)
 class LeaseRow:
-    """A row of the lease table."""
+    """A row of the lease table (the PostgreSQL edge returns these)."""
 
     shard_id: str
     owner: str | None
@@ -81,9 +95,22 @@ class LeaseRow:
     checkpoint: str | None = None
     #: Checkpointed at SHARD_END: the shard is closed and fully processed.
     finished: bool = False
+    parent_shard_ids: tuple[str, ...] = ()
+    adjacent_parent: str | None = None
+    updated_at: datetime | None = None
+    #: The database's ``now()`` when the row was read (None: not read from a table):
+    #: expiry is judged by the database's clock, never the worker's.
+    db_now: datetime | None = None
 
     def held_at(self, now: datetime) -> bool:
         return self.owner is not None and self.expires_at is not None and self.expires_at > now
+
+    @property
+    def held(self) -> bool:
+        """Owned and not expired by the clock the row was read with."""
+        if self.db_now is None:
+            raise ValueError("lease row read without a clock: use held_at(now)")
+        return self.held_at(self.db_now)
 
 
 @dataclass(frozen=True, slots=True)

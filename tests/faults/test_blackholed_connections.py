@@ -5,7 +5,7 @@ connections. The processor must give up on the dead connections by its own
 client-side bounds (processor/client_timeouts.py) and recover within a stated bound,
 with nothing lost or stored twice.
 
-A local TCP proxy (``e2e.services.blackhole_proxy``) sits between the processor and
+A local TCP proxy (``local_pipeline.services.blackhole_proxy``) sits between the processor and
 the real server. Before the fix the PostgreSQL case never recovered: a commit (and
 the renew and plan threads) waited forever on a socket the peer's kernel kept
 acknowledging, where neither TCP keepalives nor ``tcp_user_timeout`` can fire.
@@ -20,8 +20,6 @@ from typing import Any
 
 import pytest
 
-from e2e.services import LocalServices
-from e2e.services.blackhole_proxy import BlackHoleProxy
 from e2e.verify import (
     ProcessorCluster,
     ProcessorProcess,
@@ -33,6 +31,8 @@ from e2e.verify import (
     wait_until,
     wait_until_stored,
 )
+from local_pipeline.services import LocalServices
+from local_pipeline.services.blackhole_proxy import BlackHoleProxy
 from processor.client_timeouts import (
     PG_CALL_MARGIN_S,
     PG_STATEMENT_TIMEOUT_MS,

@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 import pytest
 
-from e2e.services import PostgresServer
 from e2e.steady_fleet import SteadyFleet
 from e2e.verify import ProcessorCluster, compare, wait_until_stored
-from processor import postgres_queries
+from local_pipeline.services import PostgresServer
+from processor.postgres import reads
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 
@@ -51,8 +51,6 @@ def test_postgres_down_for_three_minutes_raises_no_false_silence(
     wait_until_stored(cluster.view, sent.keys, timeout=120)
     report = compare(sent.keys, cluster.view)
     assert report.ok, report.summary() + "\n" + cluster.logs()
-    silent = [
-        a for a in cluster.view._run(postgres_queries.anomalies) if a.anomaly_type == "silent"
-    ]
+    silent = [a for a in cluster.view._run(reads.anomalies) if a.anomaly_type == "silent"]
     assert silent == [], f"{len(silent)} false silences, e.g. {silent[:3]}\n{cluster.logs()}"
     assert w1.alive(), w1.tail()

@@ -3,7 +3,7 @@ Redis first with PostgreSQL behind it (fresh, stale, missing, down, bypassed), t
 422s naming their parameter, the anomaly stream, and partition pruning (EXPLAIN).
 
 Data is written by the processor's own edges (:class:`e2e.plant_writer.PlantWriter`);
-the API reads with its read-only logins (:mod:`e2e.services.api_reader`)."""
+the API reads with its read-only logins (:mod:`local_pipeline.services.api_reader`)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import pytest
 from api import postgres_reads
 from e2e.fixtures import FreshDatabase
 from e2e.plant_writer import PlantWriter
-from e2e.services import LocalServices, RedisServer
-from e2e.services.api_reader import ApiThread, api_environment
+from local_pipeline.services import LocalServices, RedisServer
+from local_pipeline.services.api_reader import ApiThread, api_environment
 from processor.contract.environment import ProcessorSettings
 from processor.contract.record import RejectReason, SensorType
 from processor.contract.storage import REDIS_ANOMALY_STREAM
@@ -208,6 +208,33 @@ def test_devices_filters_and_pages_the_same_from_both_sources(plant: Plant) -> N
                 break
             after = page["next_after"]
         assert seen == ["a1", "a2", "a3", "b1", "b2"]
+
+
+def _hgetall_calls(redis: RedisServer) -> int:
+    admin = redis.client()
+    try:
+        stats = admin.info("commandstats").get("cmdstat_hgetall", {})
+        return int(stats.get("calls", 0))
+    finally:
+        admin.close()
+
+
+def test_a_lines_board_reads_only_that_lines_devices_from_redis(
+    plant: Plant, clean_redis: RedisServer
+) -> None:
+    """The board of a line is the API's most frequent request: it must cost the line's
+    devices, not the plant's (it read every device's hash, then filtered: 25 times
+    the CPU of PostgreSQL at 2,000 devices, docs/BENCHMARKS.md "Issue 13")."""
+    plant.writer.write(
+        [PlantWriter.reading("a1", 1, NOW, 1.0, facility="fac1", line="l01")]
+        + [PlantWriter.reading(f"z{i:02d}", 1, NOW, 1.0, facility="fac2", line="l09")
+           for i in range(30)]
+    )  # fmt: skip
+    before = _hgetall_calls(clean_redis)
+    answer = plant.get("/devices", facility="fac1", line="l01").json()
+    assert answer["source"] == "redis"
+    assert [d["device_id"] for d in answer["devices"]] == ["a1"]
+    assert _hgetall_calls(clean_redis) - before == 1
 
 
 # --- readings ---------------------------------------------------------------------------

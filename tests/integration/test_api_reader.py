@@ -16,8 +16,8 @@ import redis
 
 from e2e.fixtures import FreshDatabase
 from e2e.plant_writer import PlantWriter
-from e2e.services import LocalServices, RedisServer
-from e2e.services.api_reader import api_environment
+from local_pipeline.services import LocalServices, RedisServer
+from local_pipeline.services.api_reader import api_environment
 from processor.contract import storage
 from processor.contract.api_environment import ApiSettings
 from processor.contract.environment import ProcessorSettings

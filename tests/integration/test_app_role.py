@@ -2,7 +2,8 @@
 
 The processor used to connect as the owner of its tables, who can disable the
 append-only triggers. Now migrations run with the owner's secret
-(``python -m processor migrate``; locally :class:`e2e.services.app_role.ApplicationLogins`)
+(``python -m processor migrate``; locally
+:class:`local_pipeline.services.app_role.ApplicationLogins`)
 and the processor logs in as :data:`processor.contract.storage.APP_ROLE`. Asserted:
 the role cannot change, remove or unprotect a compliance row; it can do everything
 the processor does (partitions included); every table has an explicit privilege
@@ -22,8 +23,7 @@ import psycopg
 import pytest
 
 from e2e.fixtures import FreshDatabase
-from e2e.services import LocalServices
-from processor import postgres_queries
+from local_pipeline.services import LocalServices
 from processor.contract import storage
 from processor.contract.record import Reading, RejectReason, SensorType
 from processor.core.model import (
@@ -35,13 +35,14 @@ from processor.core.model import (
     Severity,
 )
 from processor.migrate_command import migrate_and_provision
-from processor.postgres_store import (
+from processor.postgres import (
     DbTarget,
     MigrationError,
     PgConnector,
     PostgresStore,
     SchemaBehind,
     load_migrations,
+    reads,
 )
 from processor.secrets import SecretsProvider
 
@@ -266,7 +267,7 @@ def test_app_role_runs_every_store_operation(app_db: AppDatabase) -> None:
     assert store.stored_keys() == {("d1", 1)}
     assert store.count_readings() == 1
     assert store.count_dead_letters() == 1
-    assert len(store.run_query(postgres_queries.anomalies)) == 1
+    assert len(store.run_query(reads.anomalies)) == 1
     # The partitions made for the app role belong to the owner, not to the app role.
     with app_db.db.admin_connection() as admin:
         owners = admin.execute(

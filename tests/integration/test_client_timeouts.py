@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from e2e.fixtures import FreshDatabase
-from e2e.services import LocalServices
+from local_pipeline.services import LocalServices
 from processor import client_timeouts as bounds
 from processor.contract.environment import ProcessorSettings
 from processor.kinesis_source import make_kinesis_client
-from processor.postgres_store import (
+from processor.postgres import (
     DbTarget,
     PgConnector,
     PostgresStore,

@@ -13,7 +13,7 @@ from processor.contract.record import Reading, SensorType
 from processor.core.detection import DetectorBank
 from processor.core.model import AnomalyType
 from processor.detector_overrides import OverridesRefresher, load_overrides
-from processor.postgres_store import DbTarget, PgConnector, PostgresStore
+from processor.postgres import DbTarget, PgConnector, PostgresStore
 from processor.secrets import SecretsProvider
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)

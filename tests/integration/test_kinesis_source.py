@@ -62,7 +62,7 @@ def test_lists_shards_and_reads_from_trim_horizon(source_for: Callable[..., Kine
     source = source_for(2)
     shards = source.list_shards()
     assert [s.shard_id for s in shards] == ["shardId-000000000000", "shardId-000000000001"]
-    assert not any(s.closed or s.parents for s in shards)
+    assert not any(s.closed or s.parent_shard_ids for s in shards)
 
     sent = put_records(source.client, source.stream_name, make_readings(10, 10))
     got = []
@@ -223,7 +223,7 @@ def test_a_closed_shard_ends_after_its_last_record(
         time.sleep(0.1)
     shards = {s.shard_id: s for s in source.list_shards()}
     assert shards[parent["ShardId"]].closed
-    children = [s for s in shards.values() if s.parent_shard_id == parent["ShardId"]]
+    children = [s for s in shards.values() if parent["ShardId"] in s.parent_shard_ids]
     assert len(children) == 2
 
     reader = source.reader(parent["ShardId"], None)

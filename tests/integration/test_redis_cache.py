@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import trustme
 
-from e2e.services import LocalServices, RedisServer
+from local_pipeline.services import LocalServices, RedisServer
 from processor.contract.environment import ProcessorSettings
 from processor.contract.record import Reading, SensorType
 from processor.contract.storage import (
@@ -21,6 +21,7 @@ from processor.contract.storage import (
     REDIS_LAST_SEEN,
     redis_detector_key,
     redis_latest_key,
+    redis_line_devices_key,
     redis_silence_arrivals_key,
     redis_silence_key,
     redis_window_key,
@@ -255,6 +256,16 @@ def test_after_a_device_restart_the_window_holds_its_newest_readings(
     assert len(members) == size
     assert [(m.get("boot", 0), m["seq"]) for m in members[-10:]] == [(1, seq) for seq in range(10)]
     assert [(m.get("boot", 0), m["seq"]) for m in members[:2]] == [(0, 10), (0, 11)]
+
+
+def test_each_line_has_its_device_set_scored_by_last_seen(cache: RedisCache, raw: Any) -> None:
+    assert cache.apply(ProcessedBatch("s", readings=[_reading("d1", 1), _reading("d1", 2)]))
+    key = redis_line_devices_key("fac1", "l01")
+    newest_ms = int((NOW + timedelta(seconds=2)).timestamp() * 1000)
+    assert raw.zrange(key, 0, -1, withscores=True) == [(b"d1", float(newest_ms))]
+    assert cache.apply(ProcessedBatch("s", readings=[_reading("d1", 1)]))  # a late replay
+    assert raw.zscore(key, "d1") == float(newest_ms)  # GT: never moves back
+    assert 0 < raw.pttl(key) <= CacheLimits().latest_ttl_s * 1000
 
 
 def test_detector_states_round_trip_with_a_ttl(cache: RedisCache, raw: Any) -> None:

@@ -23,8 +23,8 @@ import boto3
 import botocore.config
 import pytest
 
-from e2e.services import LocalServices, RedisServer
-from e2e.services.blackhole_proxy import BlackHoleProxy
+from local_pipeline.services import LocalServices, RedisServer
+from local_pipeline.services.blackhole_proxy import BlackHoleProxy
 from processor.contract.environment import ProcessorSettings
 from processor.contract.record import Reading, SensorType
 from processor.contract.storage import redis_latest_key, redis_window_key

@@ -13,7 +13,7 @@ import pytest
 from e2e.verify import ProcessorCluster, Record, make_readings, wait_until, wait_until_stored
 from processor.contract.record import Reading, SensorType, encode_reading
 from processor.contract.storage import REDIS_ANOMALY_STREAM, redis_latest_key
-from processor.postgres_queries import anomalies
+from processor.postgres.reads import anomalies
 from processor.redis_cache import anomaly_identity
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -26,7 +26,7 @@ from e2e.verify import (
 )
 from processor.contract.environment import ProcessorSettings
 from processor.core.model import LeaseToken, ProcessedBatch
-from processor.postgres_store import LeaseLost, PostgresStore
+from processor.postgres import LeaseLost, PostgresStore
 from processor.secrets import SecretsProvider
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

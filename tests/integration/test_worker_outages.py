@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from e2e.services import PostgresServer, RedisServer
 from e2e.verify import (
     ProcessorCluster,
     SendResult,
@@ -23,6 +22,7 @@ from e2e.verify import (
     wait_until,
     wait_until_stored,
 )
+from local_pipeline.services import PostgresServer, RedisServer
 from processor.contract.storage import APP_ROLE
 from processor.migrate_command import CLONE_SUFFIX
 

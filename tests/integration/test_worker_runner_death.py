@@ -19,7 +19,6 @@ from collections.abc import Callable
 import pytest
 from psycopg import sql
 
-from e2e.services import PostgresServer
 from e2e.verify import (
     ProcessorCluster,
     ProcessorProcess,
@@ -28,6 +27,7 @@ from e2e.verify import (
     wait_until,
     wait_until_stored,
 )
+from local_pipeline.services import PostgresServer
 from processor.contract.storage import APP_ROLE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

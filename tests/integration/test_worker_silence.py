@@ -17,8 +17,8 @@ import pytest
 
 from e2e.steady_fleet import SteadyFleet
 from e2e.verify import ProcessorCluster, wait_until, wait_until_stored
-from processor import postgres_queries
-from processor.postgres_queries import StoredAnomaly
+from processor.postgres import reads
+from processor.postgres.reads import StoredAnomaly
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,7 +27,7 @@ SILENCE_S = 12.0
 
 
 def silent_anomalies(cluster: ProcessorCluster) -> list[StoredAnomaly]:
-    found = cluster.view._run(postgres_queries.anomalies)
+    found = cluster.view._run(reads.anomalies)
     return [a for a in found if a.anomaly_type == "silent"]
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from processor.core.backoff import Backoff, Jitter
 from processor.kinesis_source import BACKOFF_BASE_S, BACKOFF_MAX_S, backoff_delay
-from processor.postgres_store import RetryPolicy, StoreUnavailable, with_pg_retry
+from processor.postgres import RetryPolicy, StoreUnavailable, with_pg_retry
 
 
 def _old_kinesis(attempt: int, rng: random.Random) -> float:

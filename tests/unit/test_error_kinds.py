@@ -11,7 +11,7 @@ from psycopg import errors
 
 from processor.core.model import LeaseToken
 from processor.error_kinds import ErrorKind, classify, classify_sqlstate
-from processor.postgres_store import AuthenticationFailed, LeaseLost, StoreUnavailable
+from processor.postgres import AuthenticationFailed, LeaseLost, StoreUnavailable
 from processor.secrets import SecretFormatError, SecretsUnavailable
 
 R, C, F = ErrorKind.RETRYABLE, ErrorKind.CONNECTION_UNUSABLE, ErrorKind.FATAL

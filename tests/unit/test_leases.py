@@ -290,3 +290,36 @@ def test_latest_only_for_a_parentless_shard_never_read() -> None:
         "TRIM_HORIZON"
     )
     assert start_position("LATEST", parents=(), fencing=1, checkpoint="49") == "TRIM_HORIZON"
+
+
+# --- one LeaseRow and one ShardInfo for the edges and the planner (issue 12 item 4) ---
+
+
+def test_a_row_read_from_the_table_is_held_by_the_database_clock() -> None:
+    """The PostgreSQL edge returns the core's LeaseRow with the database's now():
+    ``held`` judges expiry by that clock, never the worker's."""
+    expires = T0 + timedelta(seconds=5)
+    read = LeaseRow("s0", "w1", expires, 3, db_now=T0)
+    assert read.held and read.held_at(T0)
+    assert not dataclasses.replace(read, db_now=expires).held  # expiry is exclusive
+    assert not dataclasses.replace(read, owner=None).held
+    with pytest.raises(ValueError, match="without a clock"):
+        _ = LeaseRow("s0", "w1", expires, 3).held
+
+
+def test_the_planner_takes_the_rows_and_shards_the_edges_return() -> None:
+    """Rows with the table's extra columns and shards with ListShards' fields go to
+    the planner as they are: a merged child waits for both parents."""
+    shards = [
+        ShardInfo("p1", ending_sequence_number="9"),
+        ShardInfo("p2", ending_sequence_number="9"),
+        ShardInfo("m", ("p1", "p2"), adjacent_parent_shard_id="p2", hash_key_range=(0, 9)),
+    ]
+    assert shards[0].closed and not shards[2].closed
+    rows = [
+        LeaseRow("p1", None, None, 2, "9", finished=True, updated_at=T0, db_now=T0),
+        LeaseRow("p2", "w2", T0 + LEASE, 1, parent_shard_ids=(), updated_at=T0, db_now=T0),
+        LeaseRow("m", None, None, 0, parent_shard_ids=("p1", "p2"), adjacent_parent="p2"),
+    ]
+    plan = plan_leases(shards, rows, ["w1", "w2"], "w1", T0)
+    assert plan.eligible == ("p2",) and plan.waiting == ("m",)

@@ -1,5 +1,5 @@
 """Local processors get the synthesized task definition's environment unchanged,
-except the documented local overrides (e2e/local/stack_resources.py).
+except the documented local overrides (local_pipeline/stack_resources.py).
 
 Runs on a document shaped like ``cdk.tf.json`` (no cdktf import, milliseconds) and,
 when a synthesized stack is at hand (``TAP_STACK_OUT``, ``cdktf.out/`` or the synth
@@ -14,7 +14,10 @@ from typing import Any
 
 import pytest
 
-from e2e.local.stack_resources import (
+from lib.synthesized import DEFAULT_STACK as DEFAULT_STACK_ID
+from lib.synthesized import SynthesizedStack, stack_file
+from local_pipeline.services.local_stack import CONTRACT_TASK_VALUES
+from local_pipeline.stack_resources import (
     ADDED_VARIABLES,
     CONDITIONAL_OVERRIDES,
     LOCAL_OVERRIDES,
@@ -22,12 +25,19 @@ from e2e.local.stack_resources import (
     StackResourceError,
     StackResources,
     changed_variables,
-    default_cache_dir,
     local_environment,
-    synth_key,
 )
-from lib.synthesized import SynthesizedStack, stack_file
-from processor.contract.environment import TASK_VARIABLES, ProcessorSettings
+from local_pipeline.stack_synth import (
+    TEST_DEFAULT_CONFIG,
+    SynthRequest,
+    bundle_key,
+    default_cache_dir,
+    local_request,
+    smoke_request,
+    stack_tests_request,
+    standard_requests,
+)
+from processor.contract.environment import TASK_VARIABLES, VARIABLES_BY_NAME, ProcessorSettings
 
 REPO = Path(__file__).resolve().parents[2]
 STREAM = "aws_kinesis_stream.ingestion_stream_1"
@@ -120,10 +130,11 @@ def _real_stack() -> Path | None:
     candidates = []
     if os.environ.get("TAP_STACK_OUT"):
         candidates.append(stack_file(os.environ["TAP_STACK_OUT"]))
-    cached = default_cache_dir(os.environ) / synth_key(
-        REPO, os.environ | {"ENVIRONMENT_SUFFIX": "local"}
-    )
-    candidates += [stack_file(cached), stack_file(REPO / "cdktf.out")]
+    bundle = default_cache_dir(os.environ) / bundle_key(standard_requests(os.environ), REPO)
+    candidates += [
+        stack_file(bundle / local_request(os.environ).name),
+        stack_file(REPO / "cdktf.out"),
+    ]
     return next((path for path in candidates if path.is_file()), None)
 
 
@@ -193,15 +204,42 @@ def test_an_unknown_reference_stops_the_local_stack(tmp_path: Path) -> None:
         _load(tmp_path, document)
 
 
+def _tree(root: Path) -> Path:
+    (root / "lib").mkdir(parents=True)
+    (root / "lib" / "config.py").write_text("# the stack's configuration\n")
+    (root / "main.py").write_text("print()\n")
+    return root
+
+
 def test_synth_key_follows_sources_and_stack_configuration(tmp_path: Path) -> None:
-    (tmp_path / "lib").mkdir()
-    (tmp_path / "lib" / "config.py").write_text('read("TAP_SENSORS", "sensors", int)\n')
-    (tmp_path / "main.py").write_text("print()\n")
-    base = synth_key(tmp_path, {"ENVIRONMENT_SUFFIX": "local"})
-    assert synth_key(tmp_path, {"ENVIRONMENT_SUFFIX": "local", "TAP_PG_DSN": "x"}) == base
-    assert synth_key(tmp_path, {"ENVIRONMENT_SUFFIX": "local", "TAP_SENSORS": "9"}) != base
-    (tmp_path / "main.py").write_text("print(1)\n")
-    assert synth_key(tmp_path, {"ENVIRONMENT_SUFFIX": "local"}) != base
+    root = _tree(tmp_path)
+    base = bundle_key([local_request({})], root)
+    # A variable the stack does not read leaves the synth as it is; one it reads not.
+    assert bundle_key([local_request({"TAP_PG_DSN": "x"})], root) == base
+    assert bundle_key([local_request({"TAP_AZ_COUNT": "3"})], root) != base
+    (root / "main.py").write_text("print(1)\n")
+    assert bundle_key([local_request({})], root) != base
+
+
+def test_every_synth_of_make_test_is_one_bundle() -> None:
+    # The stack tests, the local stack and the deploy smoke each imported the
+    # provider bindings (27-68 s of CPU); one process now synthesizes all three, so
+    # a fresh clone pays one import. A configuration outside the set gets its own.
+    standard = standard_requests({})
+    assert stack_tests_request() in standard
+    assert local_request({}) in standard
+    assert smoke_request({}) in standard
+    assert len({r.name for r in standard}) == len(standard) == 3
+    assert (DEFAULT_STACK_ID, TEST_DEFAULT_CONFIG) in stack_tests_request().stacks
+    assert local_request({}, "other") not in standard
+    assert smoke_request({"TAP_STATE_BUCKET": "b"}) == smoke_request({})
+
+
+def test_the_smoke_synth_is_main_py_with_the_smoke_environment() -> None:
+    ((_, config),) = smoke_request({}, extra_env={"TAP_ALARM_EMAILS": "a@example.com"}).stacks
+    assert (config.suffix, config.environment) == ("smoke", "dev")
+    assert config.alarm_emails == ("a@example.com",)
+    assert isinstance(smoke_request({}), SynthRequest)
 
 
 def test_synthesized_stack_parser_is_the_stack_tests_one(tmp_path: Path) -> None:
@@ -215,11 +253,23 @@ def test_synth_key_differs_between_two_clones_with_the_same_sources(tmp_path: Pa
     # The synthesized document names the checkout's absolute path (the local state
     # file lives at the project root), so one clone must not reuse another's synth
     # from the shared cache: CI's clone once read a worktree's state path.
-    keys = []
-    for clone in ("one", "two"):
-        root = tmp_path / clone
-        (root / "lib").mkdir(parents=True)
-        (root / "lib" / "config.py").write_text('read("TAP_SENSORS", "sensors", int)\n')
-        (root / "main.py").write_text("print()\n")
-        keys.append(synth_key(root, {"ENVIRONMENT_SUFFIX": "local"}))
+    keys = [bundle_key([local_request({})], _tree(tmp_path / clone)) for clone in ("one", "two")]
     assert keys[0] != keys[1]
+
+
+def test_the_hand_built_environment_equals_the_synthesized_one(tmp_path: Path) -> None:
+    # Two ways build a processor's environment: the local stack's processors get the
+    # synthesized task environment (LocalStackResources); the integration tests',
+    # `tap bench`'s and `tap load --target fresh`'s get LocalServices'
+    # processor_environment, built from the contract (a synth per test would be too
+    # slow). Apart from the local overrides and each run's own stream and database,
+    # the two must hold the same values, on the model document and on the real synth.
+    per_run = {"TAP_STREAM_NAME", "TAP_DB_NAME"}
+    local = set(LOCAL_OVERRIDES) | set(CONDITIONAL_OVERRIDES) | per_run
+    for resources in _stacks(tmp_path):
+        for name, value in resources.task_environment.items():
+            if name in local:
+                continue
+            variable = VARIABLES_BY_NAME[name]
+            hand_built = CONTRACT_TASK_VALUES.get(variable.attribute, variable.default)
+            assert hand_built == value, (name, hand_built, value, resources.stack_path)

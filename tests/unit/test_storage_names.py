@@ -9,7 +9,7 @@ and fails naming each such literal. The SQL migrations are the schema itself and
 not Python; ``tests/`` is not scanned: tests pin the stored format on purpose.
 
 The contract against the schema the migrations create is compared in
-``tests/integration/test_postgres_store.py`` (real PostgreSQL).
+``tests/integration/test_postgres.py`` (real PostgreSQL).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from processor import postgres_queries
 from processor.contract import storage
+from processor.postgres import reads
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("lib", "processor", "simulator", "e2e", "bench", "tap_cli", "api")
+PACKAGES = ("lib", "processor", "simulator", "local_pipeline", "e2e", "bench", "tap_cli", "api")
 #: The one place the names may be written.
 CONTRACT_DIR = Path("processor", "contract")
 
@@ -149,12 +149,12 @@ def test_every_table_is_schema_qualified_and_listed() -> None:
 def test_readers_that_unpack_rows_follow_the_contract_column_order() -> None:
     """``StoredAnomaly(*row)`` and ``StoredDeadLetter(*row)`` select the contract's
     columns in the contract's order; their fields must be that order."""
-    anomaly_fields = [f.name for f in dataclasses.fields(postgres_queries.StoredAnomaly)]
+    anomaly_fields = [f.name for f in dataclasses.fields(reads.StoredAnomaly)]
     assert anomaly_fields == [
         *storage.ANOMALIES_COPY_COLUMNS,
         *storage.ANOMALIES_GENERATED_COLUMNS,
     ]
-    dead_letter_fields = [f.name for f in dataclasses.fields(postgres_queries.StoredDeadLetter)]
+    dead_letter_fields = [f.name for f in dataclasses.fields(reads.StoredDeadLetter)]
     assert dead_letter_fields == list(storage.DEAD_LETTERS_COPY_COLUMNS)
 
 

@@ -76,3 +76,29 @@ def test_the_env_list_runs_in_three_lanes() -> None:
             followers[d] = followers.get(d, 0) + 1
     assert all(n == 1 for n in followers.values()), "a lane must not fork"
     assert sorted(env for env, d in depends.items() if not d) == ["e2e", "integration", "lint"]
+
+
+def test_every_env_caches_bytecode_outside_the_clone() -> None:
+    # tox-uv installs no .pyc: an env that may not write bytecode compiles boto3,
+    # psycopg and the provider bindings from source in every process it starts
+    # (docs/BENCHMARKS.md, "Session 4: CPU cuts"). Envs with their own set_env
+    # extend the shared one.
+    tox = _tox()
+    shared = tox["testenv"]["set_env"]
+    assert "PYTHONDONTWRITEBYTECODE" not in shared
+    assert re.search(r"^\s*PYTHONPYCACHEPREFIX = \{env_dir\}", shared, re.M), shared
+    for section in tox.sections():
+        if section.startswith("testenv:") and "set_env" in tox[section]:
+            assert "{[testenv]set_env}" in tox[section]["set_env"], section
+            assert "PYTHONDONTWRITEBYTECODE" not in tox[section]["set_env"], section
+
+
+def test_the_type_env_checks_every_package_of_the_import_rules() -> None:
+    # A package moved or added (local_pipeline/ from e2e/) must not fall out of mypy.
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"][
+        "root_packages"
+    ]
+    checked = _tox()["testenv:type"]["commands"].split()
+    assert set(packages) <= set(checked), set(packages) - set(checked)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from e2e.services.aws_emulator import emulator_client
+from local_pipeline.services.aws_emulator import emulator_client
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 and where records land after a SplitShard. The figures behind the choice of
 kinesalite (docs/BENCHMARKS.md, "Kinesis emulator choice").
 
-    python -m e2e.services.kinesis_emulator_bench [--records 50000] [--shards 4]
+    python -m local_pipeline.services.kinesis_emulator_bench [--records 50000] [--shards 4]
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from e2e.services.aws_emulator import HttpEmulator, MotoServer, emulator_client
-from e2e.services.kinesis_emulator import Kinesalite
+from local_pipeline.services.aws_emulator import HttpEmulator, MotoServer, emulator_client
+from local_pipeline.services.kinesis_emulator import Kinesalite
 
 BATCH = 500  # PutRecords' maximum records per call
 

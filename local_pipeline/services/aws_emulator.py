@@ -12,8 +12,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Final
 
-from e2e.services.network import LOOPBACK, free_port, wait_port_closed
-from e2e.services.process import ServerProcess, ServiceStartError
+from local_pipeline.services.network import LOOPBACK, free_port, wait_port_closed
+from local_pipeline.services.process import ServerProcess, ServiceStartError
 from processor.contract.deployment import DEFAULT_REGION
 
 #: The region every local resource lives in (the stack's default region).

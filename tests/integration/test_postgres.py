@@ -28,8 +28,7 @@ import pytest
 from psycopg import sql
 
 from e2e.fixtures import FreshDatabase
-from e2e.services import LocalServices, PostgresServer
-from processor import postgres_queries
+from local_pipeline.services import LocalServices, PostgresServer
 from processor.contract import storage
 from processor.contract.record import (
     EquipmentStatus,
@@ -47,7 +46,7 @@ from processor.core.model import (
     ProcessedBatch,
     Severity,
 )
-from processor.postgres_store import (
+from processor.postgres import (
     AuthenticationFailed,
     DbTarget,
     LeaseLost,
@@ -57,6 +56,8 @@ from processor.postgres_store import (
     RetryPolicy,
     StoreUnavailable,
     load_migrations,
+    partitions,
+    reads,
     with_pg_retry,
 )
 from processor.secrets import SecretsProvider
@@ -326,7 +327,7 @@ def test_migrate_concurrently_from_processes(
     server = fresh_database.server
     script = (
         "import sys\n"
-        "from processor.postgres_store import DbTarget, PgConnector, PostgresStore\n"
+        "from processor.postgres import DbTarget, PgConnector, PostgresStore\n"
         "from processor.secrets import SecretsProvider\n"
         "t = DbTarget(host=sys.argv[1], port=int(sys.argv[2]), dbname=sys.argv[3],"
         " secret_arn=sys.argv[4], sslmode=sys.argv[5], sslrootcert=sys.argv[6] or None)\n"
@@ -394,7 +395,7 @@ def test_partitions_are_created_ahead_and_default_catches_the_rest(
     # Idempotent, and an overlapping window creates only the new days.
     assert store.ensure_partitions(day, days_back=2, days_ahead=3) == 0
     assert store.ensure_partitions(day + timedelta(days=1), days_back=2, days_ahead=3) == 1
-    names = store.run_query(postgres_queries.reading_partitions)
+    names = store.run_query(partitions.reading_partitions)
     assert names == [
         "readings_default",
         "readings_p20261124",
@@ -434,22 +435,22 @@ def test_partitions_are_created_ahead_and_default_catches_the_rest(
 
     # A day whose rows already sit in the default partition is skipped (moving them
     # would delete from an append-only table), without failing the other days.
-    with caplog.at_level(logging.WARNING, logger="processor.postgres_store"):
+    with caplog.at_level(logging.WARNING, logger="processor.postgres.connection"):
         created = store.ensure_partitions(
             datetime(2031, 1, 1, tzinfo=UTC), days_back=1, days_ahead=1
         )
     assert "tap.readings_default holds rows of 2031-01-01" in caplog.text
     assert created == 2
-    names = store.run_query(postgres_queries.reading_partitions)
+    names = store.run_query(partitions.reading_partitions)
     assert "readings_p20301231" in names and "readings_p20310102" in names
     assert "readings_p20310101" not in names
-    assert store.run_query(postgres_queries.rows_in_default_partition) == 1
+    assert store.run_query(partitions.rows_in_default_partition) == 1
 
 
 def test_default_window_covers_what_validation_accepts(store: PostgresStore) -> None:
     """Validation accepts event times from 7 days before arrival to a few minutes
     after; the default window (8 back, 7 ahead) gives each of them a daily partition."""
-    names = store.run_query(postgres_queries.reading_partitions)
+    names = store.run_query(partitions.reading_partitions)
     today = store.db_now().astimezone(UTC).date()
     for offset in range(-8, 8):
         day = today + timedelta(days=offset)
@@ -483,7 +484,7 @@ def test_commit_batch_twice_stores_once(
     assert count(admin, "tap.anomalies") == 2
     assert count(admin, "tap.dead_letters") == 1
     assert store.stored_keys() == {(f"d{i % 5}", i) for i in range(500)}
-    assert store.run_query(postgres_queries.duplicate_keys) == []
+    assert store.run_query(reads.duplicate_keys) == []
     assert store.checkpoint_of("shard-0") == readings[-1].sequence_number
     # The first commit's processing time stays (nothing is rewritten).
     row = admin.execute("SELECT DISTINCT processed_at FROM tap.readings").fetchall()
@@ -563,7 +564,7 @@ def test_producer_duplicates_become_one_row(
     assert second.inserted_keys == {("d1", 1), ("d1", 3)}
     assert second.seq_conflicts == 0
     assert store.stored_keys() == {("d1", 1), ("d1", 2), ("d1", 3)}
-    assert store.run_query(postgres_queries.duplicate_keys) == []
+    assert store.run_query(reads.duplicate_keys) == []
     # Within a batch, the copy with the lowest Kinesis sequence number is kept (numeric
     # order: "1000" > "302" although it sorts first as text).
     # ("401" is the other day's reading of seq 1.)
@@ -606,7 +607,7 @@ def test_concurrent_commits_of_the_same_keys_store_each_once(make_store: StoreFa
     assert errors == []
     assert sum(results) == 600  # keys 0..599
     assert setup.count_readings() == 600
-    assert setup.run_query(postgres_queries.duplicate_keys) == []
+    assert setup.run_query(reads.duplicate_keys) == []
 
 
 def test_anomalies_only_for_newly_stored_readings(
@@ -629,9 +630,7 @@ def test_anomalies_only_for_newly_stored_readings(
         token,
     )
     assert replay.anomalies == 2
-    stored = {
-        (a.device_id, a.seq, a.anomaly_type) for a in store.run_query(postgres_queries.anomalies)
-    }
+    stored = {(a.device_id, a.seq, a.anomaly_type) for a in store.run_query(reads.anomalies)}
     assert stored == {("d1", 1, "spike"), ("d1", 2, "limit"), ("d9", 77, "silent")}
     row = admin.execute(
         "SELECT severity, score, explanation, sensor_type, value FROM tap.anomalies"
@@ -664,7 +663,7 @@ def test_dead_letters_keep_the_full_payload_and_replay_once(store: PostgresStore
     assert result.dead_letters == 4
     again = store.commit_batch(batch_of([], dead_letters=letters, checkpoint="103"), token)
     assert again.dead_letters == 0
-    stored = {d.sequence_number: d for d in store.run_query(postgres_queries.dead_letters)}
+    stored = {d.sequence_number: d for d in store.run_query(reads.dead_letters)}
     assert set(stored) == {"100", "101", "102", "103"}
     for sn, data in payloads.items():
         assert stored[sn].payload == data
@@ -727,7 +726,7 @@ def test_compliance_tables_are_append_only(
         conn.execute(statement)
     assert store.count_readings() == 1
     assert store.count_dead_letters() == 1
-    assert len(store.run_query(postgres_queries.anomalies)) == 1
+    assert len(store.run_query(reads.anomalies)) == 1
 
 
 def test_every_daily_partition_rejects_truncate(
@@ -938,7 +937,7 @@ def test_latest_per_device_uses_the_index(
     token = acquire(store)
     store.commit_batch(batch_of([reading(f"d{i % 20}", i) for i in range(2000)]), token)
     admin.execute("ANALYZE tap.reading_keys")
-    from processor.postgres_queries import _LATEST_PER_DEVICE
+    from processor.postgres.reads import _LATEST_PER_DEVICE
 
     # The query is composed from the contract's names (psycopg.sql), hence SQL + SQL.
     plan = "\n".join(r[0] for r in admin.execute(sql.SQL("EXPLAIN ") + _LATEST_PER_DEVICE))
@@ -981,7 +980,7 @@ def test_password_rotation_reconnects_with_the_refreshed_secret(
     assert store.connector.auth_refreshes == 1
     assert store.connector._secrets.fetch_count == fetches_before + 1
     assert store.stored_keys() == {("d1", i) for i in range(150)}
-    assert store.run_query(postgres_queries.duplicate_keys) == []
+    assert store.run_query(reads.duplicate_keys) == []
     for text in (caplog.text, repr(store), repr(store.connector)):
         assert old_password not in text and new_password not in text
 
@@ -1228,7 +1227,7 @@ def test_a_reboot_mid_stream_with_a_boot_counter_is_a_new_series(
     assert boots == [(0, 5), (1, 3)]
     latest = store.latest_per_device()["d1"].reading
     assert (latest.boot, latest.seq) == (1, 2)
-    assert store.run_query(postgres_queries.duplicate_keys) == []
+    assert store.run_query(reads.duplicate_keys) == []
 
 
 def test_dedupe_keys_live_in_the_readings_daily_partitions(
@@ -1269,14 +1268,14 @@ def test_migration_0005_moves_existing_keys(
 ) -> None:
     """A database migrated before 0005, with readings and keys: 0005 moves the keys to
     the partitioned table (boot 0, their event day), and they still de-duplicate."""
-    import processor.postgres_store as postgres_store
+    from processor.postgres import migrations as postgres_migrations
 
     migrations = load_migrations()
     dedupe = next(m.version for m in migrations if m.name == "dedupe_window")
     old = make_store()
     with monkeypatch.context() as patch:  # only the migrations before 0005
         patch.setattr(
-            postgres_store,
+            postgres_migrations,
             "load_migrations",
             lambda: [m for m in migrations if m.version < dedupe],
         )
@@ -1344,7 +1343,7 @@ def test_anomalies_of_a_reused_seq_after_a_reboot_or_on_a_later_day_are_kept(
         token,
     )
     assert replay.anomalies == 0
-    rows = store.run_query(postgres_queries.anomalies)
+    rows = store.run_query(reads.anomalies)
     assert sorted((a.boot, a.seq, a.anomaly_type, a.event_day) for a in rows) == sorted(
         [
             (0, 2, "spike", first.reading.ts.date()),

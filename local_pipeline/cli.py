@@ -41,8 +41,10 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
-from e2e.local.health import Health, check_all
-from e2e.local.state import (
+from local_pipeline.health import Health, check_all
+from local_pipeline.services.kinesis_emulator import KinesisEmulatorKind
+from local_pipeline.services.local_stack import SERVICE_NAMES
+from local_pipeline.state import (
     DEFAULT_RUNS_DIR,
     StackStatus,
     new_run_dir,
@@ -50,8 +52,6 @@ from e2e.local.state import (
     read_state,
     resolve_run_dir,
 )
-from e2e.services.kinesis_emulator import KinesisEmulatorKind
-from e2e.services.local_stack import SERVICE_NAMES
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 
@@ -196,8 +196,8 @@ def _up(args: argparse.Namespace) -> int:
 def _run_foreground(
     run_dir: Path, services: list[str], kinesis_emulator: str | None, processors: int = 0
 ) -> int:
-    from e2e.local.supervisor import LocalStackSupervisor
-    from e2e.services.local_stack import LocalServices
+    from local_pipeline.services.local_stack import LocalServices
+    from local_pipeline.supervisor import LocalStackSupervisor
 
     def log(message: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} tap local: {message}", flush=True)
@@ -205,7 +205,7 @@ def _run_foreground(
     local = LocalServices(run_dir, kinesis_emulator=kinesis_emulator)
     components: list[Any] = []
     if processors:
-        from e2e.local.stack_resources import processor_components
+        from local_pipeline.stack_resources import processor_components
 
         components = processor_components(local, processors, log=log)
     supervisor = LocalStackSupervisor(
@@ -237,7 +237,7 @@ def _run_foreground(
 
 def _detach(args: argparse.Namespace, run_dir: Path) -> int:
     """Start a supervisor in its own session, wait until it is READY, and return."""
-    argv = [sys.executable, "-m", "e2e.local.cli", "up", "--run-dir", str(run_dir)]
+    argv = [sys.executable, "-m", "local_pipeline.cli", "up", "--run-dir", str(run_dir)]
     argv += ["--services", args.services, "--processors", str(args.processors)]
     if args.kinesis_emulator:
         argv += ["--kinesis-emulator", args.kinesis_emulator]
@@ -427,7 +427,7 @@ def _check_components(state: dict[str, Any]) -> dict[str, Health]:
                     detail, ok = f"HTTP {exc.code} not ready", False
             else:
                 kinesis = state["services"]["kinesis"]
-                from e2e.services.aws_emulator import emulator_client
+                from local_pipeline.services.aws_emulator import emulator_client
 
                 client = emulator_client("kinesis", kinesis["endpoint_url"], timeout=3)
                 summary = client.describe_stream_summary(StreamName=facts["stream_name"])
@@ -454,7 +454,7 @@ def _redis_secret_arn(state: Mapping[str, Any]) -> str | None:
 
 
 def _secrets_client(state: Mapping[str, Any]) -> Any:
-    from e2e.services.aws_emulator import emulator_client
+    from local_pipeline.services.aws_emulator import emulator_client
 
     return emulator_client("secretsmanager", state["services"]["moto"]["endpoint_url"], timeout=5)
 
@@ -470,7 +470,7 @@ def _dsn(
         netloc = parts.netloc.rsplit("@", 1)[-1]
         auth = user if password is None else f"{user}:{password}"
         return urlunsplit(parts._replace(netloc=f"{auth}@{netloc}"))
-    from e2e.services.postgres import build_dsn
+    from local_pipeline.services.postgres import build_dsn
 
     ca = pg.get("ca_path")
     params = {"sslmode": "verify-full", "sslrootcert": str(ca)} if pg.get("tls") and ca else {}
@@ -627,7 +627,7 @@ def environment_exports(state: Mapping[str, Any], *, with_secrets: bool) -> dict
 
 def tls_warnings(state: Mapping[str, Any]) -> list[str]:
     """One line per local server whose TLS path is not exercised in this run."""
-    from e2e.services.redis import REDIS_WITHOUT_TLS
+    from local_pipeline.services.redis import REDIS_WITHOUT_TLS
 
     services = state.get("services", {})
     found: list[str] = []

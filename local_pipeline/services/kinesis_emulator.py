@@ -18,8 +18,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
-from e2e.services.aws_emulator import HttpEmulator, emulator_client
-from e2e.services.process import ServiceStartError
+from local_pipeline.services.aws_emulator import HttpEmulator, emulator_client
+from local_pipeline.services.process import ServiceStartError
 
 KINESIS_EMULATOR_ENV: Final = "TAP_KINESIS_EMULATOR"
 #: The npm project that pins kinesalite (``make bootstrap`` installs it).

@@ -1,17 +1,19 @@
 """Read-only queries over the processor's tables, for Redis reconciliation, the e2e
 verifier, tests and the data team's examples (docs/PROCESSOR-STORAGE.md).
 
-Each function takes an open psycopg connection (any role that can read the schema
-:data:`~processor.contract.storage.PG_SCHEMA`), so the verifier can use its own
-administrative connection and the processor its pooled one
-(:meth:`processor.postgres_store.PostgresStore.run_query`). Nothing here writes.
-Table and column names come from :mod:`processor.contract.storage`, composed with
-:mod:`psycopg.sql`.
+Separate from the writers because nothing here writes and every function takes an
+open psycopg connection (any role that can read the schema
+:data:`~processor.contract.storage.PG_SCHEMA`): the verifier uses its own
+administrative connection, the processor its pooled one
+(:meth:`processor.postgres.store.PostgresStore.run_query`). Table and column names
+come from :mod:`processor.contract.storage`, composed with :mod:`psycopg.sql`
+(:mod:`processor.postgres.identifiers`). The partition listings are in
+:mod:`processor.postgres.partitions`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final
@@ -27,24 +29,12 @@ from processor.contract.storage import (
     DEAD_LETTERS_COPY_COLUMNS,
     DEAD_LETTERS_TABLE,
     READING_KEYS_TABLE,
-    READINGS_DEFAULT_PARTITION,
     READINGS_TABLE,
-    split_qualified,
 )
 from processor.core.model import AcceptedReading
+from processor.postgres.identifiers import column_list, table_identifier
 
 Connection = psycopg.Connection[Any]
-
-
-def table_identifier(qualified: str) -> sql.Identifier:
-    """``schema.table`` of the contract as a quoted SQL identifier."""
-    return sql.Identifier(*split_qualified(qualified))
-
-
-def column_list(columns: Sequence[str], alias: str | None = None) -> sql.Composable:
-    """``a, b, c`` (or ``t.a, t.b, t.c``) as quoted identifiers."""
-    prefix = () if alias is None else (alias,)
-    return sql.SQL(", ").join(sql.Identifier(*prefix, c) for c in columns)
 
 
 _READINGS: Final = table_identifier(READINGS_TABLE)
@@ -255,23 +245,3 @@ def anomaly_counts_since(conn: Connection, since: datetime) -> dict[str, int]:
             (since,),
         )
     }
-
-
-def reading_partitions(conn: Connection) -> list[str]:
-    """Names of the readings' partitions (daily ones and the default one), sorted."""
-    return [
-        name
-        for (name,) in conn.execute(
-            "SELECT c.relname FROM pg_inherits i"
-            " JOIN pg_class c ON c.oid = i.inhrelid"
-            " WHERE i.inhparent = %s::regclass ORDER BY c.relname",
-            (READINGS_TABLE,),
-        )
-    ]
-
-
-def rows_in_default_partition(conn: Connection) -> int:
-    row = conn.execute(
-        sql.SQL("SELECT count(*) FROM {}").format(table_identifier(READINGS_DEFAULT_PARTITION))
-    ).fetchone()
-    return int(row[0]) if row else 0

@@ -13,7 +13,7 @@ Every managed server gets TLS when its build supports it (certificate from the r
 CA, ``hostssl`` only, so a client that forgets TLS is refused as RDS with
 ``rds.force_ssl`` would), a database ``tap`` owned by the login role ``tap_app``
 (with CREATEROLE: it plays the RDS master user, whose secret runs the migrations;
-processors log in as the application role those create, see e2e/services/app_role.py),
+processors log in as the application role those create, see local_pipeline/services/app_role.py),
 and a superuser for administration.
 """
 
@@ -37,11 +37,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, urlencode
 
-from e2e.services.docker_engine import ContainerLifecycle, docker_engine_answers
-from e2e.services.network import LOOPBACK, free_port, wait_port_closed
-from e2e.services.process import ServerProcess, ServiceStartError, tail
-from e2e.services.server_choice import ServerChoice, server_choice
-from e2e.services.tls import RunCertificates
+from local_pipeline.services.docker_engine import ContainerLifecycle, docker_engine_answers
+from local_pipeline.services.network import LOOPBACK, free_port, wait_port_closed
+from local_pipeline.services.process import ServerProcess, ServiceStartError, tail
+from local_pipeline.services.server_choice import ServerChoice, server_choice
+from local_pipeline.services.tls import RunCertificates
 
 if TYPE_CHECKING:
     import psycopg

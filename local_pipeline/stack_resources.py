@@ -12,7 +12,7 @@ synthesized value.
 
 Usage::
 
-    resources = StackResources.load(synthesize())          # cached synth of main.py
+    resources = StackResources.load(synthesize())          # the one cached synth
     local = LocalStackResources.create(services, resources) # stream + secrets in emulators
     env = local.processor_environment("p1")                 # one processor's environment
 
@@ -22,33 +22,27 @@ See docs/E2E.md ("The local stack with processors").
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import os
-import re
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from lib.synthesized import REFERENCE, SynthesizedStack, stack_file
+from local_pipeline.stack_synth import (
+    LOCAL_SUFFIX,
+    SynthError,
+    local_request,
+    synthesized,
+)
 from processor.contract.environment import VARIABLES_BY_NAME, ProcessorSettings
 
 if TYPE_CHECKING:
-    from e2e.services.local_stack import LocalServices
-    from e2e.services.postgres import PostgresServer
-    from e2e.services.redis import RedisServer
+    from local_pipeline.services.local_stack import LocalServices
+    from local_pipeline.services.postgres import PostgresServer
+    from local_pipeline.services.redis import RedisServer
 
-REPO_ROOT: Final = Path(__file__).resolve().parents[2]
-
-#: The suffix local synths use (``<resource>-<environment>-local``): a local run can
-#: never be confused with a deployment's names.
-LOCAL_SUFFIX: Final = "local"
+REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 
 #: Kinesis on-demand streams have no shard count in the stack; locally we need one.
 #: Four is what on-demand starts with (4 MiB/s write capacity) on AWS.
@@ -67,7 +61,7 @@ LOCAL_OVERRIDES: Final[Mapping[str, str]] = {
     "TAP_DB_HOST": "the RDS endpoint -> the local PostgreSQL's loopback address",
     "TAP_DB_PORT": "the local PostgreSQL listens on a free port, not 5432",
     "TAP_DB_SECRET_ARN": "the application role's secret -> its local counterpart in moto "
-    "(made by e2e/services/app_role.py after migrating with the owner's secret)",
+    "(made by local_pipeline/services/app_role.py after migrating with the owner's secret)",
     "TAP_DB_CA_BUNDLE": "the RDS CA bundle in the image -> the run's generated CA",
     "TAP_REDIS_HOST": "the ElastiCache endpoint -> the local Redis's loopback address",
     "TAP_REDIS_PORT": "the local Redis listens on a free port, not 6379",
@@ -110,74 +104,22 @@ class StackResourceError(RuntimeError):
 # --- synth ---------------------------------------------------------------------------
 
 
-def _synth_inputs(root: Path) -> list[Path]:
-    files = [root / "main.py", root / "cdktf.json"]
-    files += sorted((root / "lib").rglob("*.py"))
-    files += sorted((root / "processor" / "contract").glob("*.py"))
-    return [f for f in files if f.is_file()]
-
-
-def _stack_variables(root: Path, environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment variables the stack configuration reads (names taken from
-    lib/config.py's text, so a knob added there joins the cache key by itself)."""
-    try:
-        text = (root / "lib" / "config.py").read_text()
-    except OSError:
-        text = ""
-    names = set(re.findall(r'"((?:TAP|ENVIRONMENT)_[A-Z0-9_]+)"', text))
-    names.add("ENVIRONMENT_SUFFIX")
-    return {name: environ[name] for name in sorted(names) if name in environ}
-
-
-def synth_key(root: Path = REPO_ROOT, environ: Mapping[str, str] | None = None) -> str:
-    """Digest of everything a synth depends on: the stack's sources, its config and
-    where the checkout is (the document names the project root's absolute path as
-    the local state's location, so two clones must not share one synth)."""
-    env = dict(os.environ if environ is None else environ)
-    digest = hashlib.sha256(str(root.resolve()).encode() + b"\0")
-    for path in _synth_inputs(root):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    for name, value in _stack_variables(root, env).items():
-        digest.update(f"{name}={value}\0".encode())
-    return digest.hexdigest()[:16]
-
-
-#: Synths kept in the cache (one per recent state of lib/; ~100 KB each).
-KEEP_SYNTHS: Final = 8
-
-
-def _prune(cache: Path, *, keep: int) -> None:
-    entries = sorted(
-        (p for p in cache.iterdir() if p.is_dir() and not p.name.startswith("synth-")),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
-    for stale in entries[keep:]:
-        shutil.rmtree(stale, ignore_errors=True)
-
-
-def default_cache_dir(environ: Mapping[str, str]) -> Path:
-    """``$XDG_CACHE_HOME/tap-iot-pipeline/synth`` (``~/.cache/...``): outside the
-    repository, so a fresh clone's tree stays clean and clones share the cache."""
-    base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tap-iot-pipeline" / "synth"
-
-
 def synthesize(
     *,
     suffix: str = LOCAL_SUFFIX,
     root: Path = REPO_ROOT,
     cache_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
-    timeout: float = 600,
+    timeout: float = 900,
     log: Any = None,
 ) -> Path:
     """``cdk.tf.json`` of the stack synthesized with ``ENVIRONMENT_SUFFIX=suffix``.
 
-    Runs ``python main.py`` in a subprocess (the provider bindings cost ~10 s and
-    ~600 MB, and jsii must never share a process with Locust's gevent), into a cache
-    folder keyed by :func:`synth_key`: a second run with the same sources and
-    configuration reuses it. ``TAP_STACK_OUT=<cdktf.out>`` skips synth altogether.
+    From the one synth per source tree (:mod:`local_pipeline.stack_synth`): the first
+    caller synthesizes every standard configuration in one process (the provider
+    bindings cost ~600 MB and 27-68 s of CPU, and jsii must never share a process
+    with Locust's gevent), cached by sources, clone path and configuration; later
+    callers read it. ``TAP_STACK_OUT=<cdktf.out>`` skips synth altogether.
     """
     env = dict(os.environ if environ is None else environ)
     if env.get(STACK_OUT_ENV):
@@ -185,44 +127,14 @@ def synthesize(
         if not path.is_file():
             raise StackResourceError(f"{STACK_OUT_ENV}={env[STACK_OUT_ENV]}: no {path}")
         return path
-    env["ENVIRONMENT_SUFFIX"] = suffix
-    env.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-    cache = cache_dir or default_cache_dir(env)
-    target = cache / synth_key(root, env)
-    result = stack_file(target)
-    if result.is_file():
-        return result
-    cache.mkdir(parents=True, exist_ok=True)
-    # One synth at a time per cache (xdist workers, a demo beside a test session).
-    with (cache / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if result.is_file():
-            return result
-        if log:
-            log(f"synthesizing the stack (ENVIRONMENT_SUFFIX={suffix}; cached in {target})")
-        staging = Path(tempfile.mkdtemp(prefix="synth-", dir=cache))
-        env["CDKTF_OUTDIR"] = str(staging)
-        started = time.monotonic()
-        done = subprocess.run(
-            [sys.executable, "main.py"],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+    try:
+        request = local_request(env, suffix)
+        folder = synthesized(
+            request, root=root, cache_dir=cache_dir, environ=env, timeout=timeout, log=log
         )
-        if done.returncode != 0 or not stack_file(staging).is_file():
-            shutil.rmtree(staging, ignore_errors=True)
-            raise StackResourceError(
-                f"synth failed (exit {done.returncode}):\n{done.stderr[-3000:]}"
-            )
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-        _prune(cache, keep=KEEP_SYNTHS)
-        if log:
-            log(f"synthesized in {time.monotonic() - started:.0f} s")
-    return result
+    except SynthError as exc:
+        raise StackResourceError(str(exc)) from exc
+    return stack_file(folder)
 
 
 # --- reading the synthesized stack ---------------------------------------------------
@@ -443,7 +355,7 @@ class LocalStackResources:
     def processor_environment(
         self, worker_id: str, *, health_port: int | None = None
     ) -> dict[str, str]:
-        from e2e.services.network import free_port
+        from local_pipeline.services.network import free_port
 
         db = self.postgres or self.services.postgres
         cache = self.redis or self.services.redis
@@ -486,17 +398,17 @@ class LocalStackResources:
 
 class SupervisedProcessor:
     """One ``python -m processor`` with the synthesized environment, as a component
-    of :class:`e2e.local.supervisor.LocalStackSupervisor` (restarted when it dies)."""
+    of :class:`local_pipeline.supervisor.LocalStackSupervisor` (restarted when it dies)."""
 
     def __init__(self, stack: LocalStackResources, name: str, log_dir: Path) -> None:
         self.stack = stack
         self.name = name
         self.log_dir = log_dir
-        self.process: Any = None  # e2e.verify.ProcessorProcess
+        self.process: Any = None  # local_pipeline.processes.ProcessorProcess
         self.environment: dict[str, str] = {}
 
     def start(self) -> None:
-        from e2e.verify import ProcessorProcess
+        from local_pipeline.processes import ProcessorProcess
 
         self.environment = self.stack.processor_environment(self.name)
         self.process = ProcessorProcess.start(
@@ -600,7 +512,7 @@ class LazyProcessor(SupervisedProcessor):
 def processor_components(services: LocalServices, count: int, *, log: Any = None) -> list[Any]:
     """``[stack, processor-1, ..., processor-N, api]`` for ``tap local up --processors
     N``: the read API last, once the processors have migrated the database."""
-    from e2e.local.api_component import ApiComponent
+    from local_pipeline.api_component import ApiComponent
 
     stack = StackComponent(services, log=log)
     processors = [LazyProcessor(stack, name, services.logs_dir) for name in processor_names(count)]

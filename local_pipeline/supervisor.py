@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from e2e.local.state import StackStatus, write_state
-from e2e.services.local_stack import LocalServices
+from local_pipeline.services.local_stack import LocalServices
+from local_pipeline.state import StackStatus, write_state
 
 
 class Supervised(Protocol):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Final
 
 #: Names the server certificate is valid for. Clients connect to 127.0.0.1 (see
-#: :data:`e2e.services.network.LOOPBACK`); ``localhost`` is there for humans.
+#: :data:`local_pipeline.services.network.LOOPBACK`); ``localhost`` is there for humans.
 SERVER_NAMES: Final = ("127.0.0.1", "localhost")
 
 

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Final
 
-from e2e.services.network import LOOPBACK
+from local_pipeline.services.network import LOOPBACK
 
 _CHUNK: Final = 65_536
 

@@ -18,7 +18,7 @@ import threading
 import uuid
 from typing import TYPE_CHECKING, Any, Final
 
-from e2e.services.aws_emulator import REGION
+from local_pipeline.services.aws_emulator import REGION
 from processor.contract.api_environment import API_VARIABLES, ApiSettings
 from processor.contract.storage import (
     API_READER_ROLE,
@@ -27,9 +27,9 @@ from processor.contract.storage import (
 )
 
 if TYPE_CHECKING:
-    from e2e.services.local_stack import LocalServices
-    from e2e.services.postgres import PostgresServer
-    from e2e.services.redis import RedisServer
+    from local_pipeline.services.local_stack import LocalServices
+    from local_pipeline.services.postgres import PostgresServer
+    from local_pipeline.services.redis import RedisServer
 
 _VARIABLE_OF_ATTRIBUTE: Final = {var.attribute: var.name for var in API_VARIABLES}
 _lock = threading.Lock()
@@ -83,7 +83,7 @@ def api_environment(
     the caller, e.g. through :meth:`LocalServices.processor_environment`): the API's
     variables plus the emulator endpoints. ``overrides`` are :class:`ApiSettings`
     attribute names (``api_port=8123``)."""
-    from e2e.services.network import free_port
+    from local_pipeline.services.network import free_port
 
     db, cache = postgres or services.postgres, redis or services.redis
     suffix = uuid.uuid4().hex[:8]

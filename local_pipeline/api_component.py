@@ -1,6 +1,6 @@
 """``tap api`` as a component of ``tap local up`` (issue 13, item 4): started after the
 processors (whose start migrated the database), with the read-only logins of
-:mod:`e2e.services.api_reader`, restarted by the supervisor when it dies.
+:mod:`local_pipeline.services.api_reader`, restarted by the supervisor when it dies.
 
 Known limit: the local Redis keeps no ACL file, so after the supervisor restarts a
 crashed Redis the API's user is gone; the API then answers from PostgreSQL
@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 
-from e2e.services.api_reader import api_environment
-from e2e.services.local_stack import LocalServices
-from e2e.services.process import ServerProcess
+from local_pipeline.services.api_reader import api_environment
+from local_pipeline.services.local_stack import LocalServices
+from local_pipeline.services.process import ServerProcess
 
 
 class ApiComponent:

@@ -5,7 +5,7 @@ rotation of that secret.
 In AWS the migrate task runs ``python -m processor migrate`` with the RDS master
 secret before the service starts, and the service reads only the application
 secret. Locally :meth:`ApplicationLogins.prepare` does the same, once per database,
-from :meth:`e2e.services.local_stack.LocalServices.processor_environment`: every
+from :meth:`local_pipeline.services.local_stack.LocalServices.processor_environment`: every
 harness that starts processors (the e2e fixtures, ``tap local``, the e2e verifier's
 cluster, the load campaign's pipeline, the benchmarks' clusters) goes through it, so
 no caller changes and no local processor ever sees the owner's secret.
@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any, Final
 from processor.contract.deployment import DEFAULT_REGION
 from processor.contract.storage import APP_ROLE
 from processor.migrate_command import CLONE_SUFFIX, migrate_and_provision
-from processor.postgres_store import DbTarget
+from processor.postgres import DbTarget
 from processor.secrets import SecretsProvider
 
 if TYPE_CHECKING:
-    from e2e.services.local_stack import LocalServices
-    from e2e.services.postgres import PostgresServer
+    from local_pipeline.services.local_stack import LocalServices
+    from local_pipeline.services.postgres import PostgresServer
 
 #: The application secret of an owner secret named N is named N + this.
 APP_SECRET_SUFFIX: Final = "-app"

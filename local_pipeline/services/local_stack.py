@@ -30,8 +30,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from e2e.services.app_role import ApplicationLogins
-from e2e.services.aws_emulator import (
+from local_pipeline.services.app_role import ApplicationLogins
+from local_pipeline.services.aws_emulator import (
     DUMMY_ACCESS_KEY_ID,
     DUMMY_SECRET_ACCESS_KEY,
     REGION,
@@ -39,16 +39,20 @@ from e2e.services.aws_emulator import (
     MotoServer,
     emulator_client,
 )
-from e2e.services.kinesis_emulator import KINESIS_EMULATOR_ENV, Kinesalite, KinesisEmulatorKind
-from e2e.services.network import free_port
-from e2e.services.postgres import (
+from local_pipeline.services.kinesis_emulator import (
+    KINESIS_EMULATOR_ENV,
+    Kinesalite,
+    KinesisEmulatorKind,
+)
+from local_pipeline.services.network import free_port
+from local_pipeline.services.postgres import (
     PG_DSN_ENV,
     PostgresServer,
     RestartNotSupported,
     create_postgres,
 )
-from e2e.services.redis import REDIS_URL_ENV, RedisServer, create_redis
-from e2e.services.tls import RunCertificates
+from local_pipeline.services.redis import REDIS_URL_ENV, RedisServer, create_redis
+from local_pipeline.services.tls import RunCertificates
 from processor.contract.environment import TASK_VARIABLES, ProcessorSettings
 
 #: The names of the services, in start order (stop is the reverse).
@@ -70,6 +74,15 @@ def _start_or_clean_up(server: Any) -> None:
 def _env_name(attribute: str) -> str:
     """The task variable for a :class:`ProcessorSettings` attribute (never retyped)."""
     return _VARIABLE_OF_ATTRIBUTE[attribute]
+
+
+#: The task variables this hand-built environment sets that are not a connection to
+#: a local server or a per-run name; everything else is the contract's default.
+#: Together they equal the synthesized task environment apart from the local stack's
+#: overrides (tests/unit/test_stack_resources.py,
+#: ``test_the_hand_built_environment_equals_the_synthesized_one``), so a processor
+#: started here runs as the one ``LocalPipeline`` starts from the stack does.
+CONTRACT_TASK_VALUES: Final[Mapping[str, str]] = {"aws_region": REGION}
 
 
 class LocalServices:
@@ -387,9 +400,8 @@ class LocalServices:
         """
         db, cache = postgres or self.postgres, redis or self.redis
         values: dict[str, Any] = {
+            **CONTRACT_TASK_VALUES,
             "stream_name": stream_name,
-            "aws_region": REGION,
-            "environment": "local",
             "db_host": db.host,
             "db_port": db.port,
             "db_name": db.database,

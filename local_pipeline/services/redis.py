@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from e2e.services.docker_engine import ContainerLifecycle, docker_engine_answers
-from e2e.services.network import LOOPBACK, free_port, wait_port_closed
-from e2e.services.process import ServerProcess, ServiceStartError, tail
-from e2e.services.server_choice import ServerChoice, server_choice
-from e2e.services.tls import RunCertificates
+from local_pipeline.services.docker_engine import ContainerLifecycle, docker_engine_answers
+from local_pipeline.services.network import LOOPBACK, free_port, wait_port_closed
+from local_pipeline.services.process import ServerProcess, ServiceStartError, tail
+from local_pipeline.services.server_choice import ServerChoice, server_choice
+from local_pipeline.services.tls import RunCertificates
 
 if TYPE_CHECKING:
     import redis as redis_py
@@ -411,7 +411,7 @@ def create_redis(
 ) -> RedisServer:
     """The Redis this machine can offer, first match of the module's order (not
     started yet: call :meth:`RedisServer.start`); ``TAP_LOCAL_SERVERS=embedded``
-    skips Docker and the machine's binary (:mod:`e2e.services.server_choice`)."""
+    skips Docker and the machine's binary (:mod:`local_pipeline.services.server_choice`)."""
     env = os.environ if environ is None else environ
     if env.get(REDIS_URL_ENV):
         return ExternalRedis(env[REDIS_URL_ENV])
