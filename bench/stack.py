@@ -26,6 +26,7 @@ import psycopg
 
 from local_pipeline.services.local_stack import LocalServices
 from local_pipeline.services.postgres import LocalPostgres, PostgresServer, find_system_bin_dir
+from processor.contract.deployment import DEFAULT_REGION
 from processor.contract.environment import TASK_VARIABLES, ProcessorSettings
 from processor.postgres import DbTarget, PgConnector, PostgresStore
 from processor.secrets import SecretsProvider
@@ -145,7 +146,7 @@ class BenchStack:
                 REDIS_SECRET_ARN: {"auth_token": cache.token},
             }
         )
-        return SecretsProvider("eu-west-2", client=client)
+        return SecretsProvider(DEFAULT_REGION, client=client)
 
     def settings(
         self, database: str, pg: PostgresServer | None = None, stream: str = "tap-bench"

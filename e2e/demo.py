@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from simulator.fleet_options import FleetOptions, add_fleet_arguments, fleet_options
+
 #: The latency target of the issue: p99 event -> PostgreSQL commit.
 P99_EVENT_TO_POSTGRES_TARGET_MS: Final = 1000.0
 #: Devices whose Redis latest hash is polled for the event -> Redis latency.
@@ -45,20 +47,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the whole pipeline locally (local stack, processors with the "
         "synthesized task environment, a simulated fleet), verify it and report.",
     )
-    parser.add_argument("--devices", type=int, default=500, help="fleet size (500)")
-    parser.add_argument("--rate", type=float, default=1.0, help="readings/s per device (1)")
+    # 0.0015: ~45 anomaly scenarios in the default run; 0.005: a few poison records
+    # per device, so every dead-letter reason shows.
+    add_fleet_arguments(parser, defaults=FleetOptions(anomaly_rate=0.0015, poison_rate=0.005))
     parser.add_argument("--duration", type=float, default=60.0, help="seconds to simulate (60)")
     parser.add_argument("--processors", type=int, default=2, help="processor processes (2)")
-    parser.add_argument(
-        "--poison-rate", type=float, default=0.005, help="poison records per reading (0.005)"
-    )
-    parser.add_argument(
-        "--anomaly-rate",
-        type=float,
-        default=0.0015,
-        help="probability per reading that a scenario starts (0.0015: ~45 in the default run)",
-    )
-    parser.add_argument("--seed", type=int, default=7, help="fleet seed (7)")
     parser.add_argument(
         "--score-floor",
         type=float,
@@ -77,14 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     problems = [
         f"--{name} must be positive"
-        for name in ("devices", "rate", "duration", "processors")
+        for name in ("duration", "processors")
         if getattr(args, name) <= 0
     ]
-    problems += [
-        f"--{name.replace('_', '-')} must be within [0, 1]"
-        for name in ("poison_rate", "anomaly_rate", "score_floor")
-        if not 0 <= getattr(args, name) <= 1
-    ]
+    if not 0 <= args.score_floor <= 1:
+        problems.append("--score-floor must be within [0, 1]")
     if problems:
         print("tap demo: " + "; ".join(problems), file=sys.stderr)
         return 2
@@ -120,7 +110,6 @@ def run(args: argparse.Namespace, report_dir: Path) -> dict[str, Any]:
     from e2e.report import RedisArrivalSampler
     from e2e.scenarios import LocalPipeline
     from e2e.verify import fleet_records, put_records
-    from simulator.fleet import Fleet
 
     began = time.monotonic()
     run_dir = Path(tempfile.mkdtemp(prefix="tap-demo-"))
@@ -133,14 +122,7 @@ def run(args: argparse.Namespace, report_dir: Path) -> dict[str, Any]:
         setup_s = time.monotonic() - began
         _log(f"ready in {setup_s:.0f} s; simulating {args.devices} devices for {args.duration:g} s")
 
-        fleet = Fleet(
-            args.devices,
-            args.seed,
-            rate=args.rate,
-            anomaly_rate=args.anomaly_rate,
-            poison_rate=args.poison_rate,
-            start=datetime.now(UTC),
-        )
+        fleet = fleet_options(args).fleet(datetime.now(UTC))
         step = max(1, len(fleet.device_ids) // REDIS_SAMPLE_DEVICES)
         sample = fleet.device_ids[::step][:REDIS_SAMPLE_DEVICES]
         sampler = RedisArrivalSampler(

@@ -23,6 +23,7 @@ Typical use::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,9 +45,8 @@ from processor.contract.storage import (
 from processor.core.model import AcceptedReading
 from processor.postgres import reads
 from processor.postgres.identifiers import table_identifier
-
-#: Kinesis PutRecords takes at most 500 records per call.
-PUT_RECORDS_MAX: Final = 500
+from simulator.backoff import Backoff
+from simulator.kinesis_producer import KinesisProducer
 
 Key = tuple[str, int]
 
@@ -137,44 +137,37 @@ def fleet_records(records: Iterable[Any]) -> list[Record]:
 # --- sending --------------------------------------------------------------------------
 
 
+#: The harness re-sends refused entries longer than a simulator run would: a test
+#: wants every record in, and the emulators throttle in bursts.
+PUT_BACKOFF: Final = Backoff(max_attempts=20, base_s=0.05, cap_s=1.0)
+
+
 def put_records(
     client: Any,
     stream: str,
     records: Sequence[Record],
     *,
-    max_attempts: int = 20,
+    max_attempts: int = PUT_BACKOFF.max_attempts,
 ) -> SendResult:
-    """PutRecords in chunks of 500, re-sending the entries Kinesis refused
-    (throttling), in order. A refused entry is not stored, so re-sending it is not a
-    duplicate; a network error after Kinesis stored the chunk would be (as with real
+    """Send ``records`` with the simulator's producer (calls of 500, re-sending the
+    entries Kinesis refused, in order); raises when some are still refused after
+    ``max_attempts``. A refused entry is not stored, so re-sending it is not a
+    duplicate; a network error after Kinesis stored the call would be (as with real
     producers), which the processor absorbs."""
-    result = SendResult()
     started = time.monotonic()
-    for offset in range(0, len(records), PUT_RECORDS_MAX):
-        pending = list(records[offset : offset + PUT_RECORDS_MAX])
-        for attempt in range(max_attempts):
-            response = client.put_records(
-                StreamName=stream,
-                Records=[{"Data": r.data, "PartitionKey": r.partition_key} for r in pending],
-            )
-            retry: list[Record] = []
-            for record, entry in zip(pending, response["Records"], strict=True):
-                if "ErrorCode" in entry:
-                    retry.append(record)
-                    continue
-                shard = entry["ShardId"]
-                result.shards[shard] = result.shards.get(shard, 0) + 1
-                result.records += 1
-                if record.key is not None:
-                    result.keys.add(record.key)
-                if record.expected_reason is not None:
-                    result.poison_reasons.append(record.expected_reason)
-            if not retry:
-                break
-            pending = retry
-            time.sleep(min(1.0, 0.05 * 2**attempt))
-        else:
-            raise RuntimeError(f"PutRecords kept refusing {len(pending)} records")
+    backoff = dataclasses.replace(PUT_BACKOFF, max_attempts=max_attempts)
+    outcome = KinesisProducer(stream, client, backoff=backoff).put(records)
+    if outcome.failed:
+        codes = sorted({code for _, code in outcome.failed})
+        raise RuntimeError(f"PutRecords kept refusing {len(outcome.failed)} records ({codes})")
+    result = SendResult()
+    for record, shard in outcome.accepted:
+        result.shards[shard] = result.shards.get(shard, 0) + 1
+        result.records += 1
+        if record.key is not None:
+            result.keys.add(record.key)
+        if record.expected_reason is not None:
+            result.poison_reasons.append(record.expected_reason)
     result.seconds = time.monotonic() - started
     return result
 

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
+from processor.contract import deployment
 from processor.contract.environment import VARIABLES_BY_NAME
 
 if TYPE_CHECKING:
     from lib.read_api_config import ReadApiConfig
 
-#: eu-west-2 (London) is where the plant's data must stay.
-DEFAULT_REGION: Final = "eu-west-2"
+#: eu-west-2 (London) is where the plant's data must stay (defined once in the contract).
+DEFAULT_REGION: Final = deployment.DEFAULT_REGION
 
 #: Kinesis per-shard write limits (AWS quota, provisioned mode).
 SHARD_WRITE_BYTES_PER_SECOND: Final = 1_048_576

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from simulator.fleet import Fleet
+from simulator.fleet_options import FleetOptions, add_fleet_arguments, fleet_options
 from simulator.sinks import MemorySink
 
 #: Records per ``generate`` call, as the CLI asks for them.
@@ -44,13 +44,15 @@ def measure_generation(
     records: int = 1_000_000,
     *,
     seed: int = 7,
+    rate: float = 1.0,
     anomaly_rate: float = 0.0,
     poison_rate: float = 0.0,
 ) -> GenerationResult:
     """Generate ``records`` records from a fresh fleet into a counting MemorySink."""
     start = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)  # a Monday morning shift
     built = time.perf_counter()
-    fleet = Fleet(devices, seed, anomaly_rate=anomaly_rate, poison_rate=poison_rate, start=start)
+    options = FleetOptions(devices, rate, seed, anomaly_rate, poison_rate)
+    fleet = options.fleet(start)
     build_s = time.perf_counter() - built
     sink = MemorySink(keep=False)
     remaining = records
@@ -75,19 +77,20 @@ def measure_generation(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m simulator.bench", description=__doc__)
-    parser.add_argument("--devices", type=int, default=10_000)
+    add_fleet_arguments(parser, defaults=FleetOptions(devices=10_000))
     parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--anomaly-rate", type=float, default=0.0)
-    parser.add_argument("--poison-rate", type=float, default=0.0)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    fleet = fleet_options(args)
     runs = [
         measure_generation(
-            args.devices,
+            fleet.devices,
             args.records,
-            anomaly_rate=args.anomaly_rate,
-            poison_rate=args.poison_rate,
+            seed=fleet.seed,
+            rate=fleet.rate,
+            anomaly_rate=fleet.anomaly_rate,
+            poison_rate=fleet.poison_rate,
         )
         for _ in range(max(1, args.repeat))
     ]

@@ -36,7 +36,8 @@ from typing import IO, Any, Final
 import msgspec
 
 from simulator.anomalies import SCENARIO_SETS, AnomalyLabel
-from simulator.fleet import MAX_RATE_PER_DEVICE, NEVER, Fleet
+from simulator.fleet import NEVER
+from simulator.fleet_options import add_fleet_arguments, fleet_options, positive_int
 from simulator.sinks import JsonlSink, KinesisSink, MemorySink, Sink, SinkError
 
 #: Records generated per call into the fleet: large enough to amortise the call,
@@ -78,36 +79,11 @@ def _duration_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _probability_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be within [0, 1], got {text}")
-    return value
-
-
 def _positive_int_arg(text: str) -> int:
     try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
-def _rate_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected readings per second, got {text!r}") from None
-    if not 0.0 < value <= MAX_RATE_PER_DEVICE:
-        raise argparse.ArgumentTypeError(
-            f"must be in (0, {MAX_RATE_PER_DEVICE:g}] readings/s per device, got {text}"
-        )
-    return value
+        return positive_int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_float_arg(text: str) -> float:
@@ -136,20 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulate a fleet of plant sensors into Kinesis, a JSONL file or stdout.",
     )
     fleet = parser.add_argument_group("fleet")
-    fleet.add_argument("--devices", type=_positive_int_arg, default=500, help="(default 500)")
-    fleet.add_argument(
-        "--rate",
-        type=_rate_arg,
-        default=1.0,
-        help="readings per second per device (default 1)",
-    )
-    fleet.add_argument("--seed", type=int, default=7, help="(default 7)")
-    fleet.add_argument(
-        "--anomaly-rate",
-        type=_probability_arg,
-        default=0.0,
-        help="probability per reading that an anomaly scenario starts on that device",
-    )
+    add_fleet_arguments(fleet)
     fleet.add_argument(
         "--scenarios",
         choices=sorted(SCENARIO_SETS),
@@ -163,12 +126,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=(1.0, 0.1, 0.01, 0.001),
         default=0.01,
         help="resolution temperatures are reported to, in C (default 0.01)",
-    )
-    fleet.add_argument(
-        "--poison-rate",
-        type=_probability_arg,
-        default=0.0,
-        help="probability per reading that the device also sends a malformed record",
     )
     fleet.add_argument(
         "--start",
@@ -300,13 +257,8 @@ def run(args: argparse.Namespace, *, sink: Sink | None = None) -> dict[str, Any]
             "by the processor (ts_too_old); use a shorter --duration or a later --start",
             file=sys.stderr,
         )
-    fleet = Fleet(
-        args.devices,
-        args.seed,
-        rate=args.rate,
-        anomaly_rate=args.anomaly_rate,
-        poison_rate=args.poison_rate,
-        start=start,
+    fleet = fleet_options(args).fleet(
+        start,
         scenarios=SCENARIO_SETS[args.scenarios],
         temperature_resolution=args.temperature_resolution,
     )

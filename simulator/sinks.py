@@ -8,46 +8,34 @@ Every sink keeps honest counts in :class:`SinkStats`:
              its retries is counted here and never in ``sent``.
 ``retried``  re-sends: one record sent three times adds 2 to ``retried``.
 
-The Kinesis sink batches at most 500 records and 5 MiB (data plus partition keys,
-as the service counts) per PutRecords call, re-sends *only* the entries that came
-back with an ``ErrorCode`` after a jittered exponential back-off, and paces
-itself with a token bucket when a target rate is set. That is the part the AWS
-Kinesis Data Generator and the Locust-for-Kinesis sample get wrong: both count a
-call's failed entries as sent.
+The Kinesis sink is :class:`simulator.kinesis_producer.KinesisProducer` (batches of
+at most 500 records and 5 MiB, re-sends of *only* the entries that came back with
+an ``ErrorCode``, after :mod:`simulator.backoff`'s jittered back-off) with a buffer,
+the counts and a token bucket when a target rate is set.
 """
 
 from __future__ import annotations
 
-import os
-import random
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final, Protocol
+from typing import IO, Any, Protocol
 
+from simulator.aws_client import kinesis_client
+from simulator.backoff import Backoff
 from simulator.fleet import SimRecord
-
-MAX_RECORDS_PER_CALL: Final = 500
-MAX_BYTES_PER_CALL: Final = 5 * 1024 * 1024
-MAX_RECORD_BYTES: Final = 1024 * 1024  # Kinesis's own limit for data + partition key
-DEFAULT_REGION: Final = "eu-west-2"
-
-#: Whole-call errors that no retry can fix: stop and say so instead of counting
-#: every record of the run as failed.
-FATAL_ERROR_CODES: Final = frozenset(
-    {
-        "ResourceNotFoundException",
-        "AccessDeniedException",
-        "ValidationException",
-        "InvalidArgumentException",
-        "UnrecognizedClientException",
-        "KMSAccessDeniedException",
-        "KMSNotFoundException",
-        "KMSDisabledException",
-    }
+from simulator.kinesis_producer import (
+    MAX_BYTES_PER_CALL,
+    MAX_RECORD_BYTES,
+    MAX_RECORDS_PER_CALL,
+    RECORD_TOO_LARGE,
+    KinesisProducer,
+    PutOutcome,
+    StreamRefused,
+    entry_size,
 )
 
 
@@ -81,8 +69,8 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-class SinkError(RuntimeError):
-    """The destination refused the run as a whole (missing stream, no access)."""
+#: The destination refused the run as a whole (missing stream, no access).
+SinkError = StreamRefused
 
 
 class TokenBucket:
@@ -123,56 +111,12 @@ class TokenBucket:
         return wait
 
 
-def kinesis_client(max_attempts: int = 3) -> Any:
-    """A boto3 Kinesis client with the standard configuration.
-
-    Region from ``AWS_REGION`` (then ``AWS_DEFAULT_REGION``, then eu-west-2).
-    Endpoints come from the standard variables (``AWS_ENDPOINT_URL_KINESIS`` or
-    ``AWS_ENDPOINT_URL``), which boto3 reads itself: no endpoint in code.
-    botocore's ``standard`` retry mode retries whole-call throttling and transient
-    errors; entry-level failures inside a 200 response are ours to retry.
-    """
-    import boto3
-    from botocore.config import Config
-
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
-    config = Config(
-        region_name=region,
-        retries={"mode": "standard", "max_attempts": max_attempts},
-        connect_timeout=5,
-        read_timeout=30,
-        max_pool_connections=16,
-    )
-    return boto3.client("kinesis", config=config)
-
-
-def _entry_size(record: SimRecord) -> int:
-    return len(record.data) + len(record.partition_key.encode())
-
-
-def plan_batches(records: Sequence[SimRecord]) -> Iterator[list[SimRecord]]:
-    """Split records into PutRecords calls of at most 500 records and 5 MiB."""
-    batch: list[SimRecord] = []
-    batch_bytes = 0
-    for record in records:
-        size = _entry_size(record)
-        if batch and (
-            len(batch) >= MAX_RECORDS_PER_CALL or batch_bytes + size > MAX_BYTES_PER_CALL
-        ):
-            yield batch
-            batch, batch_bytes = [], 0
-        batch.append(record)
-        batch_bytes += size
-    if batch:
-        yield batch
-
-
 class KinesisSink:
-    """PutRecords with retry of only the failed entries, pacing and honest counts.
-
-    Records are buffered until a full call's worth (500 records or 5 MiB) is
-    there, or :meth:`flush`. ``max_attempts`` counts the first try: with 5, an
-    entry is sent at most five times before it counts as failed.
+    """The :class:`KinesisProducer` behind the :class:`Sink` interface: buffers
+    records until a full call's worth (500 records or 5 MiB) is there, or
+    :meth:`flush`, paces with a token bucket when a target rate is set, and keeps
+    the counts. ``max_attempts`` counts the first try: with 5, an entry is sent at
+    most five times before it counts as failed.
     """
 
     def __init__(
@@ -181,107 +125,67 @@ class KinesisSink:
         *,
         client: Any | None = None,
         max_attempts: int = 5,
-        base_backoff_s: float = 0.05,
-        max_backoff_s: float = 2.0,
         target_rate: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
-        rng: random.Random | None = None,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
         self.stream = stream
-        # A stream ARN goes in StreamARN (cross-account, or when names are ambiguous).
-        self._stream_arg = {"StreamARN" if stream.startswith("arn:") else "StreamName": stream}
-        self._client = client if client is not None else kinesis_client()
-        self.max_attempts = max_attempts
-        self.base_backoff_s = base_backoff_s
-        self.max_backoff_s = max_backoff_s
-        self._sleep = sleep
-        self._rng = rng if rng is not None else random.Random()
-        self._bucket = TokenBucket(target_rate, clock=clock, sleep=sleep) if target_rate else None
+        bucket = TokenBucket(target_rate, clock=clock, sleep=sleep) if target_rate else None
+        self.producer = KinesisProducer(
+            stream,
+            client if client is not None else kinesis_client(),
+            backoff=Backoff(max_attempts=max_attempts),
+            sleep=sleep,
+            pace=bucket.acquire if bucket is not None else None,
+        )
         self._buffer: list[SimRecord] = []
         self._buffer_bytes = 0
         self.stats = SinkStats()
 
     def send(self, records: Sequence[SimRecord]) -> None:
         for record in records:
-            size = _entry_size(record)
+            size = entry_size(record)
             if size > MAX_RECORD_BYTES:
                 # Kinesis would reject the whole call; count the record, keep the rest.
                 self.stats.failed += 1
-                self.stats.failed_by_code["RecordTooLarge"] += 1
+                self.stats.failed_by_code[RECORD_TOO_LARGE] += 1
                 continue
             if self._buffer and (
                 len(self._buffer) >= MAX_RECORDS_PER_CALL
                 or self._buffer_bytes + size > MAX_BYTES_PER_CALL
             ):
-                self._put_with_retries(self._buffer)
-                self._buffer, self._buffer_bytes = [], 0
+                self._put(self._buffer)
             self._buffer.append(record)
             self._buffer_bytes += size
         if len(self._buffer) >= MAX_RECORDS_PER_CALL:
-            self._put_with_retries(self._buffer)
-            self._buffer, self._buffer_bytes = [], 0
+            self._put(self._buffer)
 
     def flush(self) -> None:
         if self._buffer:
-            self._put_with_retries(self._buffer)
-            self._buffer, self._buffer_bytes = [], 0
+            self._put(self._buffer)
 
     def close(self) -> None:
         self.flush()
 
-    def backoff_s(self, attempt: int) -> float:
-        """Full jitter (AWS Architecture Blog, "Exponential Backoff and Jitter"):
-        uniform in [0, min(cap, base * 2^attempt)], so retrying producers spread out
-        instead of hitting the shard again in lock-step."""
-        ceiling = min(self.max_backoff_s, self.base_backoff_s * (2**attempt))
-        return self._rng.uniform(0.0, ceiling)
+    def _put(self, batch: list[SimRecord]) -> None:
+        self._buffer, self._buffer_bytes = [], 0
+        try:
+            outcome = self.producer.put(batch)
+        except StreamRefused as exc:
+            self._count(exc.outcome)
+            self.stats.failed += exc.refused
+            self.stats.failed_by_code[exc.code] += exc.refused
+            raise
+        self._count(outcome)
 
-    def _put_with_retries(self, batch: list[SimRecord]) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        pending = batch
-        attempt = 0
-        while True:
-            attempt += 1
-            if self._bucket is not None:
-                self._bucket.acquire(len(pending))
-            failed: list[SimRecord] = []
-            codes: list[str] = []
-            try:
-                response = self._client.put_records(
-                    Records=[{"Data": r.data, "PartitionKey": r.partition_key} for r in pending],
-                    **self._stream_arg,
-                )
-            except ClientError as exc:
-                code = str(exc.response.get("Error", {}).get("Code", "ClientError"))
-                if code in FATAL_ERROR_CODES:
-                    self.stats.failed += len(pending)
-                    self.stats.failed_by_code[code] += len(pending)
-                    raise SinkError(f"Kinesis stream {self.stream!r}: {code}: {exc}") from exc
-                failed, codes = pending, [code] * len(pending)
-            except BotoCoreError as exc:  # connection refused, timeouts: the whole call
-                failed, codes = pending, [type(exc).__name__] * len(pending)
-            else:
-                self.stats.calls += 1
-                for record, entry in zip(pending, response["Records"], strict=True):
-                    if "ErrorCode" in entry:
-                        failed.append(record)
-                        codes.append(str(entry["ErrorCode"]))
-                    else:
-                        self.stats.sent += 1
-                        self.stats.bytes_sent += len(record.data)
-            if not failed:
-                return
-            if attempt >= self.max_attempts:
-                self.stats.failed += len(failed)
-                self.stats.failed_by_code.update(codes)
-                return
-            self.stats.retried += len(failed)
-            self._sleep(self.backoff_s(attempt))
-            pending = failed
+    def _count(self, outcome: PutOutcome[SimRecord]) -> None:
+        stats = self.stats
+        stats.calls += outcome.calls
+        stats.retried += outcome.retried
+        stats.sent += len(outcome.accepted)
+        stats.bytes_sent += sum(len(record.data) for record, _ in outcome.accepted)
+        stats.failed += len(outcome.failed)
+        stats.failed_by_code.update(code for _, code in outcome.failed)
 
 
 class JsonlSink:

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from e2e.verify import StoreView, wait_until
-from processor.contract import stack_outputs as out
+from simulator.aws_client import aws_client, kinesis_client
+from simulator.deployed_stack import DeployedStack, output_values, read_secret
 
 TARGET_ENV: Final = "TAP_TARGET"
 OUTPUTS_ENV: Final = "TAP_STACK_OUTPUTS"
@@ -193,29 +194,19 @@ def stack_outputs(environ: dict[str, str] | None = None) -> dict[str, Any]:
             timeout=120,
         )
         raw = json.loads(done.stdout)
-    return {
-        name: item.get("value") if isinstance(item, dict) else item for name, item in raw.items()
-    }
-
-
-def _aws_client(service: str) -> Any:
-    """A client with the caller's credentials; the region defaults to the stack's."""
-    import boto3
-
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "eu-west-2"
-    return boto3.client(service, region_name=region)
+    return output_values(raw)
 
 
 class DeployedTarget(Target):
     """A deployed stack, reached with the caller's AWS credentials from inside its VPC."""
 
     def __init__(self, outputs: dict[str, Any]) -> None:
-        self.outputs = outputs
-        self._secrets = _aws_client("secretsmanager")
-        self._ecs = _aws_client("ecs")
+        self.stack = DeployedStack.from_outputs(outputs, "stack outputs")
+        self._secrets = aws_client("secretsmanager")
+        self._ecs = aws_client("ecs")
         super().__init__(
             "deployed",
-            str(outputs[out.STREAM_NAME]),
+            self.stack.stream_name,
             StoreView(self._pg_connection),
             unsupported={
                 Capability.KILL_PROCESSOR: "Fargate has no SIGKILL of a task: StopTask is "
@@ -227,58 +218,31 @@ class DeployedTarget(Target):
             },
         )
 
-    def _secret(self, arn: str) -> dict[str, Any]:
-        value: dict[str, Any] = json.loads(
-            self._secrets.get_secret_value(SecretId=arn)["SecretString"]
-        )
-        return value
-
     def _pg_connection(self) -> Any:
         import psycopg
 
-        secret = self._secret(str(self.outputs[out.DB_SECRET_ARN]))
-        return psycopg.connect(
-            host=str(self.outputs[out.DB_ENDPOINT]),
-            port=int(self.outputs.get(out.DB_PORT) or 5432),
-            dbname=os.environ.get("TAP_DB_NAME", "tap"),
-            user=secret["username"],
-            password=secret["password"],
-            sslmode="verify-full",
-            sslrootcert=os.environ.get("TAP_DB_CA_BUNDLE", "/etc/ssl/certs/rds-global-bundle.pem"),
-            autocommit=True,
-            connect_timeout=10,
-        )
+        secret = read_secret(self._secrets, self.stack.db_secret_arn)
+        dsn = self.stack.postgres_dsn(secret, os.environ)
+        return psycopg.connect(dsn, autocommit=True, connect_timeout=10)
 
     def kinesis_client(self) -> Any:
         """The producer's client: through the stack's producer role when it has one, so
         every scenario proves that role's policy is enough to write."""
-        role_arn = self.outputs.get(out.PRODUCER_ROLE_ARN)
-        if not role_arn:
-            return _aws_client("kinesis")
-        from simulator.load.producer_role import assumed_role_session
-
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        session = assumed_role_session(str(role_arn), region=region or "eu-west-2")
-        return session.client("kinesis")
+        return kinesis_client(role_arn=self.stack.producer_role_arn)
 
     def redis_client(self) -> Any:
         import redis
 
-        token = self._secret(str(self.outputs[out.REDIS_AUTH_SECRET_ARN]))["auth_token"]
-        return redis.Redis(
-            host=str(self.outputs[out.REDIS_PRIMARY_ENDPOINT]),
-            port=int(self.outputs.get(out.REDIS_PORT) or 6379),
-            password=token,
-            ssl=True,
-            ssl_cert_reqs="required",
-            socket_timeout=5,
+        secret = read_secret(self._secrets, self.stack.redis_auth_secret_arn)
+        return redis.Redis.from_url(
+            self.stack.redis_url(secret), ssl_cert_reqs="required", socket_timeout=5
         )
 
     def _tasks(self) -> list[str]:
         return list(
             self._ecs.list_tasks(
-                cluster=self.outputs[out.ECS_CLUSTER_NAME],
-                serviceName=self.outputs[out.ECS_SERVICE_NAME],
+                cluster=self.stack.ecs_cluster_name,
+                serviceName=self.stack.ecs_service_name,
                 desiredStatus="RUNNING",
             )["taskArns"]
         )
@@ -290,9 +254,7 @@ class DeployedTarget(Target):
         tasks = self._tasks()
         if not tasks:
             return None
-        described = self._ecs.describe_tasks(
-            cluster=self.outputs[out.ECS_CLUSTER_NAME], tasks=tasks
-        )
+        described = self._ecs.describe_tasks(cluster=self.stack.ecs_cluster_name, tasks=tasks)
         for task in described["tasks"]:
             for attachment in task.get("attachments", []):
                 for detail in attachment.get("details", []):
@@ -311,28 +273,24 @@ class DeployedTarget(Target):
         if task is None:
             raise RuntimeError(f"no running task found for worker {worker!r}")
         at = time.time()
-        self._ecs.stop_task(
-            cluster=self.outputs[out.ECS_CLUSTER_NAME], task=task, reason="e2e scale-in"
-        )
+        self._ecs.stop_task(cluster=self.stack.ecs_cluster_name, task=task, reason="e2e scale-in")
         return at
 
     def rotate_db_secret(self) -> None:
         # The processors' secret: AWS's alternating-users function rotates it.
-        self._secrets.rotate_secret(SecretId=str(self.outputs[out.DB_APP_SECRET_ARN]))
+        self._secrets.rotate_secret(SecretId=str(self.stack.db_app_secret_arn))
 
     def lease_duration_s(self) -> float:
-        env = self.outputs.get(out.PROCESSOR_TASK_ENVIRONMENT) or {}
-        return float(env.get("TAP_LEASE_DURATION_S", 10))
+        return float(self.stack.task_environment.get("TAP_LEASE_DURATION_S", 10))
 
     def recover(self) -> None:
         # ECS replaces a stopped task to keep the desired count; wait until it runs
         # and every open shard is leased again.
         service = self._ecs.describe_services(
-            cluster=self.outputs[out.ECS_CLUSTER_NAME],
-            services=[self.outputs[out.ECS_SERVICE_NAME]],
+            cluster=self.stack.ecs_cluster_name, services=[self.stack.ecs_service_name]
         )["services"][0]
         desired = int(service.get("desiredCount", 1))
-        kinesis = _aws_client("kinesis")  # ListShards: not a producer's permission
+        kinesis = kinesis_client()  # ListShards: not a producer's permission
 
         def steady() -> bool:
             shards = kinesis.list_shards(StreamName=self.stream_name)["Shards"]

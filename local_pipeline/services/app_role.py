@@ -22,6 +22,7 @@ import secrets as random_source
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
+from processor.contract.deployment import DEFAULT_REGION
 from processor.contract.storage import APP_ROLE
 from processor.migrate_command import CLONE_SUFFIX, migrate_and_provision
 from processor.postgres import DbTarget
@@ -80,7 +81,7 @@ class ApplicationLogins:
 
     def _secrets(self) -> SecretsProvider:
         return SecretsProvider(
-            "eu-west-2", client=self._services.secrets_client(), min_refresh_interval_s=0
+            DEFAULT_REGION, client=self._services.secrets_client(), min_refresh_interval_s=0
         )
 
     def _application_secret(self, owner_arn: str, server: PostgresServer) -> str:

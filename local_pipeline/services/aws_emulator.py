@@ -14,27 +14,34 @@ from typing import Any, Final
 
 from local_pipeline.services.network import LOOPBACK, free_port, wait_port_closed
 from local_pipeline.services.process import ServerProcess, ServiceStartError
+from processor.contract.deployment import DEFAULT_REGION
 
 #: The region every local resource lives in (the stack's default region).
-REGION: Final = "eu-west-2"
+REGION: Final = DEFAULT_REGION
 #: Emulators accept any credentials; these only keep botocore from looking for real ones.
 DUMMY_ACCESS_KEY_ID: Final = "testing"
 DUMMY_SECRET_ACCESS_KEY: Final = "testing"
 
 
 def emulator_client(service: str, endpoint_url: str, *, timeout: float = 10) -> Any:
-    """A boto3 client for an emulator: dummy credentials, short timeouts, one attempt
-    (health checks must fail fast, and tests want to see errors, not retries)."""
-    import boto3
-    from botocore.config import Config
+    """A boto3 client for an emulator: dummy credentials, short timeouts, few retries
+    (health checks must fail fast, and tests want to see errors, not retries). Made
+    by the simulator's and harness's one client factory, from the environment a
+    client of the emulators gets (``LocalServices.client_environment``)."""
+    from simulator.aws_client import aws_client
 
-    return boto3.client(
+    environment = {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": DUMMY_ACCESS_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": DUMMY_SECRET_ACCESS_KEY,
+    }
+    return aws_client(
         service,
-        endpoint_url=endpoint_url,
-        region_name=REGION,
-        aws_access_key_id=DUMMY_ACCESS_KEY_ID,
-        aws_secret_access_key=DUMMY_SECRET_ACCESS_KEY,
-        config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 1}),
+        environ=environment,
+        max_attempts=1,
+        connect_timeout=timeout,
+        read_timeout=timeout,
     )
 
 

@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
+from processor.contract.deployment import DEFAULT_REGION, RDS_CA_BUNDLE
+
 
 class SettingsError(ValueError):
     """One or more environment variables are missing or invalid; ``subject`` says whose
@@ -136,7 +138,7 @@ TASK_VARIABLES: Final[tuple[EnvVar, ...]] = (
         "aws_region",
         "AWS region of the stream and secrets.",
         _non_empty,
-        default="eu-west-2",
+        default=DEFAULT_REGION,
         stack_provided=True,
     ),
     EnvVar(
@@ -178,7 +180,7 @@ TASK_VARIABLES: Final[tuple[EnvVar, ...]] = (
         "db_ca_bundle",
         "CA bundle path for PostgreSQL TLS (the image ships the RDS bundle).",
         _non_empty,
-        default="/etc/ssl/certs/rds-global-bundle.pem",
+        default=RDS_CA_BUNDLE,
         stack_provided=True,
     ),
     EnvVar(

@@ -20,12 +20,14 @@ from locust import LoadTestShape, events
 from locust.runners import MasterRunner, WorkerRunner
 
 from simulator.fleet import SimRecord
+from simulator.fleet_options import CAMPAIGN_FLEET, add_fleet_arguments, fleet_options
+from simulator.kinesis_producer import PutOutcome
 from simulator.load.api_user import SOURCES_SUFFIX, ReaderUser, sources_document
 from simulator.load.e2e_listener import E2EListener
 from simulator.load.kinesis_user import DEFAULT_BATCH_INTERVAL_S, KinesisUser
 from simulator.load.read_mix import ReadMix
 from simulator.load.shapes import ShapeName, ShapePlan, Tick
-from simulator.load.slices import FleetSpec, SliceAllocator
+from simulator.load.slices import SliceAllocator
 from simulator.load.sse_listener import AnomalyStreamListener
 from simulator.load.target import TARGET_ENV, Target
 
@@ -40,11 +42,7 @@ def _add_options(parser: Any, **_: Any) -> None:
     group.add_argument("--tap-duration", type=float, default=60.0, help="seconds of traffic")
     group.add_argument("--tap-drain", type=float, default=10.0, help="seconds at 0 users")
     group.add_argument("--tap-steps", type=int, default=5, help="plateaus of the step shape")
-    group.add_argument("--tap-devices", type=int, default=1000, help="fleet size")
-    group.add_argument("--tap-rate", type=float, default=1.0, help="readings/s per device")
-    group.add_argument("--tap-seed", type=int, default=7)
-    group.add_argument("--tap-anomaly-rate", type=float, default=0.0)
-    group.add_argument("--tap-poison-rate", type=float, default=0.0)
+    add_fleet_arguments(group, prefix="tap-", defaults=CAMPAIGN_FLEET)
     group.add_argument("--tap-e2e-sample", type=float, default=0.01, help="share followed")
     group.add_argument("--tap-e2e-timeout", type=float, default=30.0, help="seconds")
     group.add_argument("--tap-workers", type=int, default=1, help="Locust processes")
@@ -87,13 +85,7 @@ class CampaignState:
         self.target = load_target()
         worker_index = runner.worker_index if isinstance(runner, WorkerRunner) else 0
         workers = max(1, options.tap_workers)
-        fleet = FleetSpec(
-            devices=options.tap_devices,
-            seed=options.tap_seed,
-            rate=options.tap_rate,
-            anomaly_rate=options.tap_anomaly_rate,
-            poison_rate=options.tap_poison_rate,
-        )
+        fleet = fleet_options(options, prefix="tap-")
         self.slices = SliceAllocator(
             fleet.slice,
             users=options.tap_users,
@@ -211,8 +203,6 @@ class FleetUser(KinesisUser):
         self.state = CampaignState.of(environment)
         self._rng = random.Random()
         self._picked: dict[bytes, SimRecord] = {}
-        if self.state.listener is not None:
-            self.client.on_response = self._follow_accepted
 
     def slices(self) -> SliceAllocator:
         return self.state.slices
@@ -232,12 +222,11 @@ class FleetUser(KinesisUser):
             r.data: r for r in records if r.poison is None and r.anomaly is None and rand() < sample
         }
 
-    def _follow_accepted(self, entries: Any, results: Any) -> None:
+    def after_send(self, outcome: PutOutcome[SimRecord]) -> None:
         picked = self._picked
         listener = self.state.listener
         if not picked or listener is None:
             return
-        for entry, result in zip(entries, results, strict=True):
-            record = picked.pop(entry["Data"], None)
-            if record is not None and "ErrorCode" not in result:
+        for record, _shard in outcome.accepted:
+            if picked.pop(record.data, None) is not None:
                 listener.follow(record.partition_key, record.seq, record.ts_ms)

@@ -25,6 +25,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Final
 
+from simulator.aws_client import kinesis_client
+from simulator.fleet_options import CAMPAIGN_FLEET, add_fleet_arguments, fleet_options
 from simulator.load.read_mix import HEALTH_PATH, ReadMix
 from simulator.load.read_summary import ReadThresholds, format_reads, merge_sources, summarize_reads
 from simulator.load.shapes import ShapeName, ShapePlan, parse_duration
@@ -60,11 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         " or a JSON file (default local)",
     )
     p.add_argument("--stream", help="stream name (overrides the target's)")
-    p.add_argument("--devices", type=int, default=1000, help="fleet size (default 1000)")
-    p.add_argument("--rate", type=float, default=1.0, help="readings/s per device (default 1)")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--anomaly-rate", type=float, default=0.0)
-    p.add_argument("--poison-rate", type=float, default=0.0)
+    add_fleet_arguments(p, defaults=CAMPAIGN_FLEET)
     p.add_argument("--processes", type=int, default=1, help="Locust processes (default 1)")
     p.add_argument("--steps", type=int, default=5, help="plateaus of --shape step")
     p.add_argument("--drain", default="10s", help="zero-user tail for late samples")
@@ -214,21 +212,12 @@ def _target(args: argparse.Namespace, fresh_pipeline: FreshPipeline | None) -> I
 
 def preflight(target: Target, *, e2e: bool) -> None:
     """Fail fast, naming the endpoint, before Locust starts 100 users against it."""
-    import boto3
-    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
-    env = target.aws_environment
-    session = boto3.session.Session(
-        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
-        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
-        region_name=target.region,
-    )
-    endpoint = env.get("AWS_ENDPOINT_URL_KINESIS") or env.get("AWS_ENDPOINT_URL")
-    client = session.client(
-        "kinesis",
-        endpoint_url=endpoint,
-        config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=10),
+    client = kinesis_client(
+        environ=target.aws_environment | {"AWS_REGION": target.region},
+        max_attempts=1,
+        read_timeout=10,
     )
     try:
         summary = client.describe_stream_summary(StreamName=target.stream_name)
@@ -303,16 +292,7 @@ def locust_argv(
         str(plan.drain_s),
         "--tap-steps",
         str(plan.steps),
-        "--tap-devices",
-        str(args.devices),
-        "--tap-rate",
-        str(args.rate),
-        "--tap-seed",
-        str(args.seed),
-        "--tap-anomaly-rate",
-        str(args.anomaly_rate),
-        "--tap-poison-rate",
-        str(args.poison_rate),
+        *fleet_options(args).argv(prefix="tap-"),
         "--tap-e2e-sample",
         str(args.e2e_sample),
         "--tap-e2e-timeout",

@@ -21,10 +21,11 @@ calls and records (it over-states a record fail ratio, never hides one); the
 campaign's verdict uses records: refused / attempted (summary.json).
 
 Retries: botocore's own retries are off (``max_attempts=1``), so a throttled call
-surfaces. Entry-level retries are the simulator sink's (:class:`KinesisSink`, its
-batching and jittered back-off reused as is); ``retries=0`` by default, so a
-refused record is a failed record. With ``retries=N`` each refusal is still a
-failure event and a re-sent record counts once per attempt.
+surfaces. Entry-level retries are the simulator's one producer's
+(:class:`simulator.kinesis_producer.KinesisProducer`, its batching and jittered
+back-off reused as is; the events come from its ``on_call`` hook); ``retries=0`` by
+default, so a refused record is a failed record. With ``retries=N`` each refusal is
+still a failure event and a re-sent record counts once per attempt.
 """
 
 from __future__ import annotations
@@ -32,91 +33,45 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Final
 
 import gevent
 from locust import User, task
 from locust.exception import StopUser
 
+from simulator.aws_client import kinesis_client
+from simulator.backoff import Backoff
 from simulator.fleet import Fleet, SimRecord
-from simulator.load.producer_role import PRODUCER_ROLE_ENV, assumed_role_session
+from simulator.kinesis_producer import (
+    MAX_RECORDS_PER_CALL,
+    KinesisProducer,
+    PutOutcome,
+    PutRecordsCall,
+    StreamRefused,
+)
+from simulator.load.producer_role import PRODUCER_ROLE_ENV
 from simulator.load.slices import SliceAllocator, skip_backlog
 from simulator.load.summary import FAILED_RECORD, PUT_RECORDS
-from simulator.sinks import DEFAULT_REGION, MAX_RECORDS_PER_CALL, KinesisSink, SinkError
 
 log = logging.getLogger(__name__)
-
-ResponseHook = Callable[[Sequence[dict[str, Any]], Sequence[dict[str, Any]]], None]
 
 #: Seconds a user accumulates due readings before a call (the KPL's default
 #: RecordMaxBufferedTime is 100 ms): one call per interval instead of one per reading.
 DEFAULT_BATCH_INTERVAL_S: Final = 0.1
 
 
-def boto3_kinesis_client() -> Any:
-    """A Kinesis client for one user, made after gevent's monkey-patching (Locust
-    patches on import) so its sockets are cooperative. Its own session: boto3's
-    default session is shared state. Endpoint only from ``AWS_ENDPOINT_URL_KINESIS``
-    (boto3 reads it); botocore retries off: we count failures ourselves."""
-    import boto3
-    from botocore.config import Config
+class RequestEvents:
+    """The producer's ``on_call`` hook: fires the request events described in the
+    module docstring for each PutRecords call."""
 
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
-    config = Config(
-        region_name=region,
-        retries={"mode": "standard", "max_attempts": 1},
-        connect_timeout=5,
-        read_timeout=30,
-        max_pool_connections=2,
-    )
-    role_arn = os.environ.get(PRODUCER_ROLE_ENV)
-    if role_arn:  # a deployed stack: write as its producer role, like a gateway
-        return assumed_role_session(role_arn, region=region).client("kinesis", config=config)
-    return boto3.session.Session().client("kinesis", config=config)
-
-
-def _error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code") or type(exc).__name__)
-    return type(exc).__name__
-
-
-class KinesisClient:
-    """Duck-types boto3's ``put_records`` (so :class:`KinesisSink` can use it) and
-    fires the request events described in the module docstring."""
-
-    def __init__(self, stream: str, request_event: Any, client: Any | None = None) -> None:
+    def __init__(self, stream: str, request_event: Any) -> None:
         self.stream = stream
         self._request_event = request_event
-        self._client = client if client is not None else boto3_kinesis_client()
-        #: Called with (request entries, response entries) after a call that answered.
-        self.on_response: ResponseHook | None = None
 
-    def put_records(self, **kwargs: Any) -> dict[str, Any]:
-        entries: Sequence[dict[str, Any]] = kwargs["Records"]
-        started = time.perf_counter()
-        try:
-            response: dict[str, Any] = self._client.put_records(**kwargs)
-        except Exception as exc:
-            elapsed_ms = (time.perf_counter() - started) * 1000.0
-            code = _error_code(exc)
-            self._fire(PUT_RECORDS, elapsed_ms, len(entries), f"{code}: {exc}")
-            for _ in entries:
-                self._fire(FAILED_RECORD, elapsed_ms, 0, code)
-            raise
-        elapsed_ms = (time.perf_counter() - started) * 1000.0
-        self._fire(PUT_RECORDS, elapsed_ms, len(entries), None)
-        results: Sequence[dict[str, Any]] = response["Records"]
-        if response.get("FailedRecordCount"):
-            for result in results:
-                refused = result.get("ErrorCode")
-                if refused:
-                    self._fire(FAILED_RECORD, elapsed_ms, 0, str(refused))
-        if self.on_response is not None:
-            self.on_response(entries, results)
-        return response
+    def __call__(self, call: PutRecordsCall) -> None:
+        self._fire(PUT_RECORDS, call.elapsed_ms, call.entries, call.error)
+        for code in call.refused_codes:
+            self._fire(FAILED_RECORD, call.elapsed_ms, 0, code)
 
     def _fire(self, request_type: str, ms: float, length: int, error: str | None) -> None:
         self._request_event.fire(
@@ -135,7 +90,8 @@ class KinesisUser(User):
     call; when the slice is behind (more than a call's worth due) it sends at once.
 
     Subclasses set :attr:`stream_name` and implement :meth:`slices` (the process's
-    :class:`SliceAllocator`); :meth:`sent` sees each call's accepted records.
+    :class:`SliceAllocator`); :meth:`before_send` sees each batch and
+    :meth:`after_send` what became of it.
     """
 
     abstract = True
@@ -145,12 +101,18 @@ class KinesisUser(User):
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
-        self.client = KinesisClient(self.stream_name, environment.events.request)
-        self.sink = KinesisSink(
+        self.producer = KinesisProducer(
             self.stream_name,
-            client=self.client,
-            max_attempts=1 + self.retries,
+            # Made after gevent's monkey-patching (Locust patches on import), so its
+            # sockets are cooperative; botocore retries off: we count failures.
+            kinesis_client(
+                max_attempts=1,
+                max_pool_connections=2,
+                role_arn=os.environ.get(PRODUCER_ROLE_ENV) or None,
+            ),
+            backoff=Backoff(max_attempts=1 + self.retries),
             sleep=gevent.sleep,
+            on_call=RequestEvents(self.stream_name, environment.events.request),
         )
         self.slot: int | None = None
         self.fleet: Fleet | None = None
@@ -185,9 +147,8 @@ class KinesisUser(User):
             return
         self.before_send(records)
         try:
-            self.sink.send(records)
-            self.sink.flush()
-        except SinkError as exc:
+            outcome = self.producer.put(records)
+        except StreamRefused as exc:
             # Missing stream, access denied: no retry helps; stop the whole run.
             log.error("stopping the campaign: %s", exc)
             self.environment.process_exit_code = 2
@@ -195,6 +156,10 @@ class KinesisUser(User):
             if runner is not None:
                 gevent.spawn(runner.quit)
             raise StopUser() from exc
+        self.after_send(outcome)
 
     def before_send(self, records: list[SimRecord]) -> None:
         """Hook: called with each batch before it is sent (the campaign samples here)."""
+
+    def after_send(self, outcome: PutOutcome[SimRecord]) -> None:
+        """Hook: what became of the batch (the campaign follows accepted records)."""

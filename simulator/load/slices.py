@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
 from simulator.fleet import Fleet
+from simulator.fleet_options import FleetOptions
 
 #: How far behind real time a slice may start or resume; older readings are skipped.
 DEFAULT_MAX_LAG_MS: Final = 1000
@@ -86,34 +86,9 @@ class SliceAllocator:
             self._free.append(slot)
 
 
-@dataclass(frozen=True, slots=True)
-class FleetSpec:
-    """The campaign's fleet parameters (those of :class:`Fleet`)."""
-
-    devices: int
-    seed: int = 7
-    rate: float = 1.0
-    anomaly_rate: float = 0.0
-    poison_rate: float = 0.0
-
-    def slice(self, slot: int, slots: int, start: datetime) -> Fleet:
-        """``Fleet(..., start=start).slice(slot, slots)`` without building the whole
-        fleet first: 10,000 devices take a second or more to build, which would
-        stall every user of a gevent process at each step of a ramp. This is the
-        constructor call ``Fleet.slice`` itself makes (its ``device_indices`` argument);
-        a unit test checks both give the same records.
-        """
-        if not 0 <= slot < slots:
-            raise ValueError(f"slot must be in [0, {slots}), got {slot}")
-        return Fleet(
-            self.devices,
-            self.seed,
-            rate=self.rate,
-            anomaly_rate=self.anomaly_rate,
-            poison_rate=self.poison_rate,
-            start=start,
-            device_indices=range(self.devices)[slot::slots],
-        )
+#: The campaign's fleet parameters: the fleet options every command shares
+#: (their :meth:`~simulator.fleet_options.FleetOptions.slice` builds one slice).
+FleetSpec = FleetOptions
 
 
 def skip_backlog(

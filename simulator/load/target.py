@@ -33,17 +33,17 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from processor.contract import stack_outputs as out
+from simulator.aws_client import aws_client, aws_region
+from simulator.deployed_stack import DeployedStack, DeployedStackError, read_secret
 from simulator.load.producer_role import PRODUCER_ROLE_ENV
 
 TARGET_ENV: Final = "TAP_LOAD_TARGET"
 OUTPUTS_ENV: Final = "TAP_STACK_OUTPUTS"
 DEFAULT_OUTPUTS: Final = "stack-outputs.json"
 DEFAULT_STATE: Final = Path("runs") / "current" / "state.json"
-#: The processor's default CA bundle path for RDS (the image ships it there).
-DEFAULT_RDS_CA: Final = "/etc/ssl/certs/rds-global-bundle.pem"
 
 
 class TargetError(ValueError):
@@ -145,7 +145,7 @@ def resolve_target(
     data = _read_json(path)
     if "services" in data and "run_dir" in data:
         return _from_local_state(data, str(path), stream)
-    if "stream_name" in data and isinstance(data["stream_name"], dict):
+    if out.STREAM_NAME in data and isinstance(data[out.STREAM_NAME], dict):
         return _from_outputs(data, str(path), stream, env, secrets_client)
     if "stream_name" in data and "kind" in data:
         target = Target(**data)
@@ -223,7 +223,7 @@ def _from_environment(env: Mapping[str, str], stream: str | None) -> Target:
         for pair in query.split("&"):
             if pair.startswith("ssl_ca_certs="):
                 redis_ca = pair.split("=", 1)[1]
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "eu-west-2"
+    region = aws_region(env)
     return Target(
         kind="local",
         stream_name=stream,
@@ -237,14 +237,6 @@ def _from_environment(env: Mapping[str, str], stream: str | None) -> Target:
     )
 
 
-def _output(outputs: dict[str, Any], name: str, source: str) -> Any:
-    try:
-        entry = outputs[name]
-    except KeyError:
-        raise TargetError(f"{source}: output {name!r} missing (is the stack deployed?)") from None
-    return entry["value"] if isinstance(entry, dict) and "value" in entry else entry
-
-
 def _from_outputs(
     outputs: dict[str, Any],
     source: str,
@@ -254,54 +246,26 @@ def _from_outputs(
 ) -> Target:
     """A deployed stack: endpoints from the outputs, credentials from Secrets Manager
     through the caller's normal AWS credentials (run from a host inside the VPC)."""
-    task_env = _output(outputs, out.PROCESSOR_TASK_ENVIRONMENT, source)
-    region = env.get("AWS_REGION") or task_env.get("AWS_REGION") or "eu-west-2"
-    if secrets_client is None:
-        import boto3
-
-        secrets_client = boto3.client("secretsmanager", region_name=region)
-    db_secret = _secret(secrets_client, _output(outputs, out.DB_SECRET_ARN, source))
-    redis_secret = _secret(secrets_client, _output(outputs, out.REDIS_AUTH_SECRET_ARN, source))
-    ca = env.get("TAP_DB_CA_BUNDLE") or task_env.get("TAP_DB_CA_BUNDLE") or DEFAULT_RDS_CA
-    dsn = (
-        f"postgresql://{quote(db_secret['username'], safe='')}:"
-        f"{quote(db_secret['password'], safe='')}@{_output(outputs, out.DB_ENDPOINT, source)}:"
-        f"{_output(outputs, out.DB_PORT, source)}/{task_env.get('TAP_DB_NAME', 'tap')}"
-        f"?sslmode=verify-full&sslrootcert={quote(ca)}"
-    )
-    token = quote(str(redis_secret["auth_token"]), safe="")
-    redis_url = (
-        f"rediss://:{token}@{_output(outputs, out.REDIS_PRIMARY_ENDPOINT, source)}:"
-        f"{_output(outputs, out.REDIS_PORT, source)}/0"
-    )
+    try:
+        stack = DeployedStack.from_outputs(outputs, source)
+        region = stack.region(env)
+        if secrets_client is None:
+            secrets_client = aws_client("secretsmanager", environ={**env, "AWS_REGION": region})
+        db_secret = read_secret(secrets_client, stack.db_secret_arn)
+        redis_secret = read_secret(secrets_client, stack.redis_auth_secret_arn)
+    except DeployedStackError as exc:
+        raise TargetError(str(exc)) from None
     return Target(
         kind="deployed",
-        stream_name=stream or str(_output(outputs, out.STREAM_NAME, source)),
+        stream_name=stream or stack.stream_name,
         region=region,
-        pg_dsn=dsn,
-        redis_url=redis_url,
+        pg_dsn=stack.postgres_dsn(db_secret, env),
+        redis_url=stack.redis_url(redis_secret),
         # ElastiCache's certificates chain to Amazon's public roots: the system store.
         redis_ca=env.get("TAP_REDIS_CA_BUNDLE") or None,
         source=source,
-        producer_role_arn=_optional_output(outputs, out.PRODUCER_ROLE_ARN),
+        producer_role_arn=stack.producer_role_arn,
         # The API's load balancer is the stack's (issue 13 item 3): its URL from
         # --api-url or TAP_API_URL until the outputs name it.
         api_url=env.get("TAP_API_URL") or None,
     )
-
-
-def _optional_output(outputs: dict[str, Any], name: str) -> str | None:
-    """An output older stacks may lack (None then)."""
-    entry = outputs.get(name)
-    value = entry.get("value") if isinstance(entry, dict) else entry
-    return str(value) if value else None
-
-
-def _secret(client: Any, arn: str) -> dict[str, Any]:
-    try:
-        value = client.get_secret_value(SecretId=arn)["SecretString"]
-    except Exception as exc:
-        # Never echo the secret; the ARN and the error code are enough to act on.
-        raise TargetError(f"cannot read secret {arn}: {type(exc).__name__}: {exc}") from None
-    data: dict[str, Any] = json.loads(value)
-    return data

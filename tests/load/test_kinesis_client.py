@@ -1,5 +1,6 @@
-"""KinesisClient fires one event per call and one failure per refused record, and
-works as the client of the simulator's KinesisSink (whose retries it reports)."""
+"""The Locust user's request events come from the producer's ``on_call`` hook: one
+event per call and one failure per refused record, through the same producer (and
+retries) as the simulator's KinesisSink."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from simulator.backoff import Backoff
 from simulator.fleet import Fleet
-from simulator.load.kinesis_user import KinesisClient
+from simulator.kinesis_producer import KinesisProducer
+from simulator.load.kinesis_user import RequestEvents
 from simulator.load.summary import FAILED_RECORD, PUT_RECORDS
 from simulator.sinks import KinesisSink
 
@@ -50,14 +53,23 @@ class StubKinesis:
         return {"FailedRecordCount": len(refuse), "Records": results}
 
 
-def entries(n: int) -> list[dict[str, Any]]:
-    return [{"Data": f"r{i}".encode(), "PartitionKey": f"d{i}"} for i in range(n)]
+def producer(events: Events, stub: StubKinesis, retries: int = 0) -> KinesisProducer:
+    return KinesisProducer(
+        "s",
+        stub,
+        backoff=Backoff(max_attempts=1 + retries),
+        sleep=lambda _: None,
+        on_call=RequestEvents("s", events),
+    )
+
+
+def records(n: int) -> list[Any]:
+    return Fleet(devices=5, seed=1).generate(n)
 
 
 def test_one_event_per_call_with_the_record_count() -> None:
     events = Events()
-    client = KinesisClient("s", events, client=StubKinesis())
-    client.put_records(StreamName="s", Records=entries(7))
+    producer(events, StubKinesis()).put(records(7))
     (call,) = events.fired
     assert call["request_type"] == PUT_RECORDS
     assert call["name"] == "s"
@@ -68,16 +80,13 @@ def test_one_event_per_call_with_the_record_count() -> None:
 
 def test_each_refused_record_is_a_failure_with_its_error_code() -> None:
     events = Events()
-    seen: list[tuple[int, int]] = []
-    client = KinesisClient("s", events, client=StubKinesis(refuse={1, 4}))
-    client.on_response = lambda sent, results: seen.append((len(sent), len(results)))
-    client.put_records(StreamName="s", Records=entries(5))
+    outcome = producer(events, StubKinesis(refuse={1, 4})).put(records(5))
     (call,) = events.of(PUT_RECORDS)
     assert call["exception"] is None  # the call itself answered
     failed = events.of(FAILED_RECORD)
     assert len(failed) == 2
     assert {e["exception"] for e in failed} == {"ProvisionedThroughputExceededException"}
-    assert seen == [(5, 5)]
+    assert (len(outcome.accepted), len(outcome.failed)) == (3, 2)
 
 
 def test_a_failed_call_fails_every_record() -> None:
@@ -86,21 +95,18 @@ def test_a_failed_call_fails_every_record() -> None:
         {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}},
         "PutRecords",
     )
-    client = KinesisClient("s", events, client=StubKinesis(error=error))
-    with pytest.raises(ClientError):
-        client.put_records(StreamName="s", Records=entries(3))
+    outcome = producer(events, StubKinesis(error=error)).put(records(3))
     (call,) = events.of(PUT_RECORDS)
     assert call["exception"].startswith("ProvisionedThroughputExceededException")
     assert call["response_length"] == 3
     assert len(events.of(FAILED_RECORD)) == 3
+    assert len(outcome.failed) == 3 and not outcome.accepted
 
 
 def test_connection_errors_are_named_by_class() -> None:
     events = Events()
     error = EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
-    client = KinesisClient("s", events, client=StubKinesis(error=error))
-    with pytest.raises(EndpointConnectionError):
-        client.put_records(StreamName="s", Records=entries(2))
+    producer(events, StubKinesis(error=error)).put(records(2))
     assert {e["exception"] for e in events.of(FAILED_RECORD)} == {"EndpointConnectionError"}
 
 
@@ -108,14 +114,9 @@ def test_connection_errors_are_named_by_class() -> None:
 def test_through_the_simulator_sink(retries: int, failed_events: int, calls: int) -> None:
     events = Events()
     stub = StubKinesis(refuse={0, 3})
-    sink = KinesisSink(
-        "s",
-        client=KinesisClient("s", events, client=stub),
-        max_attempts=1 + retries,
-        sleep=lambda _: None,
-    )
-    records = Fleet(devices=5, seed=1).generate(10)
-    sink.send(records)
+    sink = KinesisSink("s", client=stub, max_attempts=1 + retries, sleep=lambda _: None)
+    sink.producer.on_call = RequestEvents("s", events)
+    sink.send(records(10))
     sink.flush()
     assert len(stub.calls) == calls
     assert len(events.of(FAILED_RECORD)) == failed_events

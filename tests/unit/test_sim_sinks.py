@@ -10,16 +10,15 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from simulator.aws_client import kinesis_client
 from simulator.fleet import Fleet, SimRecord
+from simulator.kinesis_producer import MAX_BYTES_PER_CALL, plan_batches
 from simulator.sinks import (
-    MAX_BYTES_PER_CALL,
     JsonlSink,
     KinesisSink,
     MemorySink,
     SinkError,
     TokenBucket,
-    kinesis_client,
-    plan_batches,
 )
 
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -81,7 +80,7 @@ def test_only_the_failed_entries_are_resent() -> None:
         stub.assert_no_pending_responses()
     assert (sink.stats.sent, sink.stats.failed, sink.stats.retried) == (10, 0, 2)
     assert sink.stats.calls == 2
-    assert len(sleeps) == 1 and 0.0 <= sleeps[0] <= sink.base_backoff_s * 2
+    assert len(sleeps) == 1 and 0.0 <= sleeps[0] <= sink.producer.backoff.ceiling_s(1)
 
 
 def test_exhausted_retries_count_as_failed_never_as_sent() -> None:
