@@ -11,8 +11,8 @@ Goals: SIGTERM < 1 s (a stopping worker releases its leases at once, so a rollin
 deploy pauses a shard for less than a second); ``kill -9`` <= lease duration + 1 s (a
 killed worker releases nothing: its shards wait for the lease to expire, and no longer).
 
-:func:`e2e.verify.measure_sigterm_handoff` and
-:func:`e2e.verify.measure_kill_takeover` are the measurement, shared with the
+:func:`local_pipeline.verify.measure_sigterm_handoff` and
+:func:`local_pipeline.verify.measure_kill_takeover` are the measurement, shared with the
 failover integration tests.
 """
 
@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from bench.machine import LoadWindow
 from bench.stack import BenchStack
-from e2e.verify import (
+from local_pipeline.verify import (
     ProcessorCluster,
     make_readings,
     measure_kill_takeover,

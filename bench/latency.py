@@ -2,7 +2,8 @@
 
 Set-up: kinesalite (4 shards), moto (secrets), the local PostgreSQL and Redis over
 TLS, and processor processes (``python -m processor``, the task's command) started
-with :meth:`LocalServices.processor_environment` through :class:`e2e.verify.ProcessorCluster`
+with :meth:`LocalServices.processor_environment` through
+:class:`local_pipeline.verify.ProcessorCluster`
 with the default 200 ms poll interval and a lease of the contract's default.
 
 Sender *processes* (so their CPU does not steal this process's GIL from the Redis
@@ -140,8 +141,8 @@ def _send(
     import os
 
     os.environ.update(environment)
-    from e2e.verify import fleet_records, put_records
     from local_pipeline.services.aws_emulator import emulator_client
+    from local_pipeline.verify import fleet_records, put_records
     from simulator.fleet import Fleet
 
     client = emulator_client("kinesis", environment["AWS_ENDPOINT_URL_KINESIS"])
@@ -203,7 +204,7 @@ _FIRST_EVENT_SQL: Final = sql.SQL("SELECT extract(epoch FROM min(event_ts)) FROM
 def _run_step(
     stack: BenchStack, step: Step, options: LatencyOptions, log_dir: Path
 ) -> dict[str, Any]:
-    from e2e.verify import wait_until
+    from local_pipeline.verify import wait_until
 
     lease_s = float(VARIABLES_BY_NAME["TAP_LEASE_DURATION_S"].default or 10)
     stack.services.redis.flush()

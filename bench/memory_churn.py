@@ -25,8 +25,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from e2e.verify import ProcessorProcess, Record, put_records
 from local_pipeline.services.local_stack import LocalServices
+from local_pipeline.verify import ProcessorProcess, Record, put_records
 from processor.contract.record import Reading, SensorType, encode_reading
 
 #: The largest TAP_DETECTOR_IDLE_EVICT_S accepted: no device idles that long in a run.

@@ -27,7 +27,7 @@ from psycopg import sql
 
 from bench.machine import LoadWindow
 from bench.stack import BenchStack
-from e2e.verify import ProcessorCluster, event_time, fleet_records, wait_until
+from local_pipeline.verify import ProcessorCluster, event_time, fleet_records, wait_until
 from processor.contract.storage import READINGS_TABLE
 from simulator.fleet import Fleet
 

@@ -191,8 +191,8 @@ class BenchStack:
     # -- processor processes ----------------------------------------------------------
 
     def cluster(self, shards: int, label: str, log_dir: Path, **defaults: Any) -> Any:
-        """A :class:`e2e.verify.ProcessorCluster` on a new stream and database."""
-        from e2e.verify import ProcessorCluster
+        """A :class:`local_pipeline.verify.ProcessorCluster` on a new stream and database."""
+        from local_pipeline.verify import ProcessorCluster
 
         services = self.services.start()
         stream = f"tap-bench-{label}-{uuid.uuid4().hex[:8]}"

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace, report_dir: Path) -> dict[str, Any]:
     """One demo run; returns the report (see docs/E2E.md for its keys)."""
     from e2e.report import RedisArrivalSampler
     from e2e.scenarios import LocalPipeline
-    from e2e.verify import fleet_records, put_records
+    from local_pipeline.verify import fleet_records, put_records
 
     began = time.monotonic()
     run_dir = Path(tempfile.mkdtemp(prefix="tap-demo-"))
@@ -135,7 +135,7 @@ def run(args: argparse.Namespace, report_dir: Path) -> dict[str, Any]:
         labels: list[Any] = []
         send_times: list[tuple[float, int]] = []
         burst_keys: set[tuple[str, int]] = set()
-        from e2e.verify import SendResult
+        from local_pipeline.verify import SendResult
 
         sent = SendResult()
         sim_began = time.time()
@@ -169,7 +169,7 @@ def run(args: argparse.Namespace, report_dir: Path) -> dict[str, Any]:
         drain_began = time.monotonic()
         view = pipeline.view
         assert view is not None
-        from e2e.verify import wait_until, wait_until_stored
+        from local_pipeline.verify import wait_until, wait_until_stored
 
         wait_until_stored(view, sent.keys, timeout=max(60.0, args.duration))
         expected_dead = Counter(sent.poison_reasons)
@@ -238,7 +238,7 @@ def _verify(
     from psycopg import sql
 
     from e2e.report import latency_summary, per_second, write_png
-    from e2e.verify import compare, redis_latest_mismatches, wait_until
+    from local_pipeline.verify import compare, redis_latest_mismatches, wait_until
     from processor.contract.storage import READINGS_TABLE
     from processor.postgres import reads
     from processor.postgres.identifiers import table_identifier

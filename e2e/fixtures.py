@@ -54,7 +54,7 @@ from local_pipeline.services.redis import RedisServer
 if TYPE_CHECKING:
     import psycopg
 
-    from e2e.verify import ProcessorCluster
+    from local_pipeline.verify import ProcessorCluster
 
 #: Keep the run folder (logs, PGDATA) even when every test passed.
 KEEP_RUN_DIR_ENV = "TAP_KEEP_RUN_DIR"
@@ -275,7 +275,7 @@ def make_cluster(
     real ``python -m processor`` processes started with ``cluster.start(name)``;
     ``settings`` are ProcessorSettings attributes (e.g. ``lease_duration_s=3``).
     Every processor is stopped at teardown."""
-    from e2e.verify import ProcessorCluster
+    from local_pipeline.verify import ProcessorCluster
 
     made: list[ProcessorCluster] = []
 

@@ -10,7 +10,7 @@ Usage::
         pipeline.processors["processor-1"].kill()             # chaos
         pipeline.view.stored_keys()                           # read back
 
-Verification helpers (send, wait, compare) live in :mod:`e2e.verify`; this module
+Verification helpers (send, wait, compare) live in :mod:`local_pipeline.verify`; this module
 owns only the lifecycle of a local pipeline.
 """
 
@@ -25,13 +25,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from e2e.verify import ProcessorProcess, Record, SendResult, StoreView, put_records, wait_until
 from local_pipeline.services.local_stack import LocalServices
 from local_pipeline.stack_resources import (
     LocalStackResources,
     StackResources,
     processor_names,
     synthesize,
+)
+from local_pipeline.verify import (
+    ProcessorProcess,
+    Record,
+    SendResult,
+    StoreView,
+    put_records,
+    wait_until,
 )
 
 

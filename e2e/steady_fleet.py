@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from e2e.verify import Record, SendResult, put_records
+from local_pipeline.verify import Record, SendResult, put_records
 from processor.contract.record import Reading, SensorType, encode_reading
 
 

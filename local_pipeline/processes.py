@@ -3,7 +3,7 @@ of the local pipeline (the local stack, the e2e suite, the integration tests, th
 benchmarks and ``tap load --target fresh`` all start processors through it).
 
 stderr (JSON logs) goes to a log file; stdout (EMF metrics) to ``.metrics`` beside
-it. Moved here from ``e2e/verify.py`` (which re-exports it) so that the local
+it. Moved here from ``local_pipeline/verify.py`` (which re-exports it) so that the local
 pipeline never imports the end-to-end suite.
 """
 
@@ -143,7 +143,7 @@ class ProcessorProcess:
         deadline = time.monotonic() + timeout
         while True:
             # A ``where`` that raises on a line counts as "not yet" (as it did when
-            # this polled through e2e.verify.wait_until).
+            # this polled through local_pipeline.verify.wait_until).
             with contextlib.suppress(Exception):
                 found = [e for e in self.events(event) if where is None or where(e)]
             if len(found) >= count or time.monotonic() >= deadline:

@@ -9,7 +9,7 @@ as sent. That is the part the AWS Kinesis Data Generator and the Locust-for-Kine
 sample get wrong: both count a call's failed entries as sent.
 
 Users: :class:`simulator.sinks.KinesisSink` (``tap simulate``), the harness's
-``e2e.verify.put_records`` and :class:`simulator.load.kinesis_user.KinesisUser`,
+``local_pipeline.verify.put_records`` and :class:`simulator.load.kinesis_user.KinesisUser`,
 whose Locust request events come from the ``on_call`` hook (one
 :class:`PutRecordsCall` per call, timed).
 """

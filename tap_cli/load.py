@@ -40,8 +40,8 @@ def fresh_local_pipeline(
     log: Any = print,
     api: bool = False,
 ) -> Iterator[Target]:
-    from e2e.verify import ProcessorCluster
     from local_pipeline.services.local_stack import LocalServices
+    from local_pipeline.verify import ProcessorCluster
 
     run_dir = Path(tempfile.mkdtemp(prefix=f"tap-load-{time.strftime('%Y%m%d-%H%M%S')}-"))
     run_dir.chmod(0o755)  # PostgreSQL may run as another user (see e2e.fixtures)

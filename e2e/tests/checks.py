@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from e2e.report import latency_summary, postgres_latencies
-from e2e.verify import Key, SendResult, StoreView, wait_until
+from local_pipeline.verify import Key, SendResult, StoreView, wait_until
 from processor.postgres import reads
 
 #: The issue's target: p99 event -> PostgreSQL commit <= 1 s. A shared CI runner

@@ -24,7 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-from e2e.verify import StoreView, wait_until
+from local_pipeline.verify import StoreView, wait_until
 from simulator.aws_client import aws_client, kinesis_client
 from simulator.deployed_stack import DeployedStack, output_values, read_secret
 

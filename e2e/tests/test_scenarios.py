@@ -29,7 +29,7 @@ from e2e.tests.checks import (
     delivery,
 )
 from e2e.tests.targets import Capability, Target, wait_shards_reowned
-from e2e.verify import Record, put_records, redis_latest_mismatches, wait_until
+from local_pipeline.verify import Record, put_records, redis_latest_mismatches, wait_until
 
 #: Bounded wait for the last records after a disturbance.
 RECOVERY_S: Final = 45.0

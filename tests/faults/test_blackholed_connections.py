@@ -20,7 +20,9 @@ from typing import Any
 
 import pytest
 
-from e2e.verify import (
+from local_pipeline.services import LocalServices
+from local_pipeline.services.blackhole_proxy import BlackHoleProxy
+from local_pipeline.verify import (
     ProcessorCluster,
     ProcessorProcess,
     SendResult,
@@ -31,8 +33,6 @@ from e2e.verify import (
     wait_until,
     wait_until_stored,
 )
-from local_pipeline.services import LocalServices
-from local_pipeline.services.blackhole_proxy import BlackHoleProxy
 from processor.client_timeouts import (
     PG_CALL_MARGIN_S,
     PG_STATEMENT_TIMEOUT_MS,

@@ -15,8 +15,8 @@ from collections.abc import Callable
 import pytest
 
 from e2e.steady_fleet import SteadyFleet
-from e2e.verify import ProcessorCluster, compare, wait_until_stored
 from local_pipeline.services import PostgresServer
+from local_pipeline.verify import ProcessorCluster, compare, wait_until_stored
 from processor.postgres import reads
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]

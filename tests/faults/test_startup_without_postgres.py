@@ -19,7 +19,8 @@ from collections.abc import Callable
 
 import pytest
 
-from e2e.verify import (
+from local_pipeline.services import PostgresServer
+from local_pipeline.verify import (
     ProcessorCluster,
     ProcessorProcess,
     compare,
@@ -27,7 +28,6 @@ from e2e.verify import (
     wait_until,
     wait_until_stored,
 )
-from local_pipeline.services import PostgresServer
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 

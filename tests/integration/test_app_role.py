@@ -442,7 +442,7 @@ def test_processor_waits_not_ready_until_the_schema_is_migrated(
 ) -> None:
     """The worker's start-up no longer migrates: with a migration missing it logs
     the schema behind, is not ready and reads nothing, then starts once it is there."""
-    from e2e.verify import wait_until
+    from local_pipeline.verify import wait_until
 
     cluster = make_cluster(1)
     cluster.env("probe")  # migrates the database with the owner's secret (once)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from e2e.verify import make_readings, put_records
+from local_pipeline.verify import make_readings, put_records
 from processor.contract.environment import ProcessorSettings
 from processor.core.silence import HASH_KEY_MAX, partition_hash
 from processor.kinesis_source import KinesisSource, ShardReader

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from e2e.verify import ProcessorCluster, compare, make_readings, wait_until_stored
+from local_pipeline.verify import ProcessorCluster, compare, make_readings, wait_until_stored
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -10,7 +10,13 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from e2e.verify import ProcessorCluster, Record, make_readings, wait_until, wait_until_stored
+from local_pipeline.verify import (
+    ProcessorCluster,
+    Record,
+    make_readings,
+    wait_until,
+    wait_until_stored,
+)
 from processor.contract.record import Reading, SensorType, encode_reading
 from processor.contract.storage import REDIS_ANOMALY_STREAM, redis_latest_key
 from processor.postgres.reads import anomalies

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from e2e.verify import (
+from local_pipeline.verify import (
     ProcessorCluster,
     compare,
     fleet_records,

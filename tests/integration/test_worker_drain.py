@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from e2e.fixtures import FreshDatabase
-from e2e.verify import ProcessorCluster, compare, event_time, make_readings, wait_until
 from local_pipeline.services import LocalServices
+from local_pipeline.verify import ProcessorCluster, compare, event_time, make_readings, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from e2e.verify import (
+from local_pipeline.verify import (
     ProcessorCluster,
     SendResult,
     compare,

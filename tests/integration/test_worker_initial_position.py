@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from e2e.verify import ProcessorCluster, compare, make_readings, wait_until_stored
+from local_pipeline.verify import ProcessorCluster, compare, make_readings, wait_until_stored
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

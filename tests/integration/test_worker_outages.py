@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from e2e.verify import (
+from local_pipeline.services import PostgresServer, RedisServer
+from local_pipeline.verify import (
     ProcessorCluster,
     SendResult,
     compare,
@@ -22,7 +23,6 @@ from e2e.verify import (
     wait_until,
     wait_until_stored,
 )
-from local_pipeline.services import PostgresServer, RedisServer
 from processor.contract.storage import APP_ROLE
 from processor.migrate_command import CLONE_SUFFIX
 

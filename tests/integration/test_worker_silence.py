@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from e2e.steady_fleet import SteadyFleet
-from e2e.verify import ProcessorCluster, wait_until, wait_until_stored
+from local_pipeline.verify import ProcessorCluster, wait_until, wait_until_stored
 from processor.postgres import reads
 from processor.postgres.reads import StoredAnomaly
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from e2e.fixtures import FreshDatabase
-from e2e.verify import ProcessorCluster, wait_until
 from local_pipeline.services import LocalServices
+from local_pipeline.verify import ProcessorCluster, wait_until
 from simulator.load import cli
 from simulator.load.summary import E2E, FAILED_RECORD, PUT_RECORDS, find_row, read_csv
 from simulator.load.target import Target

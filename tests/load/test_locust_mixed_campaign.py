@@ -15,9 +15,9 @@ import pytest
 from psycopg import sql
 
 from e2e.fixtures import FreshDatabase
-from e2e.verify import ProcessorCluster
 from local_pipeline.services import LocalServices
 from local_pipeline.services.api_reader import ApiThread, api_environment
+from local_pipeline.verify import ProcessorCluster
 from processor.contract.storage import ANOMALIES_TABLE
 from simulator.load import cli
 from simulator.load.read_mix import MIX_WEIGHTS, ReadKind, ReadMix

@@ -131,7 +131,7 @@ def test_a_stream_arn_goes_in_stream_arn() -> None:
 
 
 def test_harness_put_records_raises_when_records_stay_refused() -> None:
-    from e2e.verify import Record, put_records
+    from local_pipeline.verify import Record, put_records
 
     records = [Record(b"r%d" % i, f"d{i}", (f"d{i}", i)) for i in range(4)]
     with pytest.raises(RuntimeError, match="kept refusing 1 records"):
