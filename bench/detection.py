@@ -15,7 +15,8 @@ time as the processor's timer does. The scorer is :mod:`simulator.scoring`, the 
 as ``tap detect --labels`` and ``tap demo``. Cost per reading: the bank alone
 (``observe_into``) over the first 300,000 decoded readings of the first seed, best
 of three, for this bank and for :mod:`bench.reference_detection` (the bank before
-issue 9), in the same run.
+issue 9), in the same run, by this process's CPU time (``--cost-only`` gives the
+wall clock too).
 
 Silence is judged by :class:`processor.core.silence.SilenceTracker` as in the
 processor and in ``tap detect``: the newest reading's time is the shard's progress and
@@ -260,10 +261,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench import reference_detection
 
-    new_us = _cost_us(lambda: DetectorBank(config), sample)
+    # CPU time of this process, not the wall clock: on a shared machine the wall
+    # clock counts the time the process waited for a core (a false cost miss under
+    # load); the goal is microseconds of one core per reading.
+    new_us = _cost_us(lambda: DetectorBank(config), sample, time.process_time)
     old_us = _cost_us(
         lambda: reference_detection.DetectorBank(reference_detection.DetectorConfig()),
         sample,
+        time.process_time,
     )
     result = {
         "profile": args.profile,
@@ -277,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         # is never mistaken for a detector's improvement.
         "score_onset_only": onset_total.as_dict(),
         "cost_us_per_reading": {
+            "clock": "cpu",
             "bank": round(new_us, 2),
             "bank_before_issue_9": round(old_us, 2),
             "ratio": round(new_us / old_us, 2),
@@ -305,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     print("-- scored with persistent faults present until removed (the goals) --", file=sys.stderr)
     _print_score(total, sys.stderr)
     print(
-        f"cost: {new_us:.2f} us/reading (before issue 9: {old_us:.2f}, ratio "
+        f"cost (CPU time): {new_us:.2f} us/reading (before issue 9: {old_us:.2f}, ratio "
         f"{new_us / old_us:.2f})",
         file=sys.stderr,
     )
