@@ -15,7 +15,8 @@ time as the processor's timer does. The scorer is :mod:`simulator.scoring`, the 
 as ``tap detect --labels`` and ``tap demo``. Cost per reading: the bank alone
 (``observe_into``) over the first 300,000 decoded readings of the first seed, best
 of three, for this bank and for :mod:`bench.reference_detection` (the bank before
-issue 9), in the same run.
+issue 9), in the same run, by this process's CPU time (``--cost-only`` gives the
+wall clock too).
 
 Silence is judged by :class:`processor.core.silence.SilenceTracker` as in the
 processor and in ``tap detect``: the newest reading's time is the shard's progress and
@@ -76,7 +77,10 @@ _ARRIVAL: Final = datetime(2000, 1, 1, tzinfo=UTC)
 
 def _run_seed(
     profile: Profile, seed: int, config: DetectorConfig, keep: int
-) -> tuple[ScoreReport, list[Reading], int]:
+) -> tuple[ScoreReport, ScoreReport, list[Reading], int]:
+    """The seed's score (persistent faults scored until the run's end), the same
+    detections scored on the onset ranges only (the rule before), the cost sample
+    and the number of readings."""
     fleet = Fleet(
         profile.devices,
         seed,
@@ -121,7 +125,12 @@ def _run_seed(
         labels.extend(fleet.drain_labels())
     labels.extend(fleet.finish())
     observed = {d: last - first for d, (first, last) in spans.items()}
-    return score(anomalies, labels, observed_s=observed), sample, readings
+    return (
+        score(anomalies, labels, observed_s=observed),
+        score(anomalies, labels, observed_s=observed, persistent=False),
+        sample,
+        readings,
+    )
 
 
 def _merge(reports: list[ScoreReport]) -> ScoreReport:
@@ -228,15 +237,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if cost["bank_cpu"] > COST_GOAL_US else 0
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     reports = []
+    onset_reports = []
     sample: list[Reading] = []
     readings = 0
     began = time.perf_counter()
     for seed in seeds:
         t0 = time.perf_counter()
-        report, got, n = _run_seed(profile, seed, config, COST_SAMPLE if not sample else 0)
+        report, onset_report, got, n = _run_seed(
+            profile, seed, config, COST_SAMPLE if not sample else 0
+        )
         sample = sample or got
         readings += n
         reports.append(report)
+        onset_reports.append(onset_report)
         print(
             f"seed {seed}: {n:,} readings in {time.perf_counter() - t0:.0f} s",
             file=sys.stderr,
@@ -244,13 +257,18 @@ def main(argv: list[str] | None = None) -> int:
         )
     elapsed = time.perf_counter() - began
     total = _merge(reports)
+    onset_total = _merge(onset_reports)
 
     from bench import reference_detection
 
-    new_us = _cost_us(lambda: DetectorBank(config), sample)
+    # CPU time of this process, not the wall clock: on a shared machine the wall
+    # clock counts the time the process waited for a core (a false cost miss under
+    # load); the goal is microseconds of one core per reading.
+    new_us = _cost_us(lambda: DetectorBank(config), sample, time.process_time)
     old_us = _cost_us(
         lambda: reference_detection.DetectorBank(reference_detection.DetectorConfig()),
         sample,
+        time.process_time,
     )
     result = {
         "profile": args.profile,
@@ -259,7 +277,12 @@ def main(argv: list[str] | None = None) -> int:
         "readings": readings,
         "elapsed_s": round(elapsed, 1),
         "score": total.as_dict(),
+        # The same detections scored on the onset ranges of persistent faults only
+        # (the rule before 2026-11-30): not a goal, shown so that the scoring change
+        # is never mistaken for a detector's improvement.
+        "score_onset_only": onset_total.as_dict(),
         "cost_us_per_reading": {
+            "clock": "cpu",
             "bank": round(new_us, 2),
             "bank_before_issue_9": round(old_us, 2),
             "ratio": round(new_us / old_us, 2),
@@ -283,9 +306,12 @@ def main(argv: list[str] | None = None) -> int:
             handle.write(text + "\n")
     from tap_cli.detect import _print_score
 
+    print("-- scored on the onset ranges only (the rule before; not a goal) --", file=sys.stderr)
+    _print_score(onset_total, sys.stderr)
+    print("-- scored with persistent faults present until removed (the goals) --", file=sys.stderr)
     _print_score(total, sys.stderr)
     print(
-        f"cost: {new_us:.2f} us/reading (before issue 9: {old_us:.2f}, ratio "
+        f"cost (CPU time): {new_us:.2f} us/reading (before issue 9: {old_us:.2f}, ratio "
         f"{new_us / old_us:.2f})",
         file=sys.stderr,
     )

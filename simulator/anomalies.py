@@ -44,8 +44,10 @@ plant``): harder and slower, the cases a plant's maintenance team cares about.
                   (an abrupt return). Labelled over the whole ramp.
 ``level_shift``   a sensor replacement: from this reading on, the device reads a
                   constant offset from before (±3-8 °C; +3-10 bar), for ever. The
-                  label covers the first hour after the swap (a detection later
-                  than that is not "finding the replacement").
+                  label's range is the first hour after the swap (its onset) and
+                  it is marked ``persists``: the offset is still there until the run
+                  ends (or the next swap), so a detection of a lasting departure
+                  later finds a present fault, with its delay as time to detect.
 ``gain_loss``     pressure only: the transducer loses 15-35 % of its span for
                   1-8 hours (reads ``(1 - g) x`` the true pressure), then is
                   recalibrated.
@@ -112,6 +114,11 @@ PLANT_SCENARIOS: Final[frozenset[Scenario]] = frozenset(
         Scenario.DROPOUT,
     }
 )
+#: Scenarios whose fault stays after their labelled onset until someone acts (a
+#: swapped sensor's offset, until recalibrated; the simulator never removes it):
+#: their labels carry ``persists`` (see :class:`AnomalyLabel`). ``gain_loss`` and
+#: ``degradation`` are labelled until their repair already, so they are not here.
+PERSISTENT_SCENARIOS: Final[frozenset[Scenario]] = frozenset({Scenario.LEVEL_SHIFT})
 #: The sensor types each scenario applies to.
 _APPLIES_TO: Final[dict[Scenario, frozenset[SensorType]]] = {
     **{s: frozenset({SensorType.TEMPERATURE, SensorType.PRESSURE}) for s in ANALOG_SCENARIOS},
@@ -167,6 +174,11 @@ class AnomalyLabel(msgspec.Struct, tag_field="label", tag="anomaly", omit_defaul
     #: The run ended before the scenario did (the scorer leaves it out of recall
     #: when it was not detected; see :mod:`simulator.scoring`).
     truncated: bool = False
+    #: The fault stays after ``end_seq`` until the run ends or the device's next
+    #: label of the same scenario (a swapped sensor's offset stays until someone
+    #: recalibrates): the range above is its onset, and a later detection of a
+    #: lasting departure still finds a present fault (see :mod:`simulator.scoring`).
+    persists: bool = False
 
 
 class ActiveScenario:

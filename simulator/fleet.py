@@ -39,6 +39,7 @@ import msgspec
 from processor.contract.record import SCHEMA_VERSION, UNITS, EquipmentStatus, SensorType
 from simulator.anomalies import (
     CLASSIC_SCENARIOS,
+    PERSISTENT_SCENARIOS,
     ActiveScenario,
     AnomalyLabel,
     Scenario,
@@ -265,6 +266,7 @@ class _DeviceStream:
                 start_ts=iso_from_epoch_ms(active.start_ts_ms),
                 end_ts=iso_from_epoch_ms(active.end_ts_ms),
                 truncated=truncated,
+                persists=active.scenario in PERSISTENT_SCENARIOS,
             )
             if carriers:
                 for record in carriers:

@@ -22,6 +22,18 @@ Window slack (where a detection still counts as a hit):
   device's median reporting interval (``tap detect`` measures it per device), so
   the slack is the same number of readings as for seq labels at any cadence.
 
+Persistent faults (labels marked ``persists``: a swapped sensor's offset, which
+stays until someone recalibrates): the labelled range is the fault's *onset*; after
+its slack the fault is still present until the run ends or the device's next label
+of the same scenario starts (the next swap replaces the offset). A maintenance
+team's view: a detection of a fault that is still there is a true detection, found
+late, so inside that tail a detection of a *lasting departure*
+(:data:`PERSISTENT_EVIDENCE`: ``drift``, ``seasonal``) is a hit and its delay is
+the time to detect (the p90 shows how late). Other types in the tail (a spike, a
+limit) say nothing about the offset and are scored as if the tail were not there.
+``score(..., persistent=False)`` scores the onset range only, as before this rule
+(docs/DETECTION.md, "Scoring", keeps both figures).
+
 A detection hits a label when it is on the label's device, inside its slack, and
 of a type the scenario is expected to raise (:data:`EXPECTED_DETECTIONS`; a time
 window without a known scenario type accepts every type). A detection inside a
@@ -90,6 +102,10 @@ EXPECTED_DETECTIONS: Final[dict[Scenario, frozenset[AnomalyType]]] = {
     ),
     Scenario.DROPOUT: frozenset(),
 }
+
+#: Detections that say "the level is lastingly off": the only ones that find a
+#: persistent fault after its onset (a spike hours after a sensor swap does not).
+PERSISTENT_EVIDENCE: Final = frozenset({AnomalyType.DRIFT, AnomalyType.SEASONAL})
 
 #: Scenarios that must raise nothing: a detection inside one is a false alarm.
 QUIET_SCENARIOS: Final = frozenset({Scenario.DROPOUT})
@@ -341,6 +357,7 @@ def score(
     grace: int = DEFAULT_GRACE,
     period_s: Mapping[str, float] | float = 1.0,
     observed_s: Mapping[str, float] | None = None,
+    persistent: bool = True,
 ) -> ScoreReport:
     """Score ``detections`` against ``labels`` (see the module docstring).
 
@@ -349,6 +366,8 @@ def score(
     (poison is scored against dead letters). ``period_s``: reporting interval per
     device (or one for all) for the slack of time windows. ``observed_s``: seconds
     each device was observed; gives the healthy-device false-alarm rate.
+    ``persistent``: a ``persists`` label's fault is present after its onset (the
+    default); ``False`` scores the onset range only (the figures before that rule).
     """
     kept = [label for label in labels if isinstance(label, AnomalyLabel | WindowLabel)]
     # Scenarios appear once they have a label; every detector type always appears.
@@ -376,6 +395,21 @@ def score(
         else:
             time_windows.append((index, label))
             starts_s.append(label.start)
+    # Persistent faults: after the onset's slack until the device's next label of
+    # the same scenario (or for ever), for PERSISTENT_EVIDENCE detections only.
+    tails: dict[str, list[tuple[int, float, int]]] = defaultdict(list)
+    if persistent:
+        onsets: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+        for index, label in enumerate(kept):
+            if isinstance(label, AnomalyLabel) and label.persists:
+                onsets[(label.device_id, label.anomaly)].append((label.start_seq, index))
+        for (device_id, _), found in onsets.items():
+            found.sort()
+            for position, (_, index) in enumerate(found):
+                persisting = kept[index]
+                assert isinstance(persisting, AnomalyLabel)
+                until = found[position + 1][0] - 1 if position + 1 < len(found) else math.inf
+                tails[device_id].append((persisting.end_seq + grace + 1, until, index))
     starts: dict[str, list[int]] = {}
     for device_id, device_windows in seq_windows.items():
         device_windows.sort()
@@ -396,6 +430,10 @@ def score(
         for low, high, index in seq_windows.get(detection.device_id, [])[:position]:
             if low <= detection.seq <= high:
                 inside.append(index)
+        if detection.anomaly_type in PERSISTENT_EVIDENCE:
+            for low, high_tail, index in tails.get(detection.device_id, ()):
+                if low <= detection.seq <= high_tail:
+                    inside.append(index)
         if time_windows and detection.ts is not None:
             period = period_of(detection.device_id)
             for index, window in time_windows:

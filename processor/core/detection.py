@@ -257,6 +257,12 @@ class DetectorConfig:
     #: outlier a sensor glitch gives (1-3 readings), so a three-reading outlier is
     #: still told from a step.
     shape_step_readings: int = 3
+    #: Steps that stay are judged only at intervals up to this (the fast cadence):
+    #: at a 5-minute cadence a machine landing on a new load's equilibrium within
+    #: one interval is a step that stays, from the process (docs/DETECTION.md,
+    #: "Why the slow scenarios are missed"). A knob so that a back-test can measure
+    #: what judging them would cost and what the machine's status would save.
+    shape_step_max_interval_s: float = 60.0
     #: Regime levels (pressure): the running plateau's and the residual pressure's
     #: mean over ``regime_mean_s`` (30 min: 20-90 press cycles at 1 Hz, six
     #: readings at a 5-minute cadence) against their level learned over
@@ -343,7 +349,9 @@ class DeviceState(msgspec.Struct, array_like=True, gc=False):
     #: The shape test's candidate reading, empty when there is none (one byte in
     #: the common case): seq, time, boot, value, the level before it, readings
     #: after it seen flat, whether it was flagged itself (1.0), sum of its values,
-    #: the tolerance of "back" and "flat" (``shape_ratio`` x the one-interval jump).
+    #: the tolerance of "back" and "flat" (``shape_ratio`` x the one-interval jump),
+    #: and the envelope (low, high) before the candidate (absent in a candidate
+    #: saved by the code before them: same field, a shorter list, still read).
     pending: list[float] = msgspec.field(default_factory=list)
     #: Regime sensors only (empty otherwise, one byte): per regime (running, stopped)
     #: a 30-minute mean, its learned level (3-day memory) and the learned spread
@@ -394,6 +402,11 @@ _R_SINCE: Final = 7
 #: "Flat" before a shape candidate: each of the two changes before it within this
 #: many sigmas of the one-step noise (a Gaussian change passes 99.7 % of the time).
 _FLAT_SIGMAS: Final = 3.0
+#: Indexes into ``DeviceState.pending`` of the envelope before the candidate (a
+#: pending list saved by the code before them has 9 entries: the current envelope
+#: is used then).
+_P_ENV_LOW: Final = 9
+_P_ENV_HIGH: Final = 10
 #: Anomalies that already report a reading itself (the shape test then does not
 #: report it again as an outlier).
 _FLAGS_A_READING: Final = frozenset({AnomalyType.SPIKE, AnomalyType.LIMIT, AnomalyType.STATISTICAL})
@@ -596,6 +609,9 @@ class DetectorBank:
         cfg = self._active
         lim = cfg.limits_for(reading.sensor_type)
         mark = len(out)
+        # The envelope before this reading: an outlier must not widen the range the
+        # shape test's lag bound judges it by (see _beyond_lag).
+        env_low, env_high = st.env_low, st.env_high
         self._limit(reading, x, st, t, lim, out)
 
         n = st.count
@@ -681,7 +697,7 @@ class DetectorBank:
         if n:
             step = delta if delta >= 0.0 else -delta
             if shaped and not stuck and not returned and not st.pending and n >= cfg.warmup:
-                self._candidate(reading, x, st, t, step, out[mark:])
+                self._candidate(reading, x, st, t, step, out[mark:], env_low, env_high)
             # Track the lower quartile of |change| (multiplicative steps, up 1 %,
             # down 3 %: the equilibrium is P(|change| <= q) = 1/4).
             q = st.diff_q
@@ -706,6 +722,8 @@ class DetectorBank:
         t: float,
         step: float,
         flags: list[Anomaly],
+        env_low: float,
+        env_high: float,
     ) -> None:
         """Remember this reading for the shape test when it jumps by ``shape_jump_z``
         sigmas of the learned one-step noise from a flat level: the two changes
@@ -740,6 +758,8 @@ class DetectorBank:
             1.0 if flagged else 0.0,
             x,
             tolerance,
+            env_low,
+            env_high,
         ]
 
     def _judge_pending(
@@ -771,6 +791,11 @@ class DetectorBank:
             if not -calm <= x - pending[7] <= calm:
                 return False
             length = int(-pending[5])
+            if len(pending) > _P_ENV_HIGH:  # the outlier must not stay in the envelope
+                if st.env_low < pending[_P_ENV_LOW]:
+                    st.env_low = pending[_P_ENV_LOW]
+                if st.env_high > pending[_P_ENV_HIGH]:
+                    st.env_high = pending[_P_ENV_HIGH]
             out.append(
                 self._pending_anomaly(
                     reading,
@@ -786,14 +811,13 @@ class DetectorBank:
             return False
         back = x - base
         flat = x - value
-        lim = self._active.limits_for(reading.sensor_type)
         # Back: near the level before, *in one interval* (the last change at least
         # the tolerance): a body recovering along its lag from a short stop moves
         # (1 - exp(-dt / tau)) <= 39 % of its gap per interval, so it gets back
         # only gradually.
         returned = x - st.last_value
         if -tolerance <= back <= tolerance and not -tolerance < returned < tolerance:
-            if pending[6] or size < lim.spike_min_delta:
+            if pending[6] or not self._beyond_lag(st, base, jump, returned, dt, sigma):
                 st.pending = []
             else:
                 pending[5] = -(pending[5] + 1.0)
@@ -813,7 +837,7 @@ class DetectorBank:
         if after < cfg.shape_step_readings:
             return False
         st.pending = []
-        if dt > cfg.fast_cadence_s:
+        if dt > cfg.shape_step_max_interval_s:
             # At a slow cadence a machine stopping briefly at a shift's load change
             # lands on its new equilibrium within one interval: a step that stays,
             # from the process. Only an outlier is judged there.
@@ -848,6 +872,50 @@ class DetectorBank:
         )
         self._rebase(st, offset, x)
         return False
+
+    def _beyond_lag(
+        self,
+        st: DeviceState,
+        base: float,
+        jump: float,
+        returned: float,
+        dt: float,
+        sigma: float,
+    ) -> bool:
+        """Whether an excursion that came back (out by ``jump`` from ``base``, back by
+        ``returned`` from the last outlier reading) is more than the process can do.
+
+        Within one interval ``dt`` a body moves at most ``1 - exp(-dt / tau_min)`` of
+        its gap to where its heat input drives it, and no heat input drives it beyond
+        the levels the device has shown (its envelope: running at full load, stopped).
+        So it can dip by at most that share of (level - coldest) and come back by at
+        most that share of (hottest - dip), and the mirror for a rise. An outlier is
+        a sensor's when one leg beats its bound by more than noise can add. This
+        replaces the fixed ``spike_min_delta`` (5 C) of the shape test, which cannot
+        say that: a machine warming up that stops for one reading dips and comes back
+        by 4-5 C at a 5-minute cadence, while at a steady level a 12 C outlier is
+        plainly not the lag, and at 1 Hz the lag's share is 0.17 %."""
+        reach = 1.0 - math.exp(-dt / self._active.thermal_tau_min_s)
+        last = st.last_value
+        low, high = st.env_low, st.env_high
+        if len(st.pending) > _P_ENV_HIGH:  # the envelope before the outlier widened it
+            low, high = st.pending[_P_ENV_LOW], st.pending[_P_ENV_HIGH]
+        if jump < 0.0:
+            out_room, back_room = base - low, high - last
+        else:
+            out_room, back_room = high - base, last - low
+        # What noise can add to a leg: a leg is a change between readings, so
+        # ``z_critical`` sigmas of the one-step change (one sigma of a reading / sqrt 2
+        # was too little: at 1 Hz with 0.1 C resolution the quartile estimate runs
+        # low, and a 1.6 C dip of a noisy sensor passed); at 1 Hz, where the lag moves
+        # 0.17 % of a gap per interval, this term decides.
+        margin = self._active.z_critical * sigma
+        size = jump if jump >= 0.0 else -jump
+        back = returned if returned >= 0.0 else -returned
+        return (
+            size > reach * (out_room if out_room > 0.0 else 0.0) + margin
+            or back > reach * (back_room if back_room > 0.0 else 0.0) + margin
+        )
 
     @staticmethod
     def _rebase(st: DeviceState, jump: float, x: float) -> None:

@@ -106,3 +106,62 @@ def test_a_bad_window_row_names_its_line(tmp_path: Path) -> None:
     path.write_text("start,end\n2025-11-24T16:00:00Z,yesterday\n", encoding="utf-8")
     with pytest.raises(ValueError, match="line 2"):
         read_window_labels(path)
+
+
+def persistent(
+    device: str, start: int, end: int, start_ts: str = "2025-11-24T16:00:00Z"
+) -> AnomalyLabel:
+    return AnomalyLabel(
+        device,
+        "temperature",
+        "level_shift",
+        start,
+        end,
+        start_ts,
+        "2025-11-24T17:00:00Z",
+        persists=True,
+    )
+
+
+def test_a_still_present_fault_found_after_its_onset_window_is_a_hit_with_its_delay() -> None:
+    # A swapped sensor's offset stays until someone recalibrates: a DRIFT three
+    # hours after the swap finds a fault that is still there (a maintenance team's
+    # true detection), and its delay is the time to detect.
+    report = score(
+        [Detection("d1", 400, AnomalyType.DRIFT, T0 + 3 * 3600.0)],
+        [persistent("d1", 10, 22)],
+    )
+    s = report.by_scenario["level_shift"]
+    assert (s.detected, s.recall, s.delays_s) == (1, 1.0, [3 * 3600.0])
+    assert report.by_detector["drift"].precision == 1.0
+
+
+def test_the_persistent_tail_takes_only_lasting_departure_types() -> None:
+    # A spike long after the swap says nothing about the offset: scored as if the
+    # tail did not exist (a false alarm), while the onset window takes it.
+    report = score(
+        [Detection("d1", 400, AnomalyType.SPIKE), Detection("d1", 12, AnomalyType.SPIKE)],
+        [persistent("d1", 10, 22)],
+    )
+    assert report.by_detector["spike"].true_positives == 1
+    assert report.by_detector["spike"].false_positives == 1
+
+
+def test_the_tail_ends_where_the_next_swap_of_the_same_device_begins() -> None:
+    # The second swap removes the first offset: a DRIFT after it belongs to the
+    # second label only.
+    labels = [persistent("d1", 10, 22), persistent("d1", 500, 512)]
+    report = score([Detection("d1", 600, AnomalyType.DRIFT)], labels)
+    s = report.by_scenario["level_shift"]
+    assert (s.labels, s.detected) == (2, 1)
+
+
+def test_scoring_without_persistence_gives_the_onset_window_figures() -> None:
+    # The figures before the scoring change, from the same detections.
+    report = score(
+        [Detection("d1", 400, AnomalyType.DRIFT, T0 + 3 * 3600.0)],
+        [persistent("d1", 10, 22)],
+        persistent=False,
+    )
+    assert report.by_scenario["level_shift"].detected == 0
+    assert report.by_detector["drift"].false_positives == 1

@@ -172,3 +172,20 @@ def test_labels_file_round_trip(tmp_path: Any) -> None:
     path = tmp_path / "labels.jsonl"
     path.write_bytes(b"".join(msgspec.json.encode(label) + b"\n" for label in labels))
     assert read_labels(path) == labels
+
+
+def test_only_a_level_shift_label_persists() -> None:
+    """A swapped sensor's offset stays for the rest of the run: its label says so
+    (``persists``), so the scorer counts a later lasting-departure detection as
+    finding it; scenarios that end (a gain loss, a degradation) are labelled until
+    their repair and do not persist."""
+    from simulator.anomalies import PLANT_SCENARIOS
+
+    fleet = Fleet(30, 5, start=START, rate=1 / 300, anomaly_rate=0.003, scenarios=PLANT_SCENARIOS)
+    fleet.tick(fleet.start_ms + 10 * 86_400_000 - 1)
+    labels = [x for x in fleet.finish() + fleet.drain_labels() if isinstance(x, AnomalyLabel)]
+    kinds = {x.anomaly for x in labels}
+    assert {"level_shift", "gain_loss"} <= kinds, kinds
+    assert {x.anomaly for x in labels if x.persists} == {"level_shift"}
+    line = msgspec.json.encode(next(x for x in labels if x.anomaly == "spike" or not x.persists))
+    assert b"persists" not in line  # label files of other scenarios keep their bytes
