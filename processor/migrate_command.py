@@ -124,60 +124,7 @@ def provision_app_login(
     ``conn`` is an autocommit connection of a role with CREATEROLE and ADMIN on
     :data:`APP_ROLE` (the owner, who created it in migration 0004).
     """
-    values = secrets.get_json(app_secret_arn, refresh=True)
-    if "username" not in values:
-        raise MigrationError("the application secret lacks username")
-    login = values["username"].reveal()
-    if login not in (APP_ROLE, APP_ROLE + CLONE_SUFFIX):
-        raise MigrationError(
-            f"the application secret names login {login!r}; expected {APP_ROLE!r} "
-            f"or {APP_ROLE + CLONE_SUFFIX!r} (alternating-users rotation)"
-        )
-    current_user = _one(conn.execute("SELECT current_user"))
-    if login == current_user:
-        raise MigrationError("the application login is the migrating owner itself")
-    existing = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (login,)).fetchone()
-    if existing is not None and existing[0]:
-        raise MigrationError(f"the application login {login!r} is a superuser")
-
-    password = values.get("password")
-    generated = password is None or not password.reveal()
-    if generated:
-        password = Secret(random_source.token_urlsafe(_PASSWORD_BYTES))
-    assert password is not None
-    verifier = conn.pgconn.encrypt_password(
-        password.reveal().encode(), login.encode(), b"scram-sha-256"
-    ).decode()
-    with conn.transaction():
-        if existing is None:
-            conn.execute(
-                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
-                    sql.Identifier(login), sql.Literal(verifier), sql.Identifier(APP_ROLE)
-                )
-            )
-        else:
-            conn.execute(
-                sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
-                    sql.Identifier(login), sql.Literal(verifier)
-                )
-            )
-            if login != APP_ROLE:
-                conn.execute(
-                    sql.SQL("GRANT {} TO {}").format(
-                        sql.Identifier(APP_ROLE), sql.Identifier(login)
-                    )
-                )
-    if generated:
-        document = {key: value.reveal() for key, value in values.items()}
-        document["password"] = password.reveal()
-        secrets.put_json(app_secret_arn, document)
-    return login, generated
-
-
-def _one(cur: psycopg.Cursor[Any]) -> Any:
-    row = cur.fetchone()
-    assert row is not None
-    return row[0]
+    return _provision_login(conn, secrets, app_secret_arn, APP_ROLE, "application")
 
 
 def provision_api_reader_login(
@@ -186,24 +133,48 @@ def provision_api_reader_login(
     """Make the read API's secret's login work (issue 13, item 3); (login, generated).
 
     The secret names :data:`API_READER_ROLE` (migration ``*_api_reader.sql`` creates
-    it NOLOGIN with SELECT only) or ``<role>_clone``, a login that is a member of it.
-    A secret without a password (the stack writes it so: none in Terraform state or
-    plan) gets a random one, set in the database first, then written to the secret,
-    as for the application login; a SCRAM verifier, never the clear password, reaches
-    the server. ``conn``: the owner's autocommit connection (ADMIN on the role).
+    it NOLOGIN with SELECT only) or ``<role>_clone``, a login that is a member of it;
+    the rest is as for the application login. ``conn``: the owner's autocommit
+    connection (ADMIN on the role).
     """
-    values = secrets.get_json(api_secret_arn, refresh=True)
+    login, generated = _provision_login(
+        conn, secrets, api_secret_arn, API_READER_ROLE, "read API's"
+    )
+    log.info("read API login ready", extra={"login": login, "password_generated": generated})
+    return login, generated
+
+
+def _provision_login(
+    conn: psycopg.Connection[Any],
+    secrets: SecretsProvider,
+    secret_arn: str,
+    role: str,
+    whose: str,
+) -> tuple[str, bool]:
+    """Make the login a secret names able to log in as (a member of) ``role``.
+
+    The login is ``role`` itself or, after an alternating-users rotation,
+    ``<role>_clone``; never the migrating owner, never a superuser. A secret without a
+    password (the stack writes it so: none in Terraform state or plan) gets a random
+    one, set in the database first, then written to the secret; a SCRAM verifier,
+    never the clear password, reaches the server. ``whose`` names the secret in errors.
+    """
+    values = secrets.get_json(secret_arn, refresh=True)
     if "username" not in values:
-        raise MigrationError("the read API's secret lacks username")
+        raise MigrationError(f"the {whose} secret lacks username")
     login = values["username"].reveal()
-    if login not in (API_READER_ROLE, API_READER_ROLE + CLONE_SUFFIX):
+    if login not in (role, role + CLONE_SUFFIX):
         raise MigrationError(
-            f"the read API's secret names login {login!r}; expected {API_READER_ROLE!r} "
-            f"or {API_READER_ROLE + CLONE_SUFFIX!r}"
+            f"the {whose} secret names login {login!r}; expected {role!r} "
+            f"or {role + CLONE_SUFFIX!r} (alternating-users rotation)"
         )
+    current_user = _one(conn.execute("SELECT current_user"))
+    if login == current_user:
+        raise MigrationError(f"the {whose} login is the migrating owner itself")
     existing = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (login,)).fetchone()
     if existing is not None and existing[0]:
-        raise MigrationError(f"the read API's login {login!r} is a superuser")
+        raise MigrationError(f"the {whose} login {login!r} is a superuser")
+
     password = values.get("password")
     generated = password is None or not password.reveal()
     if generated:
@@ -216,7 +187,7 @@ def provision_api_reader_login(
         if existing is None:
             conn.execute(
                 sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
-                    sql.Identifier(login), sql.Literal(verifier), sql.Identifier(API_READER_ROLE)
+                    sql.Identifier(login), sql.Literal(verifier), sql.Identifier(role)
                 )
             )
         else:
@@ -225,15 +196,18 @@ def provision_api_reader_login(
                     sql.Identifier(login), sql.Literal(verifier)
                 )
             )
-            if login != API_READER_ROLE:
+            if login != role:
                 conn.execute(
-                    sql.SQL("GRANT {} TO {}").format(
-                        sql.Identifier(API_READER_ROLE), sql.Identifier(login)
-                    )
+                    sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(login))
                 )
     if generated:
         document = {key: value.reveal() for key, value in values.items()}
         document["password"] = password.reveal()
-        secrets.put_json(api_secret_arn, document)
-    log.info("read API login ready", extra={"login": login, "password_generated": generated})
+        secrets.put_json(secret_arn, document)
     return login, generated
+
+
+def _one(cur: psycopg.Cursor[Any]) -> Any:
+    row = cur.fetchone()
+    assert row is not None
+    return row[0]
