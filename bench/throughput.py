@@ -146,7 +146,10 @@ def _pipeline(
             result = store.commit_batch(batch, lease, datetime.now(UTC))
             entries = silence.dirty_entries()
             committed = committed_part(
-                batch, result.inserted_keys, result.inserted_sequence_numbers
+                batch,
+                result.inserted_keys,
+                result.inserted_sequence_numbers,
+                result.stored_anomalies,
             )
             progress = silence.progress
             if cache.apply(

@@ -395,7 +395,9 @@ class ShardRunner(threading.Thread):
             self._silence_reconciliations = c.cache.reconciliations
             self.silence.mark_all_dirty()
         entries, forgotten = self.silence.dirty_entries(), self.silence.forgotten()
-        committed = committed_part(batch, result.inserted_keys, result.inserted_sequence_numbers)
+        committed = committed_part(
+            batch, result.inserted_keys, result.inserted_sequence_numbers, result.stored_anomalies
+        )
         progress = self.silence.progress
         if c.cache.apply(
             committed,

@@ -29,7 +29,7 @@ from processor.contract.record import (
 from processor.core.detection import DetectorBank, load_states
 from processor.core.model import (
     AcceptedReading,
-    AnomalyType,
+    Anomaly,
     DeadLetter,
     KinesisRecord,
     ProcessedBatch,
@@ -115,40 +115,44 @@ def process_records(
     return batch
 
 
+#: ``(device_id, boot, seq, anomaly_type, event time)``: an anomaly as the store
+#: reports it stored (the type as its value).
+AnomalyIdentity = tuple[str, int, int, str, datetime]
+
+
+def anomaly_identity(anomaly: Anomaly) -> AnomalyIdentity:
+    return (anomaly.device_id, anomaly.boot, anomaly.seq, anomaly.anomaly_type.value, anomaly.ts)
+
+
 def committed_part(
     batch: ProcessedBatch,
     stored_keys: Collection[tuple[str, int]],
     stored_sequence_numbers: Collection[str],
+    stored_anomalies: Collection[AnomalyIdentity],
 ) -> ProcessedBatch:
     """The part of a committed ``batch`` that PostgreSQL actually stored: what Redis
     may show (issue 10 item 5).
 
     A reading the database did not insert (a replay, or a record repeating a stored
     key) must not reach Redis: with a newer event time it would win the latest-reading
-    compare-and-set, and reconciliation from PostgreSQL could never take it back. Its
-    anomalies are dropped with it, exactly as the store's anomaly insert does (only
-    anomalies of stored readings, and ``silent`` ones, which belong to no reading).
+    compare-and-set, and reconciliation from PostgreSQL could never take it back.
     Readings are matched by their Kinesis sequence number, which identifies the record
-    even when a device's ``seq`` repeats; anomalies by their reading's identity,
-    ``(device_id, boot, seq, event time)``, taken from the kept readings (a reading
-    anomaly's ``ts`` is its reading's event time): ``(device_id, seq)`` alone let
-    the anomaly of a rejected boot 0 reading ride on a stored boot 1 reading with the
-    same seq. ``stored_keys`` is kept for the callers; the readings say more.
+    even when a device's ``seq`` repeats. Anomalies are exactly those the store says it
+    stored (``stored_anomalies``, from its ``INSERT ... RETURNING``): the store decides
+    which verdicts count (those of newly stored readings, delayed verdicts about a
+    reading of an earlier batch, ``silent`` ones), and Redis's anomaly stream can never
+    show one that ``tap.anomalies`` lacks (a delayed SPIKE or DRIFT did: the stream
+    had it, the table did not). ``stored_keys`` is kept for the callers.
     """
     readings = [a for a in batch.readings if a.sequence_number in stored_sequence_numbers]
-    if len(readings) == len(batch.readings):
+    anomalies = [an for an in batch.anomalies if anomaly_identity(an) in stored_anomalies]
+    if len(readings) == len(batch.readings) and len(anomalies) == len(batch.anomalies):
         return batch
-    kept = {(a.reading.device_id, a.reading.series, a.reading.seq, a.reading.ts) for a in readings}
     return ProcessedBatch(
         shard_id=batch.shard_id,
         readings=readings,
         dead_letters=batch.dead_letters,
-        anomalies=[
-            an
-            for an in batch.anomalies
-            if an.anomaly_type is AnomalyType.SILENT
-            or (an.device_id, an.boot, an.seq, an.ts) in kept
-        ],
+        anomalies=anomalies,
         checkpoint=batch.checkpoint,
         shard_end=batch.shard_end,
     )

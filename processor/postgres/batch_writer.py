@@ -35,7 +35,7 @@ from processor.contract.storage import (
     READINGS_TABLE,
     SHARD_LEASES_TABLE,
 )
-from processor.core.batch import anomaly_rows, dead_letter_rows, reading_rows
+from processor.core.batch import AnomalyIdentity, anomaly_rows, dead_letter_rows, reading_rows
 from processor.core.model import AcceptedReading, LeaseToken, ProcessedBatch
 from processor.postgres.connection import PooledConnections
 from processor.postgres.errors import LeaseLost
@@ -60,6 +60,8 @@ class CommitResult:
     #: Readings repeating a stored key with another payload, dead-lettered as
     #: ``seq_conflict`` by this commit (issue 10 item 4; included in ``dead_letters``).
     seq_conflicts: int = 0
+    #: Identities of the anomalies this commit stored: the ones Redis may show.
+    stored_anomalies: frozenset[AnomalyIdentity] = frozenset()
 
     @property
     def devices(self) -> tuple[str, ...]:
@@ -157,12 +159,15 @@ class BatchWriter:
                     ]
                     dead_letters.extend(conflicts)
 
-                stored_anomalies = 0
+                stored_anomalies: set[AnomalyIdentity] = set()
                 if anomalies:
                     _copy(conn, _STAGE_ANOMALIES, ANOMALIES_COPY_COLUMNS, anomalies)
-                    stored_anomalies = conn.execute(
-                        _INSERT_ANOMALIES_SQL, (list(inserted_records),)
-                    ).rowcount
+                    stored_anomalies = {
+                        (device, boot, seq, kind, ts)
+                        for device, boot, seq, kind, ts in conn.execute(
+                            _INSERT_ANOMALIES_SQL, (list(inserted_records),)
+                        )
+                    }
 
                 stored_dead = 0
                 if dead_letters:
@@ -172,10 +177,11 @@ class BatchWriter:
             return CommitResult(
                 inserted=len(inserted_keys),
                 duplicates=len(readings) - len(inserted_keys),
-                anomalies=stored_anomalies,
+                anomalies=len(stored_anomalies),
                 dead_letters=stored_dead,
                 inserted_keys=frozenset(inserted_keys),
                 inserted_sequence_numbers=frozenset(inserted_records),
+                stored_anomalies=frozenset(stored_anomalies),
                 seq_conflicts=len(conflicts),
             )
 
@@ -292,6 +298,11 @@ def _seq_conflict_row(
     )
 
 
+# Kept: silent ones (no reading); those of a reading this batch stored; and verdicts
+# about a reading of an earlier batch (the shape tests judge a reading when the next
+# ones arrive) whose reading is stored. Not kept: those of a reading of this batch
+# that was not new (a replay: the first commit's verdict stands) or of a reading never
+# stored. RETURNING: exactly what Redis may show (processor.core.batch.committed_part).
 _INSERT_ANOMALIES_SQL: Final = sql.SQL(
     """
 INSERT INTO {anomalies} ({cols})
@@ -303,7 +314,16 @@ WHERE a.anomaly_type = 'silent'
        WHERE s.sequence_number = ANY(%s::text[])
          AND s.device_id = a.device_id AND s.boot = a.boot AND s.seq = a.seq
          AND s.event_ts = a.event_ts)
+   OR (NOT EXISTS (
+           SELECT 1 FROM {readings_stage} s
+           WHERE s.device_id = a.device_id AND s.boot = a.boot AND s.seq = a.seq
+             AND s.event_ts = a.event_ts)
+       AND EXISTS (
+           SELECT 1 FROM {readings} r
+           WHERE r.device_id = a.device_id AND r.event_ts = a.event_ts
+             AND r.boot = a.boot AND r.seq = a.seq))
 ON CONFLICT (device_id, boot, seq, anomaly_type, event_day) DO NOTHING
+RETURNING device_id, boot, seq, anomaly_type, event_ts
 """
 ).format(
     anomalies=_table(ANOMALIES_TABLE),
@@ -311,6 +331,7 @@ ON CONFLICT (device_id, boot, seq, anomaly_type, event_day) DO NOTHING
     a_cols=_prefixed("a", ANOMALIES_COPY_COLUMNS),
     stage=sql.Identifier(_STAGE_ANOMALIES),
     readings_stage=sql.Identifier(_STAGE_READINGS),
+    readings=_table(READINGS_TABLE),
 )
 
 _INSERT_DEAD_LETTERS_SQL: Final = sql.SQL(

@@ -644,6 +644,32 @@ def test_anomalies_only_for_newly_stored_readings(
     assert again.anomalies == 0
 
 
+def test_a_verdict_one_batch_after_its_reading_is_stored_and_returned_for_redis(
+    store: PostgresStore,
+) -> None:
+    """The shape tests judge a reading when the next ones arrive (an isolated outlier
+    is a SPIKE once the level is back; a step is a DRIFT once it stays), so the
+    anomaly of reading 1 rides in the batch of reading 2. It was dropped by
+    PostgreSQL (only anomalies of readings stored *by this batch* were kept) while
+    Redis's stream showed it: the board had anomalies the compliance store lacked
+    (tap load's mixed campaign: 67 in the stream, 65 in tap.anomalies)."""
+    token = acquire(store)
+    store.commit_batch(batch_of([reading("d1", 1)]), token)
+    later = store.commit_batch(
+        batch_of([reading("d1", 2)], anomalies=[anomaly("d1", 1), anomaly("d1", 2)]), token
+    )
+    stored = {(a.device_id, a.seq, a.anomaly_type) for a in store.run_query(reads.anomalies)}
+    assert stored == {("d1", 1, "spike"), ("d1", 2, "spike")}
+    assert later.anomalies == 2
+    assert {(d, seq, kind) for d, _, seq, kind, _ in later.stored_anomalies} == {
+        ("d1", 1, "spike"),
+        ("d1", 2, "spike"),
+    }
+    # A verdict about a reading PostgreSQL never stored is not kept.
+    orphan = store.commit_batch(batch_of([reading("d1", 3)], anomalies=[anomaly("d1", 7)]), token)
+    assert orphan.anomalies == 0 and orphan.stored_anomalies == frozenset()
+
+
 def test_dead_letters_keep_the_full_payload_and_replay_once(store: PostgresStore) -> None:
     token = acquire(store)
     payloads = {

@@ -14,6 +14,7 @@ from processor.contract.storage import (
     READINGS_COPY_COLUMNS,
 )
 from processor.core.batch import (
+    anomaly_identity,
     anomaly_rows,
     committed_part,
     dead_letter_rows,
@@ -255,7 +256,9 @@ def test_committed_part_keeps_only_what_postgresql_stored() -> None:
     # d2's (device, seq) was already stored by an earlier record: not inserted now.
     stored_keys = {("d1", 1), ("d3", 4)}
     stored_records = {records[0].sequence_number, records[2].sequence_number}
-    part = committed_part(batch, stored_keys, stored_records)
+    # The store inserted d3's anomaly only (d2's reading was not new).
+    stored_anomalies = {anomaly_identity(a) for a in batch.anomalies if a.device_id == "d3"}
+    part = committed_part(batch, stored_keys, stored_records, stored_anomalies)
     assert [a.sequence_number for a in part.readings] == sorted(stored_records)
     assert {(a.device_id, a.seq) for a in part.anomalies} == {("d3", 4)}
     assert part.checkpoint == batch.checkpoint
@@ -263,13 +266,16 @@ def test_committed_part_keeps_only_what_postgresql_stored() -> None:
     # Everything stored: the batch itself (no copy on the hot path).
     everything = {r.sequence_number for r in records}
     all_keys = {("d1", 1), ("d2", 1), ("d3", 4)}
-    assert committed_part(batch, all_keys, everything) is batch
+    every_anomaly = {anomaly_identity(a) for a in batch.anomalies}
+    assert committed_part(batch, all_keys, everything, every_anomaly) is batch
+    # All readings new, but the store kept no anomaly (e.g. already stored): none shown.
+    assert committed_part(batch, all_keys, everything, set()).anomalies == []
 
 
 def test_committed_part_matches_anomalies_on_the_readings_identity() -> None:
     """A batch holds seq 5 of boot 0 (a replay the store did not insert) and seq 5 of
-    boot 1 (stored), both over the limit: only boot 1's anomaly may reach Redis. The
-    old match on (device_id, seq) let boot 0's ride along with it."""
+    boot 1 (stored), both over the limit: only boot 1's anomaly may reach Redis. An
+    identity without the boot let boot 0's ride along with it."""
     old = reading("d1", 5, 135.0, 1)
     new = msgspec.structs.replace(old, schema_version=2, boot=1, ts=T0 + timedelta(seconds=40))
     records = [record(1, encode_reading(old)), record(40, encode_reading(new))]
@@ -280,7 +286,9 @@ def test_committed_part_matches_anomalies_on_the_readings_identity() -> None:
     # raise it again from a fresh bank so both readings carry an anomaly.
     batch.anomalies += DetectorBank().observe(new)
     assert [(a.boot, a.seq) for a in batch.anomalies] == [(0, 5), (1, 5)]
-    part = committed_part(batch, {("d1", 5)}, {records[1].sequence_number})
+    # The store returns the identities it inserted: boot 1's (boot is part of it).
+    stored = {anomaly_identity(batch.anomalies[1])}
+    part = committed_part(batch, {("d1", 5)}, {records[1].sequence_number}, stored)
     assert [(a.boot, a.seq, a.ts) for a in part.anomalies] == [(1, 5, new.ts)]
     assert anomaly_rows(part, T0)[0][-1] == 1  # the boot column
 
