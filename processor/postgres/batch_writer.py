@@ -108,10 +108,12 @@ class BatchWriter:
            detail: where and what the stored one is); exact re-sends and replays of
            our own records are dropped as duplicates.
         3. Anomalies of newly stored readings — matched on the reading's identity
-           ``(device_id, boot, seq, event time)`` — and ``silent`` ones, which belong
-           to no reading of the batch, ``ON CONFLICT (device_id, boot, seq,
-           anomaly_type, event_day) DO NOTHING``: a replay's detectors may see a
-           different history, but the first commit's verdict stands.
+           ``(device_id, boot, seq, event time)`` —, verdicts about a stored reading
+           of an earlier batch (the shape tests judge a reading when the next ones
+           arrive), and ``silent`` ones, which belong to no reading, ``ON CONFLICT
+           (device_id, boot, seq, anomaly_type, event_day) DO NOTHING``: a replay's
+           detectors may see a different history, but the first commit's verdict
+           stands. ``RETURNING`` what was stored: Redis shows exactly that.
         4. Dead letters ``ON CONFLICT (shard_id, sequence_number) DO NOTHING``.
 
         Idempotent: committing the same batch again stores nothing new and sets the
