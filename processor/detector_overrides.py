@@ -16,21 +16,25 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
+
+from psycopg import sql
 
 from processor.contract.storage import DETECTOR_OVERRIDES_TABLE
 from processor.core.detection import DetectorConfig
 from processor.core.overrides import DetectorOverrides, OverrideRow
+from processor.postgres.identifiers import table_identifier
 
 log = logging.getLogger(__name__)
+
+_SELECT_OVERRIDES: Final = sql.SQL(
+    "SELECT id, scope, match, setting, value FROM {table} ORDER BY id"
+).format(table=table_identifier(DETECTOR_OVERRIDES_TABLE))
 
 
 def load_overrides(conn: Any, base: DetectorConfig | None = None) -> DetectorOverrides:
     """Every row of the table, validated (refused rows are in ``.errors``)."""
-    rows = conn.execute(
-        # The table name is a constant of the contract, not input.
-        f"SELECT id, scope, match, setting, value FROM {DETECTOR_OVERRIDES_TABLE} ORDER BY id"  # noqa: S608
-    ).fetchall()
+    rows = conn.execute(_SELECT_OVERRIDES).fetchall()
     return DetectorOverrides.from_rows(
         (
             OverrideRow(scope, match, setting, value, f"id={row_id}")
