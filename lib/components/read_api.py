@@ -6,8 +6,9 @@ Its own image repository: the processor image deliberately does not install the 
 would widen what every processor task runs. Its own roles, log group (our logs
 key), security group, alarms and request-count autoscaling. The task's environment is
 built from :data:`processor.contract.api_environment.API_VARIABLES` (the API reads
-the same table); credentials are fetched from Secrets Manager by ARN at run time,
-never injected, so a rotation needs no restart.
+the same table) through the typed :class:`lib.components.api_container.ApiTaskValues`;
+credentials are fetched from Secrets Manager by ARN at run time, never injected, so
+a rotation needs no restart.
 
 Least privilege: the task role may read exactly the API's two secrets (its
 PostgreSQL login, its Redis user) and decrypt them only through Secrets Manager;
@@ -60,35 +61,15 @@ from constructs import Construct
 
 from lib import iam_policy
 from lib.components.account import AccountContext
+from lib.components.api_container import API_CONTAINER_NAME, ApiTaskValues, api_task_environment
 from lib.components.api_load_balancer import ApiLoadBalancerOutputs
 from lib.components.log_group import EncryptedLogGroup, LogSettings
 from lib.components.processor_container import CONTAINER_USER, health_check_command
 from lib.config import Naming
 from lib.read_api_config import ReadApiConfig
-from processor.contract.api_environment import API_VARIABLES
 
-#: The API's container in its task definition.
-API_CONTAINER_NAME = "api"
 #: What the task role may do, and nothing more (a stack test compares the policy).
 API_SECRET_ACTIONS: tuple[str, ...] = ("secretsmanager:GetSecretValue",)
-
-
-class ApiTaskEnvironmentError(ValueError):
-    """The stack did not provide exactly the API contract's stack-provided variables."""
-
-
-def api_task_environment(values: Mapping[str, str]) -> list[dict[str, str]]:
-    """The container ``environment`` list from :data:`API_VARIABLES`: exactly the
-    stack-provided ones (the others keep the API's documented defaults)."""
-    provided = [var.name for var in API_VARIABLES if var.stack_provided]
-    missing = [name for name in provided if name not in values]
-    unknown = sorted(set(values) - set(provided))
-    if missing or unknown:
-        raise ApiTaskEnvironmentError(
-            f"API task environment does not match processor.contract.api_environment: "
-            f"missing {missing}, not stack-provided {unknown}"
-        )
-    return [{"name": name, "value": str(values[name])} for name in provided]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +104,9 @@ class ReadApiInputs:
     secrets_kms_key_arn: str
     #: Exactly the secrets the task role may read: its PostgreSQL and Redis logins.
     readable_secret_arns: tuple[str, ...]
-    #: Values of the API contract's stack-provided variables.
-    environment: Mapping[str, str]
+    #: The task environment's stack-provided values (typed: see
+    #: :class:`lib.components.api_container.ApiTaskValues`).
+    task_values: ApiTaskValues
     #: The port the API's container listens on (the target group's).
     container_port: int
     #: The load balancer in front of the service (target group, listener, dimensions).
@@ -272,7 +254,7 @@ class ReadApi(Construct):
             ),
         )
 
-        environment = api_task_environment(inputs.environment)
+        environment = api_task_environment(inputs.task_values.variables())
         container: dict[str, Any] = {
             "name": API_CONTAINER_NAME,
             "image": f"{repository.repository_url}:{config.image_tag}",
