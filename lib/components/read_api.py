@@ -35,12 +35,6 @@ from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import (
     CloudwatchMetricAlarmMetricQuery,
     CloudwatchMetricAlarmMetricQueryMetric,
 )
-from cdktf_cdktf_provider_aws.ecr_lifecycle_policy import EcrLifecyclePolicy
-from cdktf_cdktf_provider_aws.ecr_repository import (
-    EcrRepository,
-    EcrRepositoryEncryptionConfiguration,
-    EcrRepositoryImageScanningConfiguration,
-)
 from cdktf_cdktf_provider_aws.ecs_service import (
     EcsService,
     EcsServiceDeploymentCircuitBreaker,
@@ -63,8 +57,10 @@ from lib import iam_policy
 from lib.components.account import AccountContext
 from lib.components.api_container import API_CONTAINER_NAME, ApiTaskValues, api_task_environment
 from lib.components.api_load_balancer import ApiLoadBalancerOutputs
+from lib.components.image_repository import ImageRepository, ImageRepositoryConfig
 from lib.components.log_group import EncryptedLogGroup, LogSettings
 from lib.components.processor_container import CONTAINER_USER, health_check_command
+from lib.components.task_execution_role import TaskExecutionRole, TaskExecutionRoleConfig
 from lib.config import Naming
 from lib.read_api_config import ReadApiConfig
 
@@ -150,76 +146,26 @@ class ReadApi(Construct):
         naming = inputs.naming
         sg = self._security_group(inputs)
 
-        repository = EcrRepository(
+        repository = ImageRepository(
             self,
-            "repository",
-            name=naming.name("ecr-api"),
-            image_tag_mutability="IMMUTABLE",
-            image_scanning_configuration=EcrRepositoryImageScanningConfiguration(scan_on_push=True),
-            encryption_configuration=[
-                EcrRepositoryEncryptionConfiguration(
-                    encryption_type="KMS", kms_key=inputs.ecr_kms_key_arn
-                )
-            ],
-            force_delete=True,
-        )
-        EcrLifecyclePolicy(
-            self,
-            "repository-lifecycle",
-            repository=repository.name,
-            policy=json.dumps(
-                {
-                    "rules": [
-                        {
-                            "rulePriority": 1,
-                            "description": "keep the 30 most recent images",
-                            "selection": {
-                                "tagStatus": "any",
-                                "countType": "imageCountMoreThan",
-                                "countNumber": 30,
-                            },
-                            "action": {"type": "expire"},
-                        }
-                    ]
-                }
+            config=ImageRepositoryConfig(
+                name=naming.name("ecr-api"), kms_key_arn=inputs.ecr_kms_key_arn
             ),
         )
         app_log = EncryptedLogGroup(
             self, "app-log", name=f"/tap/{naming.name('api')}", settings=logs
         )
 
-        execution_role = IamRole(
+        execution_role = TaskExecutionRole(
             self,
-            "execution-role",
-            name=naming.name("role-api-execution"),
-            description="ECS agent: pull the API image, write its logs",
-            assume_role_policy=iam_policy.service_trust(
-                "ecs-tasks.amazonaws.com", account.account_id
+            config=TaskExecutionRoleConfig(
+                name=naming.name("role-api-execution"),
+                service_label="API",
+                statement_label="Api",
+                repository_arn=repository.arn,
+                log_group_arn=app_log.arn,
             ),
-        )
-        IamRolePolicy(
-            self,
-            "execution-policy",
-            name="pull-image-write-logs",
-            role=execution_role.id,
-            policy=iam_policy.document(
-                # GetAuthorizationToken has no resource-level permission (AWS IAM reference).
-                iam_policy.statement("EcrLogin", ["ecr:GetAuthorizationToken"], ["*"]),
-                iam_policy.statement(
-                    "PullApiImage",
-                    [
-                        "ecr:BatchCheckLayerAvailability",
-                        "ecr:GetDownloadUrlForLayer",
-                        "ecr:BatchGetImage",
-                    ],
-                    [repository.arn],
-                ),
-                iam_policy.statement(
-                    "WriteApiLogs",
-                    ["logs:CreateLogStream", "logs:PutLogEvents"],
-                    [f"{app_log.arn}:*"],
-                ),
-            ),
+            account=account,
         )
         task_role = IamRole(
             self,
