@@ -365,7 +365,7 @@ class TapStack(TerraformStack):
             ),
             out.API_ECR_REPOSITORY_URL: (
                 api.outputs.repository_url,
-                "Push the API image (api/Dockerfile) here",
+                "Push the API image (the Dockerfile's api target) here",
             ),
             out.API_DB_SECRET_ARN: (
                 api_db_credentials.outputs.secret_arn,

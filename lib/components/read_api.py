@@ -2,11 +2,12 @@
 
 Its own image repository: the processor image deliberately does not install the API
 (FastAPI and uvicorn are the ``api`` extra, docs/API.md), so the API is built from
-``api/Dockerfile`` into ``ecr-api``; a processor image that also carried a web stack
-would widen what every processor task runs. Its own roles, log group (our logs
-key), security group, alarms and request-count autoscaling. The task's environment is
-built from :data:`processor.contract.api_environment.API_VARIABLES` (the API reads
-the same table) through the typed :class:`lib.components.api_container.ApiTaskValues`;
+the root ``Dockerfile``'s ``api`` target into ``ecr-api``; a processor image that
+also carried a web stack would widen what every processor task runs. Its own roles,
+log group (our logs key), security group, alarms and request-count autoscaling. The
+task's environment is built from
+:data:`processor.contract.api_environment.API_VARIABLES` (the API reads the same
+table) through the typed :class:`lib.components.api_container.ApiTaskValues`;
 credentials are fetched from Secrets Manager by ARN at run time, never injected, so
 a rotation needs no restart.
 
@@ -117,7 +118,7 @@ class ReadApiOutputs:
     service_name: str
     #: The API tasks' security group (admitted by Redis and PostgreSQL).
     security_group_id: str
-    #: Push the API image (api/Dockerfile) here.
+    #: Push the API image (the root Dockerfile's ``api`` target) here.
     repository_url: str
     #: The API's log group.
     log_group_name: str
