@@ -316,6 +316,9 @@ class LocalRedis(RedisServer):
 
     def _write_config(self) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
+        # Ours only: ACL SAVE rewrites users.acl with the umask's mode (0644 here), and
+        # the run folder above is world-traversable (PostgreSQL runs as another user).
+        os.chmod(self.directory, 0o700)
         self._write_acl_file()
         lines = [
             f"bind {self.host}",
