@@ -11,6 +11,7 @@ from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTag
 from constructs import Construct
 
 from lib.components.account import AccountContext
+from lib.components.api_container import ApiTaskValues
 from lib.components.api_credentials import ApiDatabaseCredentials
 from lib.components.api_load_balancer import ApiLoadBalancer, ApiLoadBalancerInputs
 from lib.components.cache import Cache, CacheConfig
@@ -262,22 +263,22 @@ class TapStack(TerraformStack):
                     api_db_credentials.outputs.secret_arn,
                     redis.api_reader_secret_arn,
                 ),
-                # Keys are the API contract's stack-provided variables.
-                environment={
-                    "AWS_REGION": config.region,
-                    "TAP_ENVIRONMENT": config.environment,
-                    "TAP_DB_HOST": db.address,
-                    "TAP_DB_PORT": str(db.port),
-                    "TAP_DB_NAME": db.db_name,
-                    "TAP_DB_SSLMODE": "verify-full",
-                    "TAP_DB_CA_BUNDLE": contract_default("TAP_DB_CA_BUNDLE"),
-                    "TAP_REDIS_HOST": redis.primary_endpoint,
-                    "TAP_REDIS_PORT": str(redis.port),
-                    "TAP_REDIS_TLS": "true",
-                    "TAP_API_DB_SECRET_ARN": api_db_credentials.outputs.secret_arn,
-                    "TAP_API_REDIS_SECRET_ARN": redis.api_reader_secret_arn,
-                    "TAP_API_PORT": str(api_port),
-                },
+                task_values=ApiTaskValues(
+                    aws_region=config.region,
+                    environment=config.environment,
+                    db_host=db.address,
+                    db_port=db.port,
+                    db_name=db.db_name,
+                    db_sslmode="verify-full",
+                    # The RDS CA bundle the API image ships (contract default).
+                    db_ca_bundle=contract_default("TAP_DB_CA_BUNDLE"),
+                    redis_host=redis.primary_endpoint,
+                    redis_port=redis.port,
+                    redis_tls=True,
+                    db_secret_arn=api_db_credentials.outputs.secret_arn,
+                    redis_secret_arn=redis.api_reader_secret_arn,
+                    api_port=api_port,
+                ),
                 container_port=api_port,
                 load_balancer=api_alb.outputs,
                 alarm_topic_arn=monitoring.outputs.topic_arn,
@@ -364,7 +365,7 @@ class TapStack(TerraformStack):
             ),
             out.API_ECR_REPOSITORY_URL: (
                 api.outputs.repository_url,
-                "Push the API image (api/Dockerfile) here",
+                "Push the API image (the Dockerfile's api target) here",
             ),
             out.API_DB_SECRET_ARN: (
                 api_db_credentials.outputs.secret_arn,

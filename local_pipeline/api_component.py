@@ -2,9 +2,10 @@
 processors (whose start migrated the database), with the read-only logins of
 :mod:`local_pipeline.services.api_reader`, restarted by the supervisor when it dies.
 
-Known limit: the local Redis keeps no ACL file, so after the supervisor restarts a
-crashed Redis the API's user is gone; the API then answers from PostgreSQL
-(``cache: unavailable``) until it is restarted (``tap local down`` / ``up``).
+The API's Redis user survives the supervisor's restart of a crashed local Redis: the
+local binary keeps its users in an ACL file (:attr:`local_pipeline.services.redis.
+RedisServer.acl_path`, saved by :func:`~local_pipeline.services.api_reader.
+provision_redis_reader`).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 :func:`load_overrides` is one query; :class:`OverridesRefresher` keeps the current
 :class:`~processor.core.overrides.DetectorOverrides` and re-reads the table every
-``TAP_DETECTOR_OVERRIDES_REFRESH_S`` seconds in a daemon thread, so a plant's
-change applies within that time without a deploy. The detector bank calls
+``TAP_DETECTOR_OVERRIDES_REFRESH_S`` seconds in a daemon thread, on one of the
+store's pooled connections, so a plant's change applies within that time without a
+deploy. The detector bank calls
 :meth:`OverridesRefresher.current` per reading (an attribute read).
 
 Failures never stop detection: a refused row is logged (naming its id and field)
@@ -16,21 +17,25 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
+
+from psycopg import sql
 
 from processor.contract.storage import DETECTOR_OVERRIDES_TABLE
 from processor.core.detection import DetectorConfig
 from processor.core.overrides import DetectorOverrides, OverrideRow
+from processor.postgres.identifiers import table_identifier
 
 log = logging.getLogger(__name__)
+
+_SELECT_OVERRIDES: Final = sql.SQL(
+    "SELECT id, scope, match, setting, value FROM {table} ORDER BY id"
+).format(table=table_identifier(DETECTOR_OVERRIDES_TABLE))
 
 
 def load_overrides(conn: Any, base: DetectorConfig | None = None) -> DetectorOverrides:
     """Every row of the table, validated (refused rows are in ``.errors``)."""
-    rows = conn.execute(
-        # The table name is a constant of the contract, not input.
-        f"SELECT id, scope, match, setting, value FROM {DETECTOR_OVERRIDES_TABLE} ORDER BY id"  # noqa: S608
-    ).fetchall()
+    rows = conn.execute(_SELECT_OVERRIDES).fetchall()
     return DetectorOverrides.from_rows(
         (
             OverrideRow(scope, match, setting, value, f"id={row_id}")
@@ -40,16 +45,31 @@ def load_overrides(conn: Any, base: DetectorConfig | None = None) -> DetectorOve
     )
 
 
+#: Runs a function on a database connection and returns its result:
+#: :meth:`processor.postgres.PostgresStore.run_query` in the worker.
+RunQuery = Callable[[Callable[[Any], DetectorOverrides]], DetectorOverrides]
+
+
 class OverridesRefresher:
-    """The current overrides, refreshed in the background from ``connect()``."""
+    """The current overrides, refreshed in the background through ``run_query``.
+
+    The worker passes its store's :meth:`~processor.postgres.PostgresStore.run_query`:
+    each refresh borrows one of the store's pooled connections for one short query,
+    instead of a login of its own every ``TAP_DETECTOR_OVERRIDES_REFRESH_S`` (a TLS
+    handshake and a SCRAM exchange per worker per period), and runs under the pool's
+    client-side deadline, so a frozen server cannot hold the refresh thread. During
+    a PostgreSQL outage the call fails fast (:class:`~processor.postgres.errors.
+    StoreUnavailable`) and the previous set stays; the first refresh after the
+    outage reads the table again (tests/integration/test_detector_overrides.py).
+    """
 
     def __init__(
         self,
-        connect: Callable[[], Any],
+        run_query: RunQuery,
         refresh_s: float,
         base: DetectorConfig | None = None,
     ) -> None:
-        self._connect = connect
+        self._run_query = run_query
         self._refresh_s = refresh_s
         self._base = base
         self._current: DetectorOverrides | None = None
@@ -69,8 +89,7 @@ class OverridesRefresher:
     def refresh(self) -> None:
         """One read; keeps the previous set when it fails."""
         try:
-            with self._connect() as conn:
-                loaded = load_overrides(conn, self._base)
+            loaded = self._run_query(lambda conn: load_overrides(conn, self._base))
         except Exception as exc:
             log.warning(
                 "detector overrides not refreshed; keeping the previous set",

@@ -124,7 +124,7 @@ class Worker:
         )
         # Issue 9: per-device detector settings, re-read from PostgreSQL in the background.
         self.detector_overrides = OverridesRefresher(
-            self.store.connector.connect,
+            self.store.run_query,
             settings.detector_overrides_refresh_s,
             DetectorConfig(),
         ).start()

@@ -20,12 +20,6 @@ from cdktf_cdktf_provider_aws.appautoscaling_policy import (
     AppautoscalingPolicyStepScalingPolicyConfigurationStepAdjustment,
 )
 from cdktf_cdktf_provider_aws.appautoscaling_target import AppautoscalingTarget
-from cdktf_cdktf_provider_aws.ecr_lifecycle_policy import EcrLifecyclePolicy
-from cdktf_cdktf_provider_aws.ecr_repository import (
-    EcrRepository,
-    EcrRepositoryEncryptionConfiguration,
-    EcrRepositoryImageScanningConfiguration,
-)
 from cdktf_cdktf_provider_aws.ecs_cluster import (
     EcsCluster,
     EcsClusterConfiguration,
@@ -48,6 +42,7 @@ from constructs import Construct
 
 from lib import iam_policy
 from lib.components.account import AccountContext
+from lib.components.image_repository import ImageRepository, ImageRepositoryConfig
 from lib.components.log_group import EncryptedLogGroup, LogSettings
 from lib.components.processor_container import (
     CONTAINER_NAME,
@@ -58,6 +53,7 @@ from lib.components.processor_container import (
     health_check_command,
     task_environment,
 )
+from lib.components.task_execution_role import TaskExecutionRole, TaskExecutionRoleConfig
 from lib.config import Naming
 
 
@@ -161,38 +157,10 @@ class Processing(Construct):
         naming = config.naming
         cluster_name = naming.name("ecs")
 
-        repository = EcrRepository(
+        repository = ImageRepository(
             self,
-            "repository",
-            name=naming.name("ecr-processor"),
-            image_tag_mutability="IMMUTABLE",
-            image_scanning_configuration=EcrRepositoryImageScanningConfiguration(scan_on_push=True),
-            encryption_configuration=[
-                EcrRepositoryEncryptionConfiguration(
-                    encryption_type="KMS", kms_key=config.ecr_kms_key_arn
-                )
-            ],
-            force_delete=True,
-        )
-        EcrLifecyclePolicy(
-            self,
-            "repository-lifecycle",
-            repository=repository.name,
-            policy=json.dumps(
-                {
-                    "rules": [
-                        {
-                            "rulePriority": 1,
-                            "description": "keep the 30 most recent images",
-                            "selection": {
-                                "tagStatus": "any",
-                                "countType": "imageCountMoreThan",
-                                "countNumber": 30,
-                            },
-                            "action": {"type": "expire"},
-                        }
-                    ]
-                }
+            config=ImageRepositoryConfig(
+                name=naming.name("ecr-processor"), kms_key_arn=config.ecr_kms_key_arn
             ),
         )
 
@@ -221,38 +189,16 @@ class Processing(Construct):
             self, "app-log", name=f"/tap/{naming.name('processor')}", settings=logs
         )
 
-        execution_role = IamRole(
+        execution_role = TaskExecutionRole(
             self,
-            "execution-role",
-            name=naming.name("role-processor-execution"),
-            description="ECS agent: pull the processor image, write its logs",
-            assume_role_policy=iam_policy.service_trust(
-                "ecs-tasks.amazonaws.com", account.account_id
+            config=TaskExecutionRoleConfig(
+                name=naming.name("role-processor-execution"),
+                service_label="processor",
+                statement_label="Processor",
+                repository_arn=repository.arn,
+                log_group_arn=app_log.arn,
             ),
-        )
-        IamRolePolicy(
-            self,
-            "execution-policy",
-            name="pull-image-write-logs",
-            role=execution_role.id,
-            policy=iam_policy.document(
-                # GetAuthorizationToken has no resource-level permission (AWS IAM reference).
-                iam_policy.statement("EcrLogin", ["ecr:GetAuthorizationToken"], ["*"]),
-                iam_policy.statement(
-                    "PullProcessorImage",
-                    [
-                        "ecr:BatchCheckLayerAvailability",
-                        "ecr:GetDownloadUrlForLayer",
-                        "ecr:BatchGetImage",
-                    ],
-                    [repository.arn],
-                ),
-                iam_policy.statement(
-                    "WriteProcessorLogs",
-                    ["logs:CreateLogStream", "logs:PutLogEvents"],
-                    [f"{app_log.arn}:*"],
-                ),
-            ),
+            account=account,
         )
 
         task_role = IamRole(

@@ -78,12 +78,13 @@ class ProcessorTaskValues:
         """Contract variable name -> value, as the container environment holds it."""
         by_attribute = {var.attribute: var.name for var in TASK_VARIABLES if var.stack_provided}
         return {
-            by_attribute[f.name]: _environment_value(getattr(self, f.name)) for f in fields(self)
+            by_attribute[f.name]: environment_value(getattr(self, f.name)) for f in fields(self)
         }
 
 
-def _environment_value(value: object) -> str:
-    """Environment values are strings; booleans as the contract parses them."""
+def environment_value(value: object) -> str:
+    """Environment values are strings; booleans as the contract parses them (also
+    the read API's: :class:`lib.components.api_container.ApiTaskValues`)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

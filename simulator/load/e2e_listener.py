@@ -35,15 +35,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from functools import cache
+from typing import TYPE_CHECKING, Any, Final
 
 from processor.contract.storage import (
     READINGS_TABLE,
     LatestField,
     redis_latest_key,
     redis_window_key,
+    split_qualified,
 )
 from simulator.load.summary import E2E, E2E_POSTGRES, E2E_REDIS
+
+if TYPE_CHECKING:
+    from psycopg import sql
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +57,20 @@ Key = tuple[str, int]
 #: Keys per PostgreSQL query / Redis pipeline: bounded so one poll stays short.
 MAX_KEYS_PER_POLL: Final = 2000
 
-_SELECT_ARRIVED: Final = (
-    "SELECT r.device_id, r.seq, r.processed_at"  # noqa: S608 - a constant table name
-    f" FROM {READINGS_TABLE} AS r"
-    " JOIN unnest(%s::text[], %s::bigint[], %s::timestamptz[]) AS k(device_id, seq, event_ts)"
-    " ON r.device_id = k.device_id AND r.seq = k.seq AND r.event_ts = k.event_ts"
-)
+
+@cache
+def _select_arrived() -> sql.Composed:
+    """The arrival query, the table name quoted as an identifier (psycopg imported
+    when first polled, like the connection itself)."""
+    from psycopg import sql
+
+    return sql.SQL(
+        "SELECT r.device_id, r.seq, r.processed_at"
+        " FROM {readings} AS r"
+        " JOIN unnest(%s::text[], %s::bigint[], %s::timestamptz[])"
+        " AS k(device_id, seq, event_ts)"
+        " ON r.device_id = k.device_id AND r.seq = k.seq AND r.event_ts = k.event_ts"
+    ).format(readings=sql.Identifier(*split_qualified(READINGS_TABLE)))
 
 
 @dataclass(slots=True)
@@ -250,7 +263,8 @@ class E2EListener:
         seqs = [key[1] for key, _ in batch]
         times = [datetime.fromtimestamp(ts_ms / 1000.0, UTC) for _, ts_ms in batch]
         try:
-            rows = self._pg_connection().execute(_SELECT_ARRIVED, (devices, seqs, times)).fetchall()
+            query = _select_arrived()
+            rows = self._pg_connection().execute(query, (devices, seqs, times)).fetchall()
         except psycopg.errors.UndefinedTable:
             return  # the processor has not migrated the schema yet
         for device_id, seq, processed_at in rows:

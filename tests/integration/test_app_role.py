@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from e2e.fixtures import FreshDatabase
 from local_pipeline.services import LocalServices
@@ -44,6 +45,7 @@ from processor.postgres import (
     load_migrations,
     reads,
 )
+from processor.postgres.identifiers import table_identifier
 from processor.secrets import SecretsProvider
 
 pytestmark = pytest.mark.integration
@@ -200,7 +202,9 @@ def test_app_role_cannot_change_remove_or_unprotect_compliance_rows(
     ):
         conn.execute(sql_text)
     with stored.db.admin_connection() as admin:
-        row = admin.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+        row = admin.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(table_identifier(table))
+        ).fetchone()
         assert row == (1,)
         triggers = admin.execute(
             "SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::regclass AND tgenabled = 'O'"
@@ -211,13 +215,13 @@ def test_app_role_cannot_change_remove_or_unprotect_compliance_rows(
 
 
 def test_app_role_cannot_modify_a_daily_partition_directly(stored: AppDatabase) -> None:
-    partition = f"tap.readings_p{_reading('d1', 1).reading.ts:%Y%m%d}"
+    partition = table_identifier(f"tap.readings_p{_reading('d1', 1).reading.ts:%Y%m%d}")
     for statement in (
-        f"UPDATE {partition} SET value = 0",  # noqa: S608
-        f"DELETE FROM {partition}",  # noqa: S608
-        f"TRUNCATE {partition}",
-        f"ALTER TABLE {partition} DISABLE TRIGGER ALL",
-        f"ALTER TABLE tap.readings DETACH PARTITION {partition}",
+        sql.SQL("UPDATE {} SET value = 0").format(partition),
+        sql.SQL("DELETE FROM {}").format(partition),
+        sql.SQL("TRUNCATE {}").format(partition),
+        sql.SQL("ALTER TABLE {} DISABLE TRIGGER ALL").format(partition),
+        sql.SQL("ALTER TABLE tap.readings DETACH PARTITION {}").format(partition),
     ):
         with (
             stored.app_connection() as conn,

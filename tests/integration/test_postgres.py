@@ -60,6 +60,7 @@ from processor.postgres import (
     reads,
     with_pg_retry,
 )
+from processor.postgres.identifiers import table_identifier
 from processor.secrets import SecretsProvider
 
 pytestmark = pytest.mark.integration
@@ -215,7 +216,9 @@ def acquire(
 
 
 def count(conn: psycopg.Connection[Any], table: str) -> int:
-    row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608 - test tables
+    row = conn.execute(
+        sql.SQL("SELECT count(*) FROM {}").format(table_identifier(table))
+    ).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -285,7 +288,9 @@ def test_migrate_is_idempotent_and_recorded(
     assert store.migrate() == []
     assert store.applied_migrations() == shipped
     rows = admin.execute(
-        f"SELECT version, name, checksum FROM {storage.MIGRATIONS_TABLE} ORDER BY version"  # noqa: S608
+        sql.SQL("SELECT version, name, checksum FROM {} ORDER BY version").format(
+            table_identifier(storage.MIGRATIONS_TABLE)
+        )
     ).fetchall()
     assert [(v, n) for v, n, _ in rows] == [(m.version, m.name) for m in load_migrations()]
     assert [c for _, _, c in rows] == [m.checksum for m in load_migrations()]
@@ -367,7 +372,9 @@ def test_migrate_concurrently_from_processes(
 
 def test_changed_migration_is_refused(store: PostgresStore, admin: psycopg.Connection[Any]) -> None:
     admin.execute(
-        f"UPDATE {storage.MIGRATIONS_TABLE} SET checksum = 'edited' WHERE version = 2"  # noqa: S608
+        sql.SQL("UPDATE {} SET checksum = 'edited' WHERE version = 2").format(
+            table_identifier(storage.MIGRATIONS_TABLE)
+        )
     )
     with pytest.raises(MigrationError, match="0002_append_only changed after it was applied"):
         store.migrate()

@@ -299,17 +299,24 @@ def test_two_zone_addresses_are_the_ones_deployed_before_the_change(
 
 
 def _final_stage_instructions() -> list[tuple[str, str]]:
-    text = (REPO / "processor" / "Dockerfile").read_text()
+    """The Dockerfile's ``processor`` target: its stage and the stages it is ``FROM``
+    (``runtime`` makes /tmp), base first."""
+    text = (REPO / "Dockerfile").read_text()
     joined = re.sub(r"\\\n", " ", text)
     lines = [ln.strip() for ln in joined.splitlines() if ln.strip() and ln.strip()[0] != "#"]
-    stages: list[list[tuple[str, str]]] = []
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
     for line in lines:
         keyword, _, rest = line.partition(" ")
         if keyword.upper() == "FROM":
-            stages.append([])
-        if stages:
-            stages[-1].append((keyword.upper(), rest))
-    return stages[-1]
+            current = stages.setdefault(rest.split()[-1], [])
+        current.append((keyword.upper(), rest))
+    chain: list[tuple[str, str]] = []
+    name = "processor"
+    while name in stages:
+        chain = stages[name] + chain
+        name = stages[name][0][1].split()[0]
+    return chain
 
 
 def test_every_writable_mount_is_an_image_volume_owned_by_the_task_user(
@@ -344,7 +351,7 @@ def test_build_instructions_target_the_tasks_cpu_architecture(stack: Synthesized
     architecture = stack.service_task_definition()["runtime_platform"]["cpu_architecture"]
     platform = PLATFORMS[architecture]
     builds = []
-    for doc in ("processor/Dockerfile", "docs/STACK.md", "docs/PROCESSOR.md", "README.md"):
+    for doc in ("Dockerfile", "docs/STACK.md", "docs/PROCESSOR.md", "README.md"):
         for line in (REPO / doc).read_text().splitlines():
             if "docker build" in line:
                 builds.append((doc, line))

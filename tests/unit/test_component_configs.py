@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from lib.components.api_container import ApiTaskValues, api_task_environment
 from lib.components.processor_container import ProcessorTaskValues
+from processor.contract.api_environment import API_VARIABLES, ApiSettings
 from processor.contract.environment import TASK_VARIABLES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,3 +178,38 @@ def test_task_values_become_the_contracts_variable_names() -> None:
     assert variables["TAP_DB_PORT"] == "5432"
     assert variables["TAP_REDIS_TLS"] == "true"
     assert variables["TAP_STREAM_NAME"] == "s"
+
+
+def test_the_api_task_values_are_exactly_the_api_contracts_stack_provided_variables() -> None:
+    """The read API's typed wiring and its settings contract cannot drift apart."""
+    contract = [var.attribute for var in API_VARIABLES if var.stack_provided]
+    assert [f.name for f in fields(ApiTaskValues)] == contract
+
+
+def test_api_task_values_become_the_api_contracts_variables_and_settings() -> None:
+    values = ApiTaskValues(
+        aws_region="eu-west-2",
+        environment="dev",
+        db_host="db",
+        db_port=5432,
+        db_name="tap",
+        db_sslmode="verify-full",
+        db_ca_bundle="/ca.pem",
+        redis_host="redis",
+        redis_port=6379,
+        redis_tls=True,
+        db_secret_arn="arn:aws:secretsmanager:eu-west-2:123456789012:secret:api-db",
+        redis_secret_arn="arn:aws:secretsmanager:eu-west-2:123456789012:secret:api-redis",
+        api_port=8000,
+    )
+    variables = values.variables()
+    assert list(variables) == [var.name for var in API_VARIABLES if var.stack_provided]
+    assert variables["TAP_DB_PORT"] == "5432"
+    assert variables["TAP_REDIS_TLS"] == "true"
+    assert [e["name"] for e in api_task_environment(variables)] == list(variables)
+    # What the stack provides plus the API's defaults is a valid API configuration,
+    # read back into the same values.
+    settings = ApiSettings.from_environ(variables | {"TAP_LOG_LEVEL": "INFO"})
+    assert {f.name: getattr(settings, f.name) for f in fields(ApiTaskValues)} == {
+        f.name: getattr(values, f.name) for f in fields(ApiTaskValues)
+    }

@@ -1,4 +1,5 @@
-"""Static checks of processor/Dockerfile and its pinned requirements (no Docker here)."""
+"""Static checks of the Dockerfile's two targets (``processor``, ``api``) and the
+processor's pinned requirements (no Docker here)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from processor.contract.environment import VARIABLES_BY_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCKERFILE = ROOT / "processor" / "Dockerfile"
+DOCKERFILE = ROOT / "Dockerfile"
 REQUIREMENTS = ROOT / "processor" / "requirements.txt"
+TARGETS = ("processor", "api")
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -34,45 +38,74 @@ def _instructions() -> list[tuple[str, str]]:
     return out
 
 
-def _stages() -> list[list[tuple[str, str]]]:
-    stages: list[list[tuple[str, str]]] = []
+def _stages() -> dict[str, list[tuple[str, str]]]:
+    """Stage name -> its instructions (``FROM`` first)."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] | None = None
     for keyword, rest in _instructions():
         if keyword == "FROM":
-            stages.append([])
-        if stages:
-            stages[-1].append((keyword, rest))
+            parts = rest.split()
+            name = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else str(len(stages))
+            current = stages.setdefault(name, [])
+        if current is not None:
+            current.append((keyword, rest))
     return stages
 
 
-def test_multi_stage_on_slim_python_312() -> None:
+def _target(name: str) -> list[tuple[str, str]]:
+    """What the image of target ``name`` is built from: its stage and the stages it
+    is ``FROM``, base first."""
     stages = _stages()
-    assert len(stages) >= 2, "builder and runtime stages"
+    chain: list[tuple[str, str]] = []
+    while name in stages:
+        chain = stages[name] + chain
+        name = stages[name][0][1].split()[0]
+    return chain
+
+
+def _base_image(stage: str) -> str:
     args = dict(
         rest.split("=", 1) for keyword, rest in _instructions() if keyword == "ARG" and "=" in rest
     )
+    image = _target(stage)[0][1].split()[0]
+    return re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
+
+
+def test_multi_stage_on_slim_python_312_and_the_processor_is_the_default_target() -> None:
+    stages = _stages()
+    assert {"processor", "api"} <= set(stages)
+    assert list(stages)[-1] == "processor", "a build without --target makes the processor"
     for stage in stages:
-        image = stage[0][1].split()[0]
-        image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
-        assert image.startswith("python:3.12-slim"), image
+        assert _base_image(stage).startswith("python:3.12-slim"), stage
 
 
-def test_final_stage_runs_as_non_root() -> None:
-    final = _stages()[-1]
-    users = [rest for keyword, rest in final if keyword == "USER"]
-    assert users, "final stage must set USER"
+@pytest.mark.parametrize("target", TARGETS)
+def test_target_runs_as_non_root(target: str) -> None:
+    users = [rest for keyword, rest in _target(target) if keyword == "USER"]
+    assert users, "the target must set USER"
     user = users[-1].split(":")[0]
     assert user not in {"root", "0"}
     assert user == "10001"
 
 
-def test_final_stage_has_no_compilers_and_copies_only_the_venv() -> None:
-    final = _stages()[-1]
+@pytest.mark.parametrize("target", TARGETS)
+def test_target_has_no_compilers_and_copies_only_its_venv(target: str) -> None:
+    final = _target(target)
     text = " ".join(rest for _, rest in final).lower()
     for forbidden in ("build-essential", "gcc", "g++", "pip install", "apt-get install"):
         assert forbidden not in text, forbidden
     copies = [rest for keyword, rest in final if keyword == "COPY"]
-    assert any("--from=builder" in c and "/opt/venv" in c for c in copies)
-    assert any(c.split()[-2].rstrip("/") == "processor" for c in copies)
+    venvs = [c for c in copies if "/opt/venv" in c]
+    assert venvs == [f"--from={target}-venv /opt/venv /opt/venv"]
+    code = {c.split()[-2].rstrip("/") for c in copies if "--from" not in c}
+    assert code == {"processor": {"processor"}, "api": {"processor", "api"}}[target]
+
+
+def test_the_processor_venv_has_no_web_stack() -> None:
+    """The processor image deliberately carries no web stack (docs/API.md)."""
+    processor_venv = " ".join(rest for _, rest in _stages()["processor-venv"])
+    assert "api/requirements.txt" not in processor_venv
+    assert "processor/requirements.txt" in processor_venv
 
 
 def test_ca_bundle_matches_the_contract_default() -> None:
@@ -80,14 +113,19 @@ def test_ca_bundle_matches_the_contract_default() -> None:
     text = DOCKERFILE.read_text()
     assert default is not None and default in text
     assert "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem" in text
+    for target in TARGETS:
+        copies = [rest for keyword, rest in _target(target) if keyword == "COPY"]
+        assert any(c.startswith("--from=rds-ca") and c.endswith(default) for c in copies)
 
 
 def test_healthcheck_and_entrypoint() -> None:
-    final = _stages()[-1]
-    keywords = {keyword for keyword, _ in final}
+    processor = _target("processor")
+    keywords = {keyword for keyword, _ in processor}
     assert "HEALTHCHECK" in keywords
-    entry = [rest for keyword, rest in final if keyword == "ENTRYPOINT"]
+    entry = [rest for keyword, rest in processor if keyword == "ENTRYPOINT"]
     assert entry == ['["python", "-m", "processor"]']
+    api_entry = [rest for keyword, rest in _target("api") if keyword == "ENTRYPOINT"]
+    assert api_entry == ['["python", "-m", "api.cli"]']
 
 
 def _requirements() -> dict[str, str]:
