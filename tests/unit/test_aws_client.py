@@ -69,3 +69,14 @@ def test_a_deployed_target_without_endpoints_reaches_aws() -> None:
     assert client.meta.endpoint_url == f"https://kinesis.{DEFAULT_REGION}.amazonaws.com"
     # No keys in the target: this process's credential chain.
     assert client._request_signer._credentials.access_key == "process-key"
+
+
+def test_each_client_has_its_own_session_but_the_service_data_is_loaded_once() -> None:
+    # A new session loaded botocore's JSON (endpoints, the service's model) again:
+    # 0.13 s of CPU per client, several per integration test; with the data loader
+    # shared, 0.015 s (docs/BENCHMARKS.md, "Session 5: CPU cuts").
+    first = aws_client("secretsmanager", environ={"AWS_ENDPOINT_URL": "http://127.0.0.1:1"})
+    second = aws_client("secretsmanager", environ={"AWS_ENDPOINT_URL": "http://127.0.0.1:1"})
+    assert first is not second
+    assert first._loader is second._loader
+    assert first.meta.events is not second.meta.events  # sessions stay separate

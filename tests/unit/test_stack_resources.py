@@ -28,12 +28,15 @@ from local_pipeline.stack_resources import (
     local_environment,
 )
 from local_pipeline.stack_synth import (
+    SMOKE_EXTRA_ENV,
+    SMOKE_SUFFIX,
     TEST_DEFAULT_CONFIG,
     SynthRequest,
     bundle_key,
     default_cache_dir,
     local_request,
     smoke_request,
+    smoke_test_request,
     stack_tests_request,
     standard_requests,
 )
@@ -228,11 +231,22 @@ def test_every_synth_of_make_test_is_one_bundle() -> None:
     standard = standard_requests({})
     assert stack_tests_request() in standard
     assert local_request({}) in standard
-    assert smoke_request({}) in standard
+    assert smoke_test_request({}) in standard
     assert len({r.name for r in standard}) == len(standard) == 3
     assert (DEFAULT_STACK_ID, TEST_DEFAULT_CONFIG) in stack_tests_request().stacks
     assert local_request({}, "other") not in standard
     assert smoke_request({"TAP_STATE_BUCKET": "b"}) == smoke_request({})
+
+
+def test_the_deploy_smoke_tests_synth_is_in_the_bundle() -> None:
+    # What e2e/tests/test_deploy_smoke.py asks for (run_smoke(suffix=SMOKE_SUFFIX,
+    # synth_env=SMOKE_EXTRA_ENV), the alarm subscriptions included): outside the
+    # standard set it got a bundle of its own, a second import of the provider
+    # bindings (about 60 s of CPU) in every fresh clone's `make test`.
+    asked = smoke_request({}, suffix=SMOKE_SUFFIX, extra_env=dict(SMOKE_EXTRA_ENV))
+    assert asked in standard_requests({})
+    ((_, config),) = asked.stacks
+    assert config.alarm_emails and config.alarm_https_endpoints
 
 
 def test_the_smoke_synth_is_main_py_with_the_smoke_environment() -> None:
