@@ -355,6 +355,7 @@ def fill_fleet(target: Target, devices: int, seed: int = 7) -> dict[str, Any]:
     Kinesis, then wait until PostgreSQL and Redis hold every device."""
     import psycopg
     import redis
+    from psycopg.sql import SQL, Identifier
 
     from processor.contract.storage import READINGS_TABLE, REDIS_LAST_SEEN
     from simulator.aws_client import kinesis_client
@@ -373,13 +374,14 @@ def fill_fleet(target: Target, devices: int, seed: int = 7) -> dict[str, Any]:
     if target.redis_ca and (target.redis_url or "").startswith("rediss://"):
         kwargs["ssl_ca_certs"] = target.redis_ca
     cache = redis.Redis.from_url(target.redis_url or "", **kwargs)
+    count_devices = SQL("SELECT count(DISTINCT device_id) FROM {}").format(
+        Identifier(*READINGS_TABLE.split("."))
+    )
     stored = cached = 0
     try:
         with psycopg.connect(target.pg_dsn or "", autocommit=True) as conn:
             while time.monotonic() - started < FILL_TIMEOUT_S:
-                row = conn.execute(
-                    f"SELECT count(DISTINCT device_id) FROM {READINGS_TABLE}"  # noqa: S608 - constant
-                ).fetchone()
+                row = conn.execute(count_devices).fetchone()
                 stored = int(row[0]) if row else 0
                 cached = int(cache.zcard(REDIS_LAST_SEEN))
                 if stored >= devices and cached >= devices:
@@ -404,9 +406,10 @@ def fill_fleet(target: Target, devices: int, seed: int = 7) -> dict[str, Any]:
 
 def _scale(offered: float, reached: float | None) -> float | None:
     """offered / reached: how much more load the goal asks than the run carried
-    (None: nothing was reached, no projection)."""
+    (None: nothing was reached, no projection). Nothing offered (reads alone: no
+    writes): 1, the idle components stay at what they used."""
     if not offered:
-        return 0.0
+        return 1.0
     return offered / reached if reached else None
 
 

@@ -107,3 +107,11 @@ def test_bad_reads_options_are_refused_naming_the_option() -> None:
         with pytest.raises(SystemExit, match=named):
             cli._reads_options(cli._parser().parse_args(["--only", "reads", *argv]))
     assert cli._reads_options(cli._parser().parse_args(["--reads-writes", "0"])).reads_alone
+
+
+def test_projection_scales_of_a_run() -> None:
+    from bench.reads import _scale
+
+    assert _scale(2000, 1000.0) == 2.0
+    assert _scale(500, None) is None  # nothing reached: no projection
+    assert _scale(0, 0.0) == 1.0  # reads alone: idle writers' parts stay as measured
