@@ -30,7 +30,7 @@ FROM venv-builder AS api-venv
 COPY processor/requirements.txt /tmp/processor-requirements.txt
 COPY api/requirements.txt /tmp/requirements.txt
 RUN /opt/venv/bin/pip install --no-deps --only-binary=:all: -r /tmp/requirements.txt \
- && /opt/venv/bin/python -c "import boto3, psycopg, redis, fastapi, uvicorn, pydantic" \
+ && /opt/venv/bin/python -c "import boto3, psycopg, redis, hiredis, fastapi, uvicorn, httptools, pydantic" \
  && /opt/venv/bin/pip uninstall --yes pip
 
 FROM ${PYTHON_IMAGE} AS rds-ca

@@ -27,11 +27,11 @@ from importlib import resources
 from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI, Header, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from api import limits, postgres_reads, recent_window
+from api import limits, postgres_reads, recent_window, wire
 from api.limits import Bucket
 from api.models import (
     AnomaliesAnswer,
@@ -40,7 +40,6 @@ from api.models import (
     CacheState,
     DeadLetterCount,
     DeadLetterSummary,
-    DeviceLatest,
     DevicesAnswer,
     Health,
     LatestAnswer,
@@ -146,19 +145,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _latest_from_hash(fields: dict[str, str]) -> DeviceLatest:
-    return DeviceLatest(
-        device_id=fields["device_id"],
-        facility=fields["facility"],
-        line=fields["line"],
-        sensor_type=fields["sensor_type"],
-        value=float(fields["value"]) if fields.get("value") else None,
-        status=fields.get("status") or None,
-        unit=fields["unit"],
-        ts=datetime.fromisoformat(fields["ts"]),
-        seq=int(fields["seq"]),
-        arrival=datetime.fromisoformat(fields["arrival"]) if fields.get("arrival") else None,
-    )
+def _json(answer: wire.LatestAnswer | wire.DevicesAnswer) -> Response:
+    """The hot routes' answer, encoded by msgspec (api/wire.py says why)."""
+    return Response(wire.encode(answer), media_type="application/json")
 
 
 async def _window_readings(
@@ -173,28 +162,13 @@ async def _window_readings(
         return None
     if fields is None or not members:
         return None
-    cached = _latest_from_hash(fields)
+    cached = wire.latest_from_hash(fields)
     if (_now() - (cached.arrival or cached.ts)).total_seconds() > side.settings.cache_max_age_s:
         return None
     window = recent_window.parse_members(members)
     if window is None:
         return None
     return recent_window.readings_in_range(window, (cached.ts, cached.seq), start, end)
-
-
-def _latest_from_row(row: dict[str, Any]) -> DeviceLatest:
-    return DeviceLatest(
-        device_id=row["device_id"],
-        facility=row["facility"],
-        line=row["line"],
-        sensor_type=row["sensor_type"],
-        value=row["value"],
-        status=row["status"],
-        unit=row["unit"],
-        ts=row["event_ts"],
-        seq=row["seq"],
-        arrival=row["arrival_ts"],
-    )
 
 
 def _routes(app: FastAPI) -> None:
@@ -220,6 +194,7 @@ def _routes(app: FastAPI) -> None:
             return JSONResponse(status_code=503, content=body.model_dump())
         return body
 
+    # response_model documents the answer (/docs); the route returns msgspec's bytes.
     @app.get("/devices", response_model=DevicesAnswer, tags=["devices"])
     async def devices(
         request: Request,
@@ -231,7 +206,7 @@ def _routes(app: FastAPI) -> None:
             limits.DEVICE_PAGE_DEFAULT
         ),
         source: Source | None = None,
-    ) -> DevicesAnswer:
+    ) -> Response:
         """Devices seen in the last 7 days with their latest reading, by device id."""
         side = _side(request)
         kind = None if sensor_type is None else sensor_type.value
@@ -239,11 +214,13 @@ def _routes(app: FastAPI) -> None:
         if source is not Source.POSTGRES:
             try:
                 page = await _devices_from_redis(side, facility, line, kind, after, limit)
-                return DevicesAnswer(
-                    source=Source.REDIS,
-                    cache=CacheState.HIT,
-                    devices=page,
-                    next_after=page[-1].device_id if len(page) == limit else None,
+                return _json(
+                    wire.DevicesAnswer(
+                        source=Source.REDIS,
+                        cache=CacheState.HIT,
+                        devices=page,
+                        next_after=page[-1].device_id if len(page) == limit else None,
+                    )
                 )
             except CacheUnavailable:
                 state = CacheState.UNAVAILABLE
@@ -254,12 +231,14 @@ def _routes(app: FastAPI) -> None:
                 limit=limit,
             )
         )  # fmt: skip
-        listed = [_latest_from_row(row) for row in rows]
-        return DevicesAnswer(
-            source=Source.POSTGRES,
-            cache=state,
-            devices=listed,
-            next_after=listed[-1].device_id if len(listed) == limit else None,
+        listed = [wire.latest_from_row(row) for row in rows]
+        return _json(
+            wire.DevicesAnswer(
+                source=Source.POSTGRES,
+                cache=state,
+                devices=listed,
+                next_after=listed[-1].device_id if len(listed) == limit else None,
+            )
         )
 
     @app.get("/devices/{device_id}/latest", response_model=LatestAnswer, tags=["devices"])
@@ -267,40 +246,49 @@ def _routes(app: FastAPI) -> None:
         request: Request,
         device_id: Annotated[str, _DEVICE_ID],
         source: Source | None = None,
-    ) -> LatestAnswer:
+    ) -> Response:
         """The device's latest reading: Redis first, PostgreSQL behind it."""
         side = _side(request)
-        cached: DeviceLatest | None = None
+        cached: wire.DeviceLatest | None = None
         if source is Source.POSTGRES:
             state = CacheState.BYPASSED
         else:
             try:
                 fields = await side.redis.latest(device_id)
-                cached = _latest_from_hash(fields) if fields else None
+                cached = wire.latest_from_hash(fields) if fields else None
                 state = CacheState.HIT if cached else CacheState.MISS
             except CacheUnavailable:
                 state = CacheState.UNAVAILABLE
         if cached is not None:
             age = _now() - (cached.arrival or cached.ts)
             if age.total_seconds() <= side.settings.cache_max_age_s:
-                return LatestAnswer(
-                    device_id=device_id, source=Source.REDIS, cache=state, reading=cached
+                return _json(
+                    wire.LatestAnswer(
+                        device_id=device_id, source=Source.REDIS, cache=state, reading=cached
+                    )
                 )
         since = _now() - limits.DEVICE_HORIZON
         row = await side.query(lambda conn: postgres_reads.latest_of_device(conn, device_id, since))
-        stored = _latest_from_row(row) if row else None
+        stored = wire.latest_from_row(row) if row else None
         if cached is not None and (
             stored is None or (stored.ts, stored.seq) <= (cached.ts, cached.seq)
         ):
-            return LatestAnswer(
-                device_id=device_id, source=Source.REDIS, cache=CacheState.VERIFIED, reading=cached
+            return _json(
+                wire.LatestAnswer(
+                    device_id=device_id,
+                    source=Source.REDIS,
+                    cache=CacheState.VERIFIED,
+                    reading=cached,
+                )
             )
         if stored is None:
             raise HTTPException(404, detail=f"device {device_id!r} has no reading in 7 days")
         if cached is not None:
             state = CacheState.STALE
-        return LatestAnswer(
-            device_id=device_id, source=Source.POSTGRES, cache=state, reading=stored
+        return _json(
+            wire.LatestAnswer(
+                device_id=device_id, source=Source.POSTGRES, cache=state, reading=stored
+            )
         )
 
     @app.get("/devices/{device_id}/readings", response_model=ReadingsAnswer, tags=["devices"])
@@ -446,24 +434,23 @@ async def _devices_from_redis(
     sensor_type: str | None,
     after: str,
     limit: int,
-) -> list[DeviceLatest]:
+) -> list[wire.DeviceLatest]:
     """A page of devices from the cache: ids from the line's device set (a line's
     board, the most frequent request) or else the last-seen set, hashes pipelined a
     page at a time until the filtered page is full. The filters still apply to the
-    hashes: a device moved to another line stays in the old line's set until it is
-    pruned."""
+    hashes (on their raw strings, before a struct is built): a device moved to
+    another line stays in the old line's set until it is pruned."""
     ids = [d for d in await side.redis.device_ids(facility, line) if d > after]
-    page: list[DeviceLatest] = []
+    page: list[wire.DeviceLatest] = []
     for i in range(0, len(ids), limit):
         for fields in await side.redis.latest_many(ids[i : i + limit]):
-            device = _latest_from_hash(fields)
-            if facility is not None and device.facility != facility:
+            if facility is not None and fields["facility"] != facility:
                 continue
-            if line is not None and device.line != line:
+            if line is not None and fields["line"] != line:
                 continue
-            if sensor_type is not None and device.sensor_type != sensor_type:
+            if sensor_type is not None and fields["sensor_type"] != sensor_type:
                 continue
-            page.append(device)
+            page.append(wire.latest_from_hash(fields))
             if len(page) == limit:
                 return page
     return page

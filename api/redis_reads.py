@@ -8,6 +8,9 @@ Why it looks like this:
 * A failure opens a short circuit (``retry_s``): meanwhile every read raises
   :class:`CacheUnavailable` at once and the API answers from PostgreSQL, so a dead
   Redis costs one timed-out call per period instead of one per request.
+* ``decode_responses``: hiredis decodes the replies in C; a line's board reads tens
+  of hashes per request, and decoding them in Python was a measurable share of the
+  API's CPU (docs/BENCHMARKS.md, "the lean API").
 * Credentials (``username`` and ``auth_token`` of the API's secret) come from Secrets
   Manager through the processor's provider, asked on every new connection; a
   refused login fetches the secret again (rotation), as the processor's cache does.
@@ -90,6 +93,7 @@ class RedisReader:
             "health_check_interval": client_timeouts.REDIS_HEALTH_CHECK_INTERVAL_S,
             # The circuit below replaces redis-py's retries (see the module docstring).
             "retry": Retry(NoBackoff(), 0),
+            "decode_responses": True,
             **tls,
         }
         self.client = aioredis.Redis(socket_timeout=socket_timeout_s, **common)
@@ -134,8 +138,10 @@ class RedisReader:
 
     async def latest(self, device_id: str) -> dict[str, str] | None:
         """The latest-reading hash of a device (None: not in the cache)."""
-        fields = await self._call(lambda: self.client.hgetall(redis_latest_key(device_id)))
-        return _decoded(fields) or None
+        fields: dict[str, str] = await self._call(
+            lambda: self.client.hgetall(redis_latest_key(device_id))
+        )
+        return fields or None
 
     async def latest_and_window(
         self, device_id: str
@@ -151,7 +157,7 @@ class RedisReader:
                 return result
 
         fields, members = await self._call(run)
-        return (_decoded(fields) or None), list(members)
+        return (fields or None), list(members)
 
     async def device_ids(self, facility: str | None = None, line: str | None = None) -> list[str]:
         """The devices the cache has seen in its horizon: of one line (its device set)
@@ -176,8 +182,8 @@ class RedisReader:
                 result: list[Any] = await pipe.execute()
                 return result
 
-        hashes = await self._call(run) if device_ids else []
-        return [decoded for raw in hashes if (decoded := _decoded(raw))]
+        hashes: list[dict[str, str]] = await self._call(run) if device_ids else []
+        return [fields for fields in hashes if fields]
 
     async def last_anomaly_id(self) -> str:
         """The newest stream entry id ("0-0" when the stream is empty)."""

@@ -61,7 +61,17 @@ def _parser() -> argparse.ArgumentParser:
         "--keep-run-dir", action="store_true", help="keep the servers' run folder (logs)"
     )
     reads = parser.add_argument_group("reads (issue 13 goals; defaults are the goal's load)")
-    reads.add_argument("--reads-writes", type=int, help="readings/s written (default 2000)")
+    reads.add_argument(
+        "--reads-writes",
+        type=int,
+        help="readings/s written (default 2000); 0: reads alone, the API's own capacity"
+        " (the fleet is written once first, then only the readers run)",
+    )
+    reads.add_argument(
+        "--reads-devices",
+        type=int,
+        help="fleet size (default: writes/s at 1 reading/s per device; 2000 with --reads-writes 0)",
+    )
     reads.add_argument("--reads-rate", type=float, help="read requests/s (default 500)")
     reads.add_argument("--reads-duration", type=float, help="seconds of traffic (default 90)")
     reads.add_argument("--reads-readers", type=int, help="Locust read users (default 40)")
@@ -86,8 +96,14 @@ def _reads_options(args: argparse.Namespace) -> Any:
         "readers": args.reads_readers,
         "writers": args.reads_writers,
         "locust_processes": args.reads_processes,
+        "devices": args.reads_devices,
     }
-    return replace(options, **{k: v for k, v in overrides.items() if v is not None})
+    chosen = replace(options, **{k: v for k, v in overrides.items() if v is not None})
+    if chosen.writes_per_s < 0:
+        raise SystemExit(f"tap bench: --reads-writes must be 0 or more, got {chosen.writes_per_s}")
+    if chosen.devices is not None and chosen.devices < 1:
+        raise SystemExit(f"tap bench: --reads-devices must be at least 1, got {chosen.devices}")
+    return chosen
 
 
 def _selected(only: str) -> list[str]:

@@ -24,6 +24,24 @@ campaign and before the pipeline stops (same data, no write load), the API proce
 **CPU time per request** of each goal endpoint (``probe_requests`` sequential
 requests each, ``psutil`` CPU times of the ``tap api`` process): a cost that does not
 depend on what else runs, and from which the requests/s one core can serve follow.
+
+The **CPU budget** (:mod:`bench.cpu_budget`): from the pipeline's start until the
+campaign ends, the CPU seconds every process of the pipeline used, as cores per
+component (Locust, kinesalite, each processor, PostgreSQL with all its backends,
+redis-server, the API, ...), their total against the machine's cores, and the cores
+the offered load would need (each component scaled by offered / reached of the load
+that drives it): whether the goal's load fits on this machine at all.
+
+**Reads alone** (``writes_per_s=0``, ``tap bench --only reads --reads-writes 0``): the
+API's own capacity. Before the campaign the fleet (``devices``, 2,000 by default: the
+goal's fleet) is written once, a few readings per device, through Kinesis and the
+processors, and the run waits until PostgreSQL and Redis hold every device; then the
+read users alone ask the goals mix (``tap load --read-only``, no stream listeners: no
+anomaly is written, so the stream goal does not apply). No writer refreshes the cache
+during the run, so the API is started with a cache max age of
+:data:`READS_ALONE_CACHE_MAX_AGE_S` (``TAP_API_CACHE_MAX_AGE_S``): otherwise every
+cached answer older than the default 30 s would be verified against PostgreSQL and
+the run would not measure the cache path.
 """
 
 from __future__ import annotations
@@ -37,17 +55,24 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from bench.cpu_budget import CpuBudgetSampler
 from simulator.load.read_mix import STREAM_NAME, ReadKind, ReadMix, ReadPlanner
 from simulator.load.target import Target
 
 #: Share of the offered load (writes and reads) a run must reach for its figures to
 #: stand for the goal's load.
 REACHED: Final = 0.95
+#: The API's cache max age in a reads-alone run (see the module docstring).
+READS_ALONE_CACHE_MAX_AGE_S: Final = 3_600
+#: Readings per device written before a reads-alone run (the boards' history).
+FILL_READINGS_PER_DEVICE: Final = 3
+#: Longest wait for the processors to store the fill.
+FILL_TIMEOUT_S: Final = 180.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +96,20 @@ class ReadsOptions:
     goal_board_p99_ms: float = 25.0
     goal_stream_p99_ms: float = 1_000.0
     probe_requests: int = 300
+    #: Fleet size; None: ``writes_per_s / rate_per_device`` (with writes), else 2,000.
+    devices: int | None = None
+
+    @property
+    def reads_alone(self) -> bool:
+        return self.writes_per_s == 0
+
+    @property
+    def fleet_devices(self) -> int:
+        if self.devices is not None:
+            return self.devices
+        if self.reads_alone:
+            return 2_000
+        return round(self.writes_per_s / self.rate_per_device)
 
     @classmethod
     def smoke(cls) -> ReadsOptions:
@@ -114,7 +153,24 @@ class LoadSampler:
 
 
 def campaign_argv(options: ReadsOptions, report: Path) -> list[str]:
-    devices = round(options.writes_per_s / options.rate_per_device)
+    devices = options.fleet_devices
+    if options.reads_alone:
+        return [
+            "--target", "fresh",
+            "--shape", "soak",
+            "--read-only",
+            "--duration", f"{options.duration_s:g}s",
+            "--drain", f"{options.drain_s:g}s",
+            "--devices", str(devices),
+            "--processes", str(options.locust_processes),
+            "--shards", str(options.shards),
+            "--processors", str(options.processors),
+            "--readers", str(options.readers),
+            "--read-rate", f"{options.read_rate:g}",
+            "--read-mix", "goals",
+            "--sse-listeners", "0",
+            "--report", str(report),
+        ]  # fmt: skip
     return [
         "--target", "fresh",
         "--shape", "soak",
@@ -213,11 +269,13 @@ def missed_goals(f: dict[str, Any], options: ReadsOptions) -> list[str]:
         )
     if f["read_failures"]:
         missed.append(f"{f['read_failures']} read requests failed")
-    for label, value, goal in (
+    judged = [
         ("GET /devices/{id}/latest p99", f["latest_p99_ms"], options.goal_latest_p99_ms),
         ("GET /devices?line= p99", f["board_p99_ms"], options.goal_board_p99_ms),
-        ("anomaly -> stream p99", f["stream_p99_ms"], options.goal_stream_p99_ms),
-    ):
+    ]
+    if not options.reads_alone:  # reads alone write no anomaly: no stream to time
+        judged.append(("anomaly -> stream p99", f["stream_p99_ms"], options.goal_stream_p99_ms))
+    for label, value, goal in judged:
         if value is None:
             missed.append(f"{label}: not measured (no sample)")
         elif value > goal:
@@ -242,7 +300,7 @@ def cpu_probe(api_url: str, options: ReadsOptions) -> dict[str, Any]:
     import httpx
 
     process = _api_process(api_url)
-    devices = round(options.writes_per_s / options.rate_per_device)
+    devices = options.fleet_devices
     planner = ReadPlanner(devices, 7, ReadMix.GOALS, random.Random(13))  # noqa: S311 - picks devices
     out: dict[str, Any] = {"requests_each": options.probe_requests}
     with httpx.Client(base_url=api_url, timeout=30) as client:
@@ -272,6 +330,89 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@contextlib.contextmanager
+def _api_cache_max_age(seconds: int | None) -> Iterator[None]:
+    """``TAP_API_CACHE_MAX_AGE_S`` for the API the fresh pipeline starts (it inherits
+    this process's environment), restored afterwards."""
+    if seconds is None:
+        yield
+        return
+    name = "TAP_API_CACHE_MAX_AGE_S"
+    before = os.environ.get(name)
+    os.environ[name] = str(seconds)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+def fill_fleet(target: Target, devices: int, seed: int = 7) -> dict[str, Any]:
+    """Write :data:`FILL_READINGS_PER_DEVICE` readings of each of the fleet's devices
+    (the campaign's fleet: same seed and size, so the boards show them) through
+    Kinesis, then wait until PostgreSQL and Redis hold every device."""
+    import psycopg
+    import redis
+    from psycopg.sql import SQL, Identifier
+
+    from processor.contract.storage import READINGS_TABLE, REDIS_LAST_SEEN
+    from simulator.aws_client import kinesis_client
+    from simulator.fleet import Fleet
+    from simulator.kinesis_producer import KinesisProducer
+
+    started = time.monotonic()
+    now = _now()
+    fleet = Fleet(devices, seed, rate=1.0, start=now - timedelta(seconds=FILL_READINGS_PER_DEVICE))
+    records = fleet.tick(now)
+    client = kinesis_client(environ=target.aws_environment | {"AWS_REGION": target.region})
+    outcome = KinesisProducer(target.stream_name, client).put(records)
+    if outcome.failed:
+        raise RuntimeError(f"fill: {len(outcome.failed)} of {len(records)} records refused")
+    kwargs: dict[str, Any] = {"socket_timeout": 10}
+    if target.redis_ca and (target.redis_url or "").startswith("rediss://"):
+        kwargs["ssl_ca_certs"] = target.redis_ca
+    cache = redis.Redis.from_url(target.redis_url or "", **kwargs)
+    count_devices = SQL("SELECT count(DISTINCT device_id) FROM {}").format(
+        Identifier(*READINGS_TABLE.split("."))
+    )
+    stored = cached = 0
+    try:
+        with psycopg.connect(target.pg_dsn or "", autocommit=True) as conn:
+            while time.monotonic() - started < FILL_TIMEOUT_S:
+                row = conn.execute(count_devices).fetchone()
+                stored = int(row[0]) if row else 0
+                cached = int(cache.zcard(REDIS_LAST_SEEN))
+                if stored >= devices and cached >= devices:
+                    break
+                time.sleep(1)
+            else:
+                raise RuntimeError(
+                    f"fill: after {FILL_TIMEOUT_S:g} s PostgreSQL holds {stored} and Redis"
+                    f" {cached} of {devices} devices"
+                )
+    finally:
+        cache.close()
+    return {
+        "devices": devices,
+        "records": len(records),
+        "devices_in_postgres": stored,
+        "devices_in_redis": cached,
+        "seconds": round(time.monotonic() - started, 1),
+        "api_cache_max_age_s": READS_ALONE_CACHE_MAX_AGE_S,
+    }
+
+
+def _scale(offered: float, reached: float | None) -> float | None:
+    """offered / reached: how much more load the goal asks than the run carried
+    (None: nothing was reached, no projection). Nothing offered (reads alone: no
+    writes): 1, the idle components stay at what they used."""
+    if not offered:
+        return 1.0
+    return offered / reached if reached else None
+
+
 def run(options: ReadsOptions, out_dir: Path) -> dict[str, Any]:
     """Run the campaign (its report folder is ``out_dir``) and return the figures."""
     from simulator.load import cli as load_cli
@@ -280,11 +421,19 @@ def run(options: ReadsOptions, out_dir: Path) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     argv = campaign_argv(options, out_dir)
     probe: dict[str, Any] = {}
+    fill: dict[str, Any] = {}
+    cpu = CpuBudgetSampler()
 
     @contextlib.contextmanager
     def pipeline_then_probe(**kwargs: Any) -> Iterator[Target]:
-        with fresh_local_pipeline(**kwargs) as target:
-            yield target
+        with (
+            _api_cache_max_age(READS_ALONE_CACHE_MAX_AGE_S if options.reads_alone else None),
+            fresh_local_pipeline(**kwargs) as target,
+        ):
+            if options.reads_alone:
+                fill.update(fill_fleet(target, options.fleet_devices))
+            with cpu:
+                yield target
             # The campaign is over; the pipeline (and its data) still runs.
             if target.api_url:
                 probe.update(cpu_probe(target.api_url, options))
@@ -298,6 +447,13 @@ def run(options: ReadsOptions, out_dir: Path) -> dict[str, Any]:
     result = figures(summary, options)
     result["load_average_during"] = sampler.as_json()
     result["api_cpu_per_request"] = probe
+    if fill:
+        result["fill"] = fill
+    if cpu.last:
+        result["cpu_budget"] = cpu.as_json(
+            write_scale=_scale(options.writes_per_s, result["writes_per_s"]),
+            read_scale=_scale(options.read_rate, result["reads_per_s"]),
+        )
     latest, latest_pg = probe.get(ReadKind.LATEST.value), probe.get(ReadKind.LATEST_POSTGRES.value)
     board, board_pg = probe.get(ReadKind.BOARD.value), probe.get(ReadKind.BOARD_POSTGRES.value)
     if latest and latest_pg and board and board_pg:

@@ -120,7 +120,10 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 "  anomaly -> stream p50/p99",
                 f"{_num(r['stream_p50_ms'])}/{_num(r['stream_p99_ms'])} ms",
                 f"{r['stream_events']} events; goal p99 <= {_num(g['stream_p99_ms'])} ms",
-                _verdict(
+                # Reads alone write no anomaly: the stream goal does not apply.
+                "n/a (reads alone)"
+                if r["offered_writes_per_s"] == 0
+                else _verdict(
                     r["stream_p99_ms"] is not None and r["stream_p99_ms"] <= g["stream_p99_ms"]
                 ),
             ),
@@ -140,10 +143,31 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                     "",
                 ),
             ]
+        out += _cpu_budget_rows(r.get("cpu_budget"))
     for name in ("throughput", "latency", "handoff", "scale", "tooling", "reads"):
         r = results.get(name)
         if r and "error" in r:
             out.append((name, "ERROR", r["error"][:60], ""))
+    return out
+
+
+def _cpu_budget_rows(cpu: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """The reads benchmark's CPU budget (bench/cpu_budget.py): cores per component."""
+    if not cpu:
+        return []
+    projected = cpu.get("projected_cores_at_offered_load", {})
+    out = [
+        (
+            "  CPU budget: cores used, all components",
+            f"{_num(cpu['total_cores'])} of {cpu['machine_cores']}",
+            f"over {_num(cpu['wall_s'])} s"
+            + (f"; offered load needs ~{_num(cpu['projected_total_cores'])}" if projected else ""),
+            ("fits" if cpu["fits_machine"] else "DOES NOT FIT") if projected else "",
+        )
+    ]
+    for label, c in cpu["components"].items():
+        needs = f"at offered load ~{_num(projected[label])} cores" if label in projected else ""
+        out.append((f"    {label}", f"{_num(c['cores'])} cores", needs, ""))
     return out
 
 

@@ -11,11 +11,16 @@ not JSON, and when a board lists a device the fleet does not have (reads must hi
 the writers' devices). Which store answered (``source``/``cache`` of the JSON) is
 counted per request kind and written by the campaign beside Locust's CSV
 (:data:`SOURCES_SUFFIX`), so a report can show the cache served what it should.
+
+Against a deployed API behind the load balancer's OIDC authentication every request
+carries the session cookie or bearer token of the environment
+(:mod:`simulator.load.api_auth`: ``TAP_API_SESSION_COOKIE``, ``TAP_API_BEARER_TOKEN``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections import Counter
 from typing import Any, ClassVar, Final
@@ -23,6 +28,7 @@ from typing import Any, ClassVar, Final
 from locust import constant_throughput, task
 from locust.contrib.fasthttp import FastHttpUser
 
+from simulator.load.api_auth import auth_headers
 from simulator.load.read_mix import ReadKind, ReadMix, ReadPlanner
 
 #: ``<csv prefix><suffix>``: the answered-from counts of one Locust process.
@@ -53,8 +59,11 @@ class ReaderUser(FastHttpUser):
         return constant_throughput(self.rate_per_user)(self)
 
     def __init__(self, environment: Any) -> None:
-        super().__init__(environment)
         cls = type(self)
+        if cls.default_headers is None:
+            # FastHttpUser sends default_headers with every request of its client.
+            cls.default_headers = auth_headers(os.environ)
+        super().__init__(environment)
         cls._instances += 1
         self.planner = ReadPlanner(
             self.devices, self.seed, self.mix, random.Random(self.seed * 7919 + cls._instances)
@@ -63,7 +72,10 @@ class ReaderUser(FastHttpUser):
     @task
     def read(self) -> None:
         request = self.planner.next()
-        with self.client.get(request.url, name=request.name, catch_response=True) as response:
+        # No redirects: behind OIDC a 302 is the login page, a failed read.
+        with self.client.get(
+            request.url, name=request.name, catch_response=True, allow_redirects=False
+        ) as response:
             if response.status_code == 0:  # no answer: timeout, refused, reset
                 response.failure(f"no answer: {response.error!r}")
                 return

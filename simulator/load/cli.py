@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any, Final
 
 from simulator.aws_client import kinesis_client
 from simulator.fleet_options import CAMPAIGN_FLEET, add_fleet_arguments, fleet_options
+from simulator.load.api_auth import BEARER_ENV, COOKIE_ENV, auth_headers
 from simulator.load.read_mix import HEALTH_PATH, ReadMix
 from simulator.load.read_summary import ReadThresholds, format_reads, merge_sources, summarize_reads
 from simulator.load.shapes import ShapeName, ShapePlan, parse_duration
@@ -172,7 +174,8 @@ def reads_wanted(args: argparse.Namespace) -> bool:
 
 
 def preflight_api(target: Target) -> None:
-    """The read side needs the API: fail fast, naming its URL."""
+    """The read side needs the API: fail fast, naming its URL (and a malformed
+    credential variable, :mod:`simulator.load.api_auth`)."""
     import urllib.error
     import urllib.request
 
@@ -183,14 +186,32 @@ def preflight_api(target: Target) -> None:
         )
     url = target.api_url + HEALTH_PATH
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - our URL
+        headers = auth_headers(os.environ)
+    except ValueError as exc:
+        raise TargetError(str(exc)) from None
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - our URL
+    # No redirects: behind the load balancer's OIDC, a 302 is the login page, not the API.
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(request, timeout=10) as response:
             status = response.status
     except urllib.error.HTTPError as exc:
         status = exc.code
     except (OSError, ValueError) as exc:
         raise TargetError(f"the API at {target.api_url} is unreachable: {exc}") from None
+    if status in (301, 302, 303, 307, 308, 401):
+        raise TargetError(
+            f"the API at {target.api_url} asks for a login ({url} answered {status}): set"
+            f" {COOKIE_ENV} (the load balancer's session cookie) or {BEARER_ENV}"
+            " (docs/LOAD.md)"
+        )
     if status != 200:
         raise TargetError(f"the API at {target.api_url} is not ready: {url} answered {status}")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 @contextlib.contextmanager

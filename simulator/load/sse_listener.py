@@ -13,19 +13,22 @@ load host must be NTP-synchronised, as the writers' end-to-end figures assume to
 
 Parsing is pure (:func:`parse_events`, :func:`event_delay_ms`); the greenlets use
 urllib3 (patched by gevent in the Locust process), not the users' HTTP client, so a
-stream never holds a user.
+stream never holds a user. They send the same credentials as the read users
+(:mod:`simulator.load.api_auth`) to a deployed API behind OIDC.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from simulator.load.api_auth import auth_headers
 from simulator.load.read_mix import STREAM_NAME, STREAM_PATH, STREAM_REQUEST_TYPE
 
 log = logging.getLogger(__name__)
@@ -95,8 +98,11 @@ class AnomalyStreamListener:
         *,
         count: int,
         clock: Callable[[], float] = time.time,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self._event = request_event
+        #: Credentials for a deployed API (default: from the environment).
+        self.headers = dict(auth_headers(os.environ) if headers is None else headers)
         self.url = base_url.rstrip("/") + STREAM_PATH
         self.count = count
         self.clock = clock
@@ -135,12 +141,15 @@ class AnomalyStreamListener:
         )
         last_id: str | None = None
         while not self._stopping:
-            headers = {"Accept": "text/event-stream"}
+            headers = {**self.headers, "Accept": "text/event-stream"}
             if last_id is not None:
                 headers["Last-Event-ID"] = last_id
             started = time.perf_counter()
             try:
-                response = http.request("GET", self.url, headers=headers, preload_content=False)
+                # No redirects: behind OIDC, a 302 is the identity provider's login page.
+                response = http.request(
+                    "GET", self.url, headers=headers, preload_content=False, redirect=False
+                )
                 if response.status != 200:
                     raise ConnectionError(f"HTTP {response.status}")
                 self.counts.connections += 1

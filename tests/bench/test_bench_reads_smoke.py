@@ -53,5 +53,17 @@ def test_reads_smoke_reports_every_figure(tmp_path: Path) -> None:
     assert set(answered["/devices/{id}/latest?source=postgres"]) == {"postgres/bypassed"}
     assert set(answered["/devices?facility&line&source=postgres"]) == {"postgres/bypassed"}
     assert reads["load_average_during"]["samples"] > 0
+    # The CPU budget saw every part of the pipeline working during the campaign.
+    cpu = reads["cpu_budget"]
+    for component in (
+        "tap api",
+        "postgresql (all backends)",
+        "redis-server",
+        "kinesalite",
+        "processor 1",
+        "locust (writers, readers, listeners)",
+    ):
+        assert cpu["components"][component]["cpu_s"] > 0, (component, cpu)
+    assert cpu["total_cores"] > 0 and "projected_cores_at_offered_load" in cpu
     assert isinstance(reads["goals_missed"], list)
     assert (report / "summary.json").exists()

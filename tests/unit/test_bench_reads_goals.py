@@ -70,3 +70,48 @@ def test_reads_is_opt_in() -> None:
         [sys.executable, "-m", "bench.cli", "--help"], capture_output=True, text=True, check=True
     )
     assert "--only reads" in out.stdout
+
+
+def test_reads_alone_is_a_read_only_campaign_over_the_goals_fleet() -> None:
+    options = ReadsOptions(writes_per_s=0)
+    assert options.reads_alone and options.fleet_devices == 2000
+    argv = campaign_argv(options, Path("r"))
+    value = {argv[i]: argv[i + 1] for i in range(0, len(argv) - 1) if argv[i].startswith("--")}
+    assert "--read-only" in argv
+    assert value["--devices"] == "2000" and value["--read-rate"] == "500"
+    assert value["--read-mix"] == "goals" and value["--sse-listeners"] == "0"
+    assert "--users" not in value and "--rate" not in value
+    assert (
+        campaign_argv(ReadsOptions(writes_per_s=0, devices=300), Path("r"))[
+            argv.index("--devices") + 1
+        ]
+        == "300"
+    )
+
+
+def test_reads_alone_judges_the_read_goals_only() -> None:
+    f = figures(summary(12, 20, None, records_per_s=0.0), ReadsOptions(writes_per_s=0))
+    # No writes offered, none reached: no write goal; no anomaly written: no stream goal.
+    assert f["goals_missed"] == ["GET /devices/{id}/latest p99 12 ms > 10 ms"]
+
+
+def test_bad_reads_options_are_refused_naming_the_option() -> None:
+    import pytest
+
+    from bench import cli
+
+    for argv, named in (
+        (["--reads-writes", "-1"], "--reads-writes"),
+        (["--reads-devices", "0"], "--reads-devices"),
+    ):
+        with pytest.raises(SystemExit, match=named):
+            cli._reads_options(cli._parser().parse_args(["--only", "reads", *argv]))
+    assert cli._reads_options(cli._parser().parse_args(["--reads-writes", "0"])).reads_alone
+
+
+def test_projection_scales_of_a_run() -> None:
+    from bench.reads import _scale
+
+    assert _scale(2000, 1000.0) == 2.0
+    assert _scale(500, None) is None  # nothing reached: no projection
+    assert _scale(0, 0.0) == 1.0  # reads alone: idle writers' parts stay as measured
