@@ -191,7 +191,9 @@ class BenchStack:
     # -- processor processes ----------------------------------------------------------
 
     def cluster(self, shards: int, label: str, log_dir: Path, **defaults: Any) -> Any:
-        """A :class:`local_pipeline.verify.ProcessorCluster` on a new stream and database."""
+        """A :class:`local_pipeline.verify.ProcessorCluster` on a new stream and database:
+        processors with the synthesized task environment (``defaults`` are explicit
+        overrides, named by ``ProcessorSettings`` attribute)."""
         from local_pipeline.verify import ProcessorCluster
 
         services = self.services.start()
