@@ -2,9 +2,8 @@
 
 Set-up: kinesalite (4 shards), moto (secrets), the local PostgreSQL and Redis over
 TLS, and processor processes (``python -m processor``, the task's command) started
-with :meth:`LocalServices.processor_environment` through
-:class:`local_pipeline.verify.ProcessorCluster`
-with the default 200 ms poll interval and a lease of the contract's default.
+by :class:`local_pipeline.verify.ProcessorCluster` with the synthesized task
+environment made local (the default 200 ms poll interval and lease of the task).
 
 Sender *processes* (so their CPU does not steal this process's GIL from the Redis
 observer; one per 1,500 records/s, each a ``Fleet.slice`` of the same fleet) run

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from local_pipeline.services.local_stack import LocalServices
-from local_pipeline.verify import ProcessorProcess, Record, put_records
+from local_pipeline.verify import ProcessorCluster, ProcessorProcess, Record, put_records
 from processor.contract.record import Reading, SensorType, encode_reading
 
 #: The largest TAP_DETECTOR_IDLE_EVICT_S accepted: no device idles that long in a run.
@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.chmod(0o755)  # PostgreSQL may run as another user (see e2e.fixtures)
     services = LocalServices(run_dir).start()
     processes: dict[str, ProcessorProcess] = {}
+    clusters: list[ProcessorCluster] = []
     stop = threading.Event()
     sent: dict[str, int] = {}
     try:
@@ -124,16 +125,17 @@ def main(argv: list[str] | None = None) -> int:
             services.create_stream(stream, 1)
             database = f"tap_rss_{label}"
             services.postgres.create_database(database)
-            env = services.processor_environment(
+            cluster = ProcessorCluster(
+                services,
                 stream,
+                database,
                 db_arn,
                 redis_arn,
-                db_name=database,
-                worker_id=label,
-                silence_after_s=args.silence_after_s,
-                detector_idle_evict_s=idle,
+                run_dir,
+                defaults={"silence_after_s": args.silence_after_s, "detector_idle_evict_s": idle},
             )
-            processes[label] = ProcessorProcess.start(env, run_dir / f"{label}.log", name=label)
+            clusters.append(cluster)
+            processes[label] = cluster.start(label)
             streams[label] = stream
         for process in processes.values():
             process.wait_ready(timeout=90)
@@ -176,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         stop.set()
-        for process in processes.values():
-            process.ensure_stopped()
+        for cluster in clusters:
+            cluster.stop_all()
         services.stop()
 
 

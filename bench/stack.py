@@ -5,7 +5,8 @@ One :class:`BenchStack` per run: the local stack's real PostgreSQL (TLS
 processor processes, moto (Secrets Manager) and kinesalite. Every benchmark gets
 fresh databases of its own, so no figure is measured on tables another one grew.
 
-In-process benchmarks (throughput) read their credentials through the real
+In-process benchmarks (throughput) run with the synthesized task environment made
+local, as every local processor does (issue 12), and read their credentials through the real
 :class:`~processor.secrets.SecretsProvider` with an in-memory Secrets Manager
 client: secrets are fetched once per connection, off the hot path, and this spares
 the smoke run starting moto for nothing.
@@ -27,7 +28,7 @@ import psycopg
 from local_pipeline.services.local_stack import LocalServices
 from local_pipeline.services.postgres import LocalPostgres, PostgresServer, find_system_bin_dir
 from processor.contract.deployment import DEFAULT_REGION
-from processor.contract.environment import TASK_VARIABLES, ProcessorSettings
+from processor.contract.environment import ProcessorSettings
 from processor.postgres import DbTarget, PgConnector, PostgresStore
 from processor.secrets import SecretsProvider
 
@@ -151,29 +152,34 @@ class BenchStack:
     def settings(
         self, database: str, pg: PostgresServer | None = None, stream: str = "tap-bench"
     ) -> ProcessorSettings:
-        """Processor settings for in-process use (named by the task contract)."""
+        """Processor settings for in-process use: the synthesized task environment made
+        local (:func:`local_pipeline.stack_resources.local_environment`, as every local
+        processor gets it) on these servers, with the in-memory secrets' ARNs. No
+        emulator endpoints: nothing in-process calls AWS but the in-memory Secrets
+        Manager, and the smoke run starts no moto."""
+        from local_pipeline.services.network import free_port
+        from local_pipeline.stack_resources import local_environment, local_stack
+
         pg, cache = pg or self.postgres, self.services.redis
-        values: dict[str, Any] = {
-            "stream_name": stream,
-            "db_host": pg.host,
-            "db_port": pg.port,
-            "db_name": database,
-            "db_secret_arn": DB_SECRET_ARN,
-            "db_sslmode": pg.sslmode,
-            "db_ca_bundle": str(pg.ca_path) if pg.ca_path else "unused",
-            "redis_host": cache.host,
-            "redis_port": cache.port,
-            "redis_auth_secret_arn": REDIS_SECRET_ARN,
-            "redis_tls": "true" if cache.tls else "false",
-            "redis_ca_bundle": str(cache.ca_path) if cache.ca_path else "",
-            "worker_id": "bench",
-        }
-        environ = {
-            var.name: str(values[var.attribute])
-            for var in TASK_VARIABLES
-            if var.attribute in values
-        }
-        return ProcessorSettings.from_environ(environ)
+        environment = local_environment(
+            local_stack(),
+            endpoints={},
+            db_host=pg.host,
+            db_port=pg.port,
+            db_name=database,
+            db_tls=pg.tls,
+            db_ca_path=str(pg.ca_path) if pg.ca_path else None,
+            db_secret_arn=DB_SECRET_ARN,
+            redis_host=cache.host,
+            redis_port=cache.port,
+            redis_tls=cache.tls,
+            redis_ca_path=str(cache.ca_path) if cache.ca_path else None,
+            redis_secret_arn=REDIS_SECRET_ARN,
+            health_port=free_port(),
+            worker_id="bench",
+            stream_name=stream,
+        )
+        return ProcessorSettings.from_environ(environment)
 
     def store(self, settings: ProcessorSettings, secrets: SecretsProvider) -> PostgresStore:
         """A migrated store on ``settings.db_name`` with today's partitions."""
@@ -191,7 +197,9 @@ class BenchStack:
     # -- processor processes ----------------------------------------------------------
 
     def cluster(self, shards: int, label: str, log_dir: Path, **defaults: Any) -> Any:
-        """A :class:`local_pipeline.verify.ProcessorCluster` on a new stream and database."""
+        """A :class:`local_pipeline.verify.ProcessorCluster` on a new stream and database:
+        processors with the synthesized task environment (``defaults`` are explicit
+        overrides, named by ``ProcessorSettings`` attribute)."""
         from local_pipeline.verify import ProcessorCluster
 
         services = self.services.start()

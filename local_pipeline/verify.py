@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,6 @@ from typing import Any, Final
 from psycopg import sql
 
 from local_pipeline.processes import ProcessorProcess
-from local_pipeline.processes import processors as processors  # re-exported for callers
 from processor.contract.record import Reading, SensorType, encode_reading
 from processor.contract.storage import (
     READINGS_TABLE,
@@ -420,25 +420,49 @@ def measure_kill_takeover(
 
 @dataclass
 class ProcessorCluster:
-    """Processor processes on one stream and one database of a ``LocalServices``.
+    """The local pipeline's processor processes: the one class that starts, stops,
+    kills and restarts them, always with the synthesized task environment made local
+    (:func:`local_pipeline.stack_resources.processor_environment`).
 
-    ``env(name, **overrides)`` is the processor environment of a worker called
-    ``name`` (overrides are :class:`ProcessorSettings` attribute names); ``start``
-    launches it; ``stop_all`` ends them. ``view`` reads the database back.
+    On one stream and one database of a ``LocalServices``: the stack's own
+    (:class:`local_pipeline.pipeline.LocalPipeline`, ``tap local``) or a test's
+    (``make_cluster``, ``tap bench``, ``tap load --target fresh``). ``defaults`` and
+    the ``overrides`` of :meth:`env`/:meth:`start` are a caller's explicit
+    deviations from the task environment, named by :class:`ProcessorSettings`
+    attribute (``lease_duration_s=3``) and validated; everything else is what the
+    Fargate task gets. ``stack`` is the local stack from the one synth per source
+    tree (read once per process). ``view`` reads the database back.
     """
 
     services: Any  # local_pipeline.services.local_stack.LocalServices
     stream: str
     database: str
+    #: The owner's secret (migrates); the processors get the application role's.
     db_secret_arn: str
     redis_secret_arn: str
     log_dir: Path
     defaults: dict[str, Any] = field(default_factory=dict)
     processes: dict[str, ProcessorProcess] = field(default_factory=dict)
+    stack: Any = None  # local_pipeline.stack_resources.StackResources
+    #: Spawned servers instead of the shared ones (None: the services' own).
+    postgres: Any = None
+    redis: Any = None
 
     def __post_init__(self) -> None:
-        self.view = StoreView(lambda: self.services.postgres.admin_connection(self.database))
-        self.kinesis = self.services.kinesis_client()
+        if self.stack is None:
+            from local_pipeline.stack_resources import local_stack
+
+            self.stack = local_stack()
+        server = self.postgres
+        self.view = StoreView(
+            lambda: (server or self.services.postgres).admin_connection(self.database)
+        )
+        #: The environment each processor was last started with (by name).
+        self.environments: dict[str, dict[str, str]] = {}
+
+    @functools.cached_property
+    def kinesis(self) -> Any:
+        return self.services.kinesis_client()
 
     @property
     def app_secret_arn(self) -> str:
@@ -446,24 +470,50 @@ class ProcessorCluster:
         owner's, used only to migrate; see local_pipeline/services/app_role.py)."""
         return str(
             self.services.app_logins.prepare(
-                self.db_secret_arn, self.services.postgres, self.database
+                self.db_secret_arn, self.postgres or self.services.postgres, self.database
             )
         )
 
-    def env(self, name: str, **overrides: Any) -> dict[str, str]:
-        values = {"db_name": self.database, "worker_id": name, **self.defaults, **overrides}
-        return dict(
-            self.services.processor_environment(
-                self.stream, self.db_secret_arn, self.redis_secret_arn, **values
-            )
+    def env(self, name: str, *, health_port: int | None = None, **overrides: Any) -> dict[str, str]:
+        """The environment of a processor called ``name``: the synthesized task
+        environment made local, then ``defaults`` and ``overrides``."""
+        from local_pipeline.stack_resources import processor_environment
+
+        return processor_environment(
+            self.services,
+            self.stack,
+            name,
+            db_secret_arn=self.db_secret_arn,
+            redis_secret_arn=self.redis_secret_arn,
+            stream_name=self.stream,
+            db_name=self.database,
+            postgres=self.postgres,
+            redis=self.redis,
+            health_port=health_port,
+            overrides={**self.defaults, **overrides},
         )
 
     def start(self, name: str, **overrides: Any) -> ProcessorProcess:
-        process = ProcessorProcess.start(
-            self.env(name, **overrides), self.log_dir / f"{name}.log", name=name
-        )
+        """Start ``name`` (a running process of that name is stopped first)."""
+        old = self.processes.get(name)
+        if old is not None:
+            old.ensure_stopped()
+        environment = self.env(name, **overrides)
+        process = ProcessorProcess.start(environment, self.log_dir / f"{name}.log", name=name)
         self.processes[name] = process
+        self.environments[name] = environment
         return process
+
+    def restart(self, name: str, **overrides: Any) -> ProcessorProcess:
+        """Stop ``name`` (SIGTERM, then kill) and start it again, fresh environment."""
+        return self.start(name, **overrides)
+
+    def kill(self, name: str) -> None:
+        """``kill -9`` ``name`` (a crash: no drain, no lease release)."""
+        self.processes[name].kill()
+
+    def alive(self) -> list[str]:
+        return [name for name, p in self.processes.items() if p.alive()]
 
     def send(self, records: Sequence[Record]) -> SendResult:
         return put_records(self.kinesis, self.stream, records)
@@ -483,12 +533,16 @@ class ProcessorCluster:
         wait_until(balanced, timeout=timeout, interval=0.2)
         return held
 
-    def stop_all(self) -> None:
+    def stop_processes(self, timeout: float = 10) -> None:
+        """End every processor (SIGTERM, then kill); the view stays open."""
         for process in self.processes.values():
             with contextlib.suppress(Exception):
-                process.ensure_stopped()
+                process.ensure_stopped(timeout=timeout)
+
+    def stop_all(self) -> None:
+        self.stop_processes()
         self.view.close()
 
-    def logs(self) -> str:
+    def logs(self, lines: int = 25) -> str:
         """The last lines of every worker's log (for assertion messages)."""
-        return "\n".join(f"--- {n}\n{p.tail(25)}" for n, p in self.processes.items())
+        return "\n".join(f"--- {n}\n{p.tail(lines)}" for n, p in self.processes.items())

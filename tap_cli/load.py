@@ -2,8 +2,9 @@
 ``--target fresh`` composed here.
 
 A fresh target is a throwaway local pipeline: the local servers (local_pipeline.services), a
-stream, N ``python -m processor`` processes configured exactly as the tests configure
-them, ``tap api`` when the campaign reads (``api=True``: ``--readers`` or
+stream, N ``python -m processor`` processes started by
+:class:`local_pipeline.verify.ProcessorCluster` with the synthesized task environment
+(as the tests start them), ``tap api`` when the campaign reads (``api=True``: ``--readers`` or
 ``--sse-listeners``), and the campaign :class:`Target` pointing at it all. It is composed at the CLI
 because the simulator may not import the harness (the import rules in pyproject.toml;
 this module moved here from ``simulator/load/local_pipeline.py``, issue 12).

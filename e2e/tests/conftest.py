@@ -51,7 +51,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 @pytest.fixture(scope="session")
 def target(local_services_lazy: LocalServices) -> Iterator[Target]:
     """The pipeline under test, up for the whole session."""
-    from e2e.scenarios import LocalPipeline
+    from local_pipeline.pipeline import LocalPipeline
 
     pipelines: list[LocalPipeline] = []
 

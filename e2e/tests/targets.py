@@ -3,7 +3,7 @@
 runs on both; what a target cannot do (``kill -9`` of a Fargate task) is skipped
 with the reason.
 
-Local: :class:`e2e.scenarios.LocalPipeline`, processors started with the
+Local: :class:`local_pipeline.pipeline.LocalPipeline`, processors started with the
 synthesized task environment (local_pipeline/stack_resources.py).
 
 Deployed: stack outputs from ``terraform output -json`` (``TAP_STACK_OUTPUTS`` names

@@ -17,6 +17,9 @@ Typical use (the pytest fixtures in :mod:`e2e.fixtures` do this)::
         db_arn = services.create_db_secret()
         redis_arn = services.create_redis_secret()
         env = services.processor_environment("readings", db_arn, redis_arn)
+
+``processor_environment`` is the synthesized stack's task environment made local
+(:mod:`local_pipeline.stack_resources`): there is no second, hand-built list.
 """
 
 from __future__ import annotations
@@ -44,7 +47,6 @@ from local_pipeline.services.kinesis_emulator import (
     Kinesalite,
     KinesisEmulatorKind,
 )
-from local_pipeline.services.network import free_port
 from local_pipeline.services.postgres import (
     PG_DSN_ENV,
     PostgresServer,
@@ -53,12 +55,9 @@ from local_pipeline.services.postgres import (
 )
 from local_pipeline.services.redis import REDIS_URL_ENV, RedisServer, create_redis
 from local_pipeline.services.tls import RunCertificates
-from processor.contract.environment import TASK_VARIABLES, ProcessorSettings
 
 #: The names of the services, in start order (stop is the reverse).
 SERVICE_NAMES: Final = ("postgres", "redis", "moto", "kinesis")
-
-_VARIABLE_OF_ATTRIBUTE: Final = {var.attribute: var.name for var in TASK_VARIABLES}
 
 
 def _start_or_clean_up(server: Any) -> None:
@@ -69,20 +68,6 @@ def _start_or_clean_up(server: Any) -> None:
         with contextlib.suppress(Exception):
             server.stop()
         raise
-
-
-def _env_name(attribute: str) -> str:
-    """The task variable for a :class:`ProcessorSettings` attribute (never retyped)."""
-    return _VARIABLE_OF_ATTRIBUTE[attribute]
-
-
-#: The task variables this hand-built environment sets that are not a connection to
-#: a local server or a per-run name; everything else is the contract's default.
-#: Together they equal the synthesized task environment apart from the local stack's
-#: overrides (tests/unit/test_stack_resources.py,
-#: ``test_the_hand_built_environment_equals_the_synthesized_one``), so a processor
-#: started here runs as the one ``LocalPipeline`` starts from the stack does.
-CONTRACT_TASK_VALUES: Final[Mapping[str, str]] = {"aws_region": REGION}
 
 
 class LocalServices:
@@ -388,46 +373,38 @@ class LocalServices:
         redis: RedisServer | None = None,
         **overrides: Any,
     ) -> dict[str, str]:
-        """The environment of one processor process: the task variables (names from
-        :mod:`processor.contract.environment`) plus :meth:`client_environment`.
+        """The environment of one processor on ``stream_name``: the synthesized task
+        environment made local (:func:`local_pipeline.stack_resources.processor_environment`,
+        the one builder; the stack from the one synth per source tree), plus
+        :meth:`client_environment`.
 
         ``overrides`` are :class:`ProcessorSettings` attribute names
-        (``lease_duration_s=3``, ``worker_id="w1"``); a new free health port is
-        chosen per call unless given, so several processors can run side by side.
-        The result is validated with :meth:`ProcessorSettings.from_environ`: a drift
-        between this harness and the contract fails here, not in the processor.
+        (``lease_duration_s=3``, ``worker_id="w1"``, ``db_name=...``), validated; a
+        new free health port is chosen per call unless given. ``db_secret_arn`` is
+        the owner's (it migrates; the processor gets the application role's).
         ``postgres``/``redis`` select spawned servers instead of the shared ones.
         """
-        db, cache = postgres or self.postgres, redis or self.redis
-        values: dict[str, Any] = {
-            **CONTRACT_TASK_VALUES,
-            "stream_name": stream_name,
-            "db_host": db.host,
-            "db_port": db.port,
-            "db_name": db.database,
-            "db_secret_arn": db_secret_arn,
-            "db_sslmode": db.sslmode,
-            "redis_host": cache.host,
-            "redis_port": cache.port,
-            "redis_auth_secret_arn": redis_secret_arn,
-            "redis_tls": "true" if cache.tls else "false",
-            "redis_ca_bundle": str(cache.ca_path) if cache.ca_path else "",
-            "health_port": free_port(),
-        }
-        if db.ca_path is not None:
-            values["db_ca_bundle"] = str(db.ca_path)
-        values |= overrides
-        # The owner's secret migrates (once per database); processors get the
-        # application role's secret, as the service task does (issue 11).
-        values["db_secret_arn"] = self.app_logins.prepare(
-            str(values["db_secret_arn"]), db, str(values["db_name"])
+        from local_pipeline.stack_resources import local_stack, processor_environment
+
+        settings = dict(overrides)
+        worker_id = settings.pop("worker_id", None)
+        environment = processor_environment(
+            self,
+            local_stack(),
+            str(worker_id or "local"),
+            db_secret_arn=db_secret_arn,
+            redis_secret_arn=redis_secret_arn,
+            stream_name=stream_name,
+            db_name=settings.pop("db_name", None),
+            postgres=postgres,
+            redis=redis,
+            health_port=settings.pop("health_port", None),
+            overrides=settings,
         )
-        environment = self.client_environment()
-        for attribute, value in values.items():
-            if isinstance(value, bool):
-                value = "true" if value else "false"
-            environment[_env_name(attribute)] = str(value)
-        ProcessorSettings.from_environ(environment)
+        if worker_id is None:
+            # No name asked for: the processor's own default (host name + pid), as
+            # for an ECS task, not a made-up one.
+            del environment["TAP_WORKER_ID"]
         return environment
 
     # --- state -------------------------------------------------------------------

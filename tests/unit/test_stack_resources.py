@@ -16,7 +16,6 @@ import pytest
 
 from lib.synthesized import DEFAULT_STACK as DEFAULT_STACK_ID
 from lib.synthesized import SynthesizedStack, stack_file
-from local_pipeline.services.local_stack import CONTRACT_TASK_VALUES
 from local_pipeline.stack_resources import (
     ADDED_VARIABLES,
     CONDITIONAL_OVERRIDES,
@@ -26,6 +25,7 @@ from local_pipeline.stack_resources import (
     StackResources,
     changed_variables,
     local_environment,
+    with_overrides,
 )
 from local_pipeline.stack_synth import (
     SMOKE_EXTRA_ENV,
@@ -40,7 +40,7 @@ from local_pipeline.stack_synth import (
     stack_tests_request,
     standard_requests,
 )
-from processor.contract.environment import TASK_VARIABLES, VARIABLES_BY_NAME, ProcessorSettings
+from processor.contract.environment import TASK_VARIABLES, ProcessorSettings, SettingsError
 
 REPO = Path(__file__).resolve().parents[2]
 STREAM = "aws_kinesis_stream.ingestion_stream_1"
@@ -98,7 +98,9 @@ def _load(tmp_path: Path, document: dict) -> StackResources:
     return StackResources.load(path)
 
 
-def _local(resources: StackResources, *, tls: bool = True, db_name: str = "tap") -> dict:
+def _local(
+    resources: StackResources, *, tls: bool = True, db_name: str = "tap", stream: str | None = None
+) -> dict:
     return local_environment(
         resources,
         endpoints={
@@ -124,6 +126,7 @@ def _local(resources: StackResources, *, tls: bool = True, db_name: str = "tap")
         redis_secret_arn=ARN.format("secret-redis-auth-dev-local"),
         health_port=40003,
         worker_id="processor-1",
+        stream_name=stream,
     )
 
 
@@ -271,19 +274,41 @@ def test_synth_key_differs_between_two_clones_with_the_same_sources(tmp_path: Pa
     assert keys[0] != keys[1]
 
 
-def test_the_hand_built_environment_equals_the_synthesized_one(tmp_path: Path) -> None:
-    # Two ways build a processor's environment: the local stack's processors get the
-    # synthesized task environment (LocalStackResources); the integration tests',
-    # `tap bench`'s and `tap load --target fresh`'s get LocalServices'
-    # processor_environment, built from the contract (a synth per test would be too
-    # slow). Apart from the local overrides and each run's own stream and database,
-    # the two must hold the same values, on the model document and on the real synth.
-    per_run = {"TAP_STREAM_NAME", "TAP_DB_NAME"}
-    local = set(LOCAL_OVERRIDES) | set(CONDITIONAL_OVERRIDES) | per_run
+def test_a_runs_own_stream_and_explicit_overrides_are_the_only_changes(
+    tmp_path: Path,
+) -> None:
+    # Every local processor starts from the synthesized task environment (issue 12:
+    # the hand-built one is gone). A test's own stream and database, and the settings
+    # it overrides on purpose, are the only other differences, each named.
     for resources in _stacks(tmp_path):
-        for name, value in resources.task_environment.items():
-            if name in local:
-                continue
-            variable = VARIABLES_BY_NAME[name]
-            hand_built = CONTRACT_TASK_VALUES.get(variable.attribute, variable.default)
-            assert hand_built == value, (name, hand_built, value, resources.stack_path)
+        env = _local(resources, stream="tap-test-0123", db_name="tap_test_0123")
+        assert {env[name] for name in resources.stream_references} == {"tap-test-0123"}
+        overridden = with_overrides(env, {"lease_duration_s": 7, "db_host": "10.0.0.9"})
+        differ = {k for k in set(env) | set(overridden) if env.get(k) != overridden.get(k)}
+        assert differ == {"TAP_LEASE_DURATION_S", "TAP_DB_HOST"}
+        assert overridden["TAP_DB_HOST"] == "10.0.0.9"
+        assert ProcessorSettings.from_environ(overridden).lease_duration_s == 7.0
+        changed = set(changed_variables(resources, overridden))
+        local = set(LOCAL_OVERRIDES) | set(CONDITIONAL_OVERRIDES)
+        assert changed <= local | {"TAP_LEASE_DURATION_S"}, sorted(changed - local)
+
+
+def test_an_override_that_is_no_setting_or_no_valid_value_is_refused(tmp_path: Path) -> None:
+    env = _local(_load(tmp_path, _document()))
+    with pytest.raises(StackResourceError, match="lease_seconds"):
+        with_overrides(env, {"lease_seconds": 3})
+    with pytest.raises(SettingsError, match="TAP_LEASE_DURATION_S"):
+        with_overrides(env, {"lease_duration_s": "soon"})
+
+
+def test_only_the_processor_cluster_starts_processor_processes() -> None:
+    # One class starts processors, from the synthesized environment: a second
+    # ProcessorProcess.start elsewhere would be a second way (and a second
+    # environment) again.
+    callers = sorted(
+        str(path.relative_to(REPO))
+        for folder in ("local_pipeline", "e2e", "bench", "tap_cli", "simulator", "tests")
+        for path in (REPO / folder).rglob("*.py")
+        if "ProcessorProcess." + "start(" in path.read_text()
+    )
+    assert callers == ["local_pipeline/verify.py"], callers
