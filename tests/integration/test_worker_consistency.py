@@ -17,7 +17,7 @@ from local_pipeline.verify import (
     wait_until,
     wait_until_stored,
 )
-from processor.contract.record import Reading, SensorType, encode_reading
+from processor.contract.record import Reading, SensorType, ValidationLimits, encode_reading
 from processor.contract.storage import REDIS_ANOMALY_STREAM, redis_latest_key
 from processor.postgres.reads import anomalies
 from processor.redis_cache import anomaly_identity
@@ -26,6 +26,35 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 LEASE_S = 3
 DEVICE = "dev-0000"
+
+
+def one_event_day_start(now: datetime, *, span: timedelta) -> datetime:
+    """A start about two minutes before ``now`` whose ``[start, start + span]`` lies on
+    one UTC event day; shortly before or after midnight, the early minutes of ``now``'s
+    own day instead. A reading key is (device, boot, seq, event day): a test about a
+    duplicate of one day must not cross midnight (it failed at 00:0x UTC once)."""
+    start = now - timedelta(minutes=2)
+    if start.date() == (start + span).date() == now.date():
+        return start
+    return now.replace(hour=0, minute=0, second=5, microsecond=0)
+
+
+@pytest.mark.parametrize(
+    "now",
+    [
+        datetime(2026, 11, 30, 23, 58, 30, tzinfo=UTC),
+        datetime(2026, 12, 1, 0, 1, 0, tzinfo=UTC),
+        datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC),
+    ],
+)
+def test_a_one_day_test_span_never_crosses_midnight(now: datetime) -> None:
+    """23:58:30 is when the conflicting-duplicate test once failed: `now - 2 min` put
+    its newer copy on the next day, a new key that PostgreSQL rightly stored."""
+    span = timedelta(minutes=4)
+    start = one_event_day_start(now, span=span)
+    assert start.date() == (start + span).date()
+    assert start <= now
+    assert start + span - now <= ValidationLimits().max_future
 
 
 def _reading(seq: int, ts: datetime, value: float) -> Record:
@@ -65,7 +94,9 @@ def test_a_conflicting_duplicate_never_reaches_redis(
     latest hash and anomaly stream must not show the rejected one either."""
     cluster = make_cluster(1, lease_duration_s=LEASE_S)
     cluster.start("w1")
-    start = datetime.now(UTC) - timedelta(minutes=2)
+    # The conflicting copy is 3 minutes newer than `start`; it must fall on the same
+    # event day, or it is a new key, not a duplicate (migration 0005).
+    start = one_event_day_start(datetime.now(UTC), span=timedelta(minutes=3))
     first = cluster.send(make_readings(1, 30, start=start))
     wait_until_stored(cluster.view, first.keys, timeout=45)
 
@@ -108,10 +139,7 @@ def test_a_device_reboot_mid_stream_loses_nothing_silently(
     cluster = make_cluster(1, lease_duration_s=LEASE_S)
     cluster.start("w1")
     # Mid-day, whatever the time now: all records of this test share one event day.
-    now = datetime.now(UTC)
-    start = now - timedelta(minutes=3)
-    if start.date() != (now + timedelta(minutes=1)).date():
-        start = now.replace(hour=0, minute=0, second=5)
+    start = one_event_day_start(datetime.now(UTC), span=timedelta(minutes=4))
     first = [_reading(seq, start + timedelta(seconds=seq), 65.0) for seq in range(20)]
     cluster.send(first)
     wait_until_stored(cluster.view, {r.key for r in first if r.key}, timeout=45)
