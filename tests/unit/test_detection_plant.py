@@ -221,7 +221,7 @@ def test_a_version_1_state_loads_keeping_its_baseline_and_saves_as_the_current_v
     bank = DetectorBank()
     assert bank.load_state("d1", old)
     state = bank.state_of("d1")
-    assert state is not None and state.version == STATE_VERSION == 3
+    assert state is not None and state.version == STATE_VERSION == 4
     assert (state.mean, state.count, state.resolution, state.profile) == (70.0, 42, 0.0, [])
     assert DeviceState.from_bytes(state.to_bytes()) == state
     # It keeps judging against the learned baseline: a jump is flagged at once.
