@@ -731,8 +731,8 @@ class DetectorBank:
                 # A reading another detector already flagged (a spike, an
                 # out-of-range value) must not lift the level the ceiling learns.
                 flagged = False
-                for a in out[mark:]:
-                    if a.anomaly_type in _FLAGS_A_READING:
+                for earlier in out[mark:]:
+                    if earlier.anomaly_type in _FLAGS_A_READING:
                         flagged = True
                 if not flagged:
                     self._ceiling(reading, x, st, t, t - st.last_ts, lim.ceiling_margin, out)
