@@ -227,3 +227,22 @@ def test_a_version_3_state_loads_and_saves_as_the_current_version() -> None:
     assert loaded is not None and loaded.version == STATE_VERSION == 4
     assert loaded.ceiling == [] and loaded.profile == state.profile
     assert DeviceState.from_bytes(loaded.to_bytes()) == loaded
+
+
+def test_the_ceiling_is_switched_off_for_a_device_by_an_override_row() -> None:
+    """docs/DETECTION.md: ``temperature.ceiling_margin`` NULL in the overrides table
+    turns the ceiling off for the rows' devices; the others keep it."""
+    from processor.core.overrides import DetectorOverrides, OverrideRow
+
+    overrides = DetectorOverrides.from_rows(
+        [OverrideRow("device", "d1", "temperature.ceiling_margin", None, row_id="id=1")]
+    )
+    assert not overrides.errors
+    series = healthy_machine(5, MONDAY, 2.0, ramp(8 * DAY_S + 9 * 3600, 1.5, 15.0))
+    bank = DetectorBank(overrides=lambda: overrides)
+    got: dict[str, list[Anomaly]] = {"d1": [], "d2": []}
+    for seq, (t, value) in enumerate(series, start=1):
+        for device, out in got.items():
+            bank.observe_into(analog(seq, t - T0.timestamp(), value, device=device), out)
+    assert ceiling_drifts(got["d1"]) == []
+    assert ceiling_drifts(got["d2"])
