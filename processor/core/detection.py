@@ -20,6 +20,8 @@ on every accepted reading, the detectors that apply to its sensor type:
                           transducer losing span or replaced)
 ``seasonal``              the hour-smoothed level leaves the device's usual level *at this
                           time of the week* (4-hour bins of each weekday, learned online)
+``drift`` (ceiling)       temperature: the hour-smoothed level runs above the highest it
+                          reached at the same hour (+-1 h) on any day of the previous week
 ``fault`` / ``flapping``  equipment status entering FAULT; too many status changes in a window
 ``silent``                not here: :mod:`processor.core.silence` (judged on shard progress)
 ========================  ===========================================================
@@ -73,11 +75,11 @@ _EQUIPMENT_STATUS: Final = SensorType.EQUIPMENT_STATUS
 
 #: Version of the serialized :class:`DeviceState`; a state saved by a version not in
 #: :data:`LOADABLE_VERSIONS` is ignored (the device re-learns its baseline) rather
-#: than misread. Versions 2 and 3 only appended fields, so a version-1 or -2 state
-#: loads (its new fields take their defaults: nothing pending, noise re-learned) and
-#: is saved back as the current version.
-STATE_VERSION: Final = 3
-LOADABLE_VERSIONS: Final = frozenset({1, 2, 3})
+#: than misread. Versions 2, 3 and 4 only appended fields, so a version-1, -2 or -3
+#: state loads (its new fields take their defaults: nothing pending, noise re-learned,
+#: no ceiling yet) and is saved back as the current version.
+STATE_VERSION: Final = 4
+LOADABLE_VERSIONS: Final = frozenset({1, 2, 3, 4})
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +127,21 @@ class AnalogLimits:
     #: ``DetectorConfig.thermal_tau_min_s``). Off for a regime quantity: a press
     #: line's start is a step that stays, and a run of a few minutes is an outlier.
     shape: bool = True
+    #: The time-of-day ceiling (DRIFT when the hour-smoothed level runs this far
+    #: above the highest level of the same hour +-1 h on any day of the previous
+    #: week; None = off). Only for a quantity judged upwards (``profile_up_only``).
+    ceiling_margin: float | None = None
 
 
 #: Machine temperature: a healthy machine reads 20-120 C (hall ambient plus up to
 #: 55 C of machine heat); 130 C needs attention, 150 C stops the line.
 DEFAULT_TEMPERATURE: Final = AnalogLimits(
     profile_up_only=True,
+    # What moves a healthy machine's hourly peak above last week's at the same hour
+    # (docs/DETECTION.md, "ceiling"): its sensor's ageing and the hall's weather,
+    # slow terms of up to 1.5 C each way (3 C from trough to crest), plus 2 C of
+    # day-to-day weather a sheltered hall sees. A degradation adds 8-20 C.
+    ceiling_margin=5.0,
     warning_high=130.0,
     critical_high=150.0,
     hysteresis=1.0,
@@ -217,6 +228,13 @@ class DetectorConfig:
     #: visit judged by its first.
     profile_days: float = 14.0
     profile_ready_days: float = 14.0
+    #: Ceiling (DRIFT): the highest hour-smoothed level of each hour of the day over
+    #: the previous block of this many days (a week: the plant's period, so every
+    #: hour at which the machine ever runs has been seen, whatever day the device
+    #: first reported), judged from the end of the first block on. The episode ends
+    #: once the level stayed under the ceiling for ``ceiling_rearm_s``.
+    ceiling_days: float = 7.0
+    ceiling_rearm_s: float = 86_400.0
     #: SEASONAL: the 1-hour smoothed departure from the profile bin beyond this many
     #: deviations (1.25 x the mean absolute deviation ~ one sigma), re-armed below 1.
     seasonal_z: float = 4.0
@@ -358,6 +376,13 @@ class DeviceState(msgspec.Struct, array_like=True, gc=False):
     #: of the mean around it; which regime is reported (0 none, 1 stopped, 2
     #: running) and since when. Indexes: the ``_R_*`` constants.
     regime: list[float] = msgspec.field(default_factory=list)
+    # -- version 4 (issue 9, session 5): appended.
+    #: Time-of-day ceiling (temperature; empty otherwise, one byte): the block
+    #: number, the hour-smoothed level, reported (1.0), since when the level is back
+    #: under the ceiling (-1 = not), then the previous block's highest level per hour
+    #: of the day (24) and the current block's (24); -inf = hour not seen. Indexes:
+    #: the ``_C_*`` constants.
+    ceiling: list[float] = msgspec.field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return _state_encoder.encode(self)
@@ -407,6 +432,14 @@ _FLAT_SIGMAS: Final = 3.0
 #: is used then).
 _P_ENV_LOW: Final = 9
 _P_ENV_HIGH: Final = 10
+#: Indexes into ``DeviceState.ceiling``.
+_C_BLOCK: Final = 0
+_C_LEVEL: Final = 1
+_C_REPORTED: Final = 2
+_C_BELOW: Final = 3
+_C_PREV: Final = 4
+_C_CUR: Final = 28
+_C_EMPTY: Final = (-math.inf,) * 48
 #: Anomalies that already report a reading itself (the shape test then does not
 #: report it again as an outlier).
 _FLAGS_A_READING: Final = frozenset({AnomalyType.SPIKE, AnomalyType.LIMIT, AnomalyType.STATISTICAL})
@@ -694,6 +727,15 @@ class DetectorBank:
             # A regime sensor's level at an hour is bimodal (running or stopped):
             # a profile of it would say nothing.
             self._seasonal(reading, x, st, t, t - st.last_ts, lim, out)
+            if lim.ceiling_margin is not None and not st.limit_level:
+                # A reading another detector already flagged (a spike, an
+                # out-of-range value) must not lift the level the ceiling learns.
+                flagged = False
+                for earlier in out[mark:]:
+                    if earlier.anomaly_type in _FLAGS_A_READING:
+                        flagged = True
+                if not flagged:
+                    self._ceiling(reading, x, st, t, t - st.last_ts, lim.ceiling_margin, out)
         if n:
             step = delta if delta >= 0.0 else -delta
             if shaped and not stuck and not returned and not st.pending and n >= cfg.warmup:
@@ -1163,6 +1205,19 @@ class DetectorBank:
         resolution = st.resolution
         tolerance = 1.5 * resolution if resolution > 0.0 else lim.stuck_epsilon
         if abs(x - st.run_value) > tolerance:
+            prev = st.last_value
+            if abs(x - prev) <= tolerance:
+                # A stuck quantised sensor flickers one step either side of its
+                # value; a run anchored on a flicker (or on the live reading just
+                # before the fault) breaks at each opposite flicker, and restarting
+                # on that flicker keeps it off-centre for ever (measured: 11 of 20
+                # synthetic stuck sensors missed at 1 Hz). Restart on the reading
+                # before, which the break shows is the centre more often than not.
+                self._start_run(st, prev, st.last_ts)
+                st.run_count = 2
+                if x == prev:
+                    st.run_exact = 2
+                return False
             self._start_run(st, x, t)
             return False
         st.run_count += 1
@@ -1355,6 +1410,84 @@ class DetectorBank:
                 f"{reading.unit}, usual {level:.1f} {reading.unit} for {_bin_name(b)})",
             )
         )
+
+    def _ceiling(
+        self,
+        reading: Reading,
+        x: float,
+        st: DeviceState,
+        t: float,
+        dt: float,
+        margin: float,
+        out: list[Anomaly],
+    ) -> None:
+        """DRIFT when the hour-smoothed level runs ``margin`` above the highest level
+        of this hour (or the hour before or after) on any day of the previous block.
+
+        Why it needs no weekly profile: a machine's hottest hour of the day is its
+        full-load hour, seen on every working day, and a night or a late shift
+        peaks at its own level every working day too, so a week of any plant's
+        calendar shows each hour's ceiling; stops, weekends and Mondays after a
+        cold weekend are colder, never hotter. A wear or cooling fault adds heat
+        on top (docs/DETECTION.md, "ceiling"). The neighbouring hours make a shift
+        that starts an hour early, or a daylight-saving change, no departure.
+        """
+        if dt <= 0.0:
+            return
+        cfg = self._active
+        c = st.ceiling
+        block_s = cfg.ceiling_days * 86_400.0
+        block = float((t - st.first_ts) // block_s)
+        if not c:
+            c.extend((block, x, 0.0, -1.0))
+            c.extend(_C_EMPTY)
+        elif block != c[_C_BLOCK]:
+            # The current block becomes the previous one; a gap of more than a block
+            # leaves nothing recent to judge by.
+            c[_C_PREV:_C_CUR] = c[_C_CUR:] if block == c[_C_BLOCK] + 1.0 else _C_EMPTY[:24]
+            c[_C_CUR:] = _C_EMPTY[:24]
+            c[_C_BLOCK] = block
+        level = c[_C_LEVEL]
+        level += (1.0 - math.exp(-dt / cfg.seasonal_smoothing_s)) * (x - level)
+        c[_C_LEVEL] = level
+        hour = int(t % 86_400.0 // 3600.0)
+        a, b, d = c[_C_PREV + (hour - 1) % 24], c[_C_PREV + hour], c[_C_PREV + (hour + 1) % 24]
+        ceiling = a if a > b else b
+        if d > ceiling:
+            ceiling = d
+        learned = level
+        if ceiling != -math.inf:
+            excess = level - ceiling
+            # Learn at most the margin above the ceiling: a fault found this week
+            # does not blind next week's judgement, while a lasting new level (a
+            # new product, a swapped sensor) is adopted within a few weeks.
+            if learned > ceiling + margin:
+                learned = ceiling + margin
+            if excess <= 0.0:
+                if c[_C_BELOW] < 0.0:
+                    c[_C_BELOW] = t
+                elif t - c[_C_BELOW] >= cfg.ceiling_rearm_s:
+                    c[_C_REPORTED] = 0.0
+            else:
+                c[_C_BELOW] = -1.0
+                if excess >= margin and not c[_C_REPORTED]:
+                    c[_C_REPORTED] = 1.0
+                    out.append(
+                        self._anomaly(
+                            reading,
+                            AnomalyType.DRIFT,
+                            Severity.WARNING,
+                            excess,
+                            f"{st.sensor_type} has run {excess:.1f} {reading.unit} above its "
+                            f"ceiling over the last hour: {level:.1f} {reading.unit}, the "
+                            f"highest at {hour:02d}:00 UTC (+-1 h) on any day of the previous "
+                            f"{cfg.ceiling_days:g} days was {ceiling:.1f} {reading.unit} "
+                            f"(margin {margin:g}; reading {x:g} {reading.unit})",
+                        )
+                    )
+        i = _C_CUR + hour
+        if learned > c[i]:
+            c[i] = learned
 
     def _statistical(
         self,

@@ -63,6 +63,26 @@ def test_a_stuck_quantised_sensor_fires_once_through_its_flicker() -> None:
     assert 600 + 59 <= stuck_anomalies[0].seq <= 600 + 70  # after 60 s of it
 
 
+def test_a_stuck_sensor_flickering_both_ways_is_found_at_1_hz() -> None:
+    """The simulator's stuck sensor flickers one step *either side* of its value (10 %
+    of readings). At 1 Hz the run often began on the live reading just before the
+    fault, a step off the stuck value; each opposite flicker (two steps away) broke
+    the run and restarted it on that flicker, off-centre again: 11 of these 20 were
+    missed before the run restarted on the reading before the break."""
+    found = 0
+    for seed in range(20):
+        rng = random.Random(seed)
+        live = [analog(i, i, quantised(70.3 + rng.gauss(0.0, 0.2))) for i in range(1, 600)]
+        stuck = []
+        for i in range(600, 900):  # five minutes stuck
+            r = rng.random()
+            flicker = 0.1 if r < 0.05 else -0.1 if r < 0.1 else 0.0
+            stuck.append(analog(i, i, quantised(70.3 + flicker)))
+        got = feed(DetectorBank(), live + stuck)
+        found += types(got).count(AnomalyType.STUCK) == 1
+    assert found >= 18, found
+
+
 # -- limit dwell ------------------------------------------------------------------------
 
 
@@ -221,7 +241,7 @@ def test_a_version_1_state_loads_keeping_its_baseline_and_saves_as_the_current_v
     bank = DetectorBank()
     assert bank.load_state("d1", old)
     state = bank.state_of("d1")
-    assert state is not None and state.version == STATE_VERSION == 3
+    assert state is not None and state.version == STATE_VERSION == 4
     assert (state.mean, state.count, state.resolution, state.profile) == (70.0, 42, 0.0, [])
     assert DeviceState.from_bytes(state.to_bytes()) == state
     # It keeps judging against the learned baseline: a jump is flagged at once.

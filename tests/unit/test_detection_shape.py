@@ -110,7 +110,12 @@ def test_a_step_that_stays_at_5_minutes_is_not_judged() -> None:
     can land on its new equilibrium within one reading: a step that stays, from the
     process. The shape test does not judge steps there (docs/DETECTION.md)."""
     got = run(lagged_plant(9 * 24, offset_from=900, offset=3.5))
-    assert [a for a in got if a.anomaly_type is AnomalyType.DRIFT] == [], got
+    # From day 7 the time-of-day ceiling may report the +3.5 C offset (a present
+    # fault; test_detection_ceiling.py); what is asserted here is the shape test.
+    steps = [
+        a for a in got if a.anomaly_type is AnomalyType.DRIFT and "ceiling" not in a.explanation
+    ]
+    assert steps == [], got
 
 
 def test_a_small_sensor_swap_at_1_hz_is_found() -> None:
@@ -153,7 +158,7 @@ def test_a_version_2_state_loads_and_saves_as_the_current_version() -> None:
     bank = DetectorBank()
     assert bank.load_state("d1", old)
     state = bank.state_of("d1")
-    assert state is not None and state.version == STATE_VERSION == 3
+    assert state is not None and state.version == STATE_VERSION == 4
     assert state.mean == 50.0 and state.pending == []
     assert DeviceState.from_bytes(state.to_bytes()) == state
     assert SensorType.TEMPERATURE.value == state.sensor_type
@@ -233,9 +238,10 @@ def test_judging_steps_at_5_minutes_is_a_setting_for_back_tests() -> None:
 
     config = dataclasses.replace(DetectorConfig(), shape_step_max_interval_s=416.0)
     got = run(lagged_plant(9 * 24, offset_from=900, offset=25.0), DetectorBank(config))
-    assert [(a.anomaly_type, a.seq) for a in got if a.anomaly_type is AnomalyType.DRIFT] == [
-        (AnomalyType.DRIFT, 900)
-    ], got
+    steps = [
+        a for a in got if a.anomaly_type is AnomalyType.DRIFT and "ceiling" not in a.explanation
+    ]
+    assert [(a.anomaly_type, a.seq) for a in steps] == [(AnomalyType.DRIFT, 900)], got
 
 
 def steady_plant(
