@@ -95,14 +95,22 @@ class ReadSide:
             application_name="tap-api",
             statement_timeout_ms=API_STATEMENT_TIMEOUT_MS,
         )
-        self.store = PostgresStore(PgConnector(target, secrets), max_idle_connections=8)
+        self.store = PostgresStore(
+            PgConnector(target, secrets), max_idle_connections=limits.POSTGRES_CONNECTIONS
+        )
+        # The pool keeps POSTGRES_CONNECTIONS idle but opens one more for every query
+        # beyond them; the queries wait here instead (a login costs the server a fork
+        # and a TLS handshake). The readiness ping does not: it must not queue behind
+        # slow reads, and it runs once per health-check interval.
+        self._connections = asyncio.Semaphore(limits.POSTGRES_CONNECTIONS)
         self.redis = RedisReader(settings, secrets)
         self.stream_block_ms = STREAM_BLOCK_MS
 
     async def query(self, fn: Callable[[Any], T]) -> T:
         """Run a :mod:`api.postgres_reads` function on a pooled connection."""
         try:
-            return await run_in_threadpool(self.store.run_query, fn)
+            async with self._connections:
+                return await run_in_threadpool(self.store.run_query, fn)
         except StoreError as exc:
             raise _unavailable(exc) from exc
 

@@ -70,3 +70,10 @@ BUCKET_RANGE_MAX: Final[dict[Bucket, timedelta]] = {
 }
 #: Default range when ``from`` is not given.
 READINGS_RANGE_DEFAULT: Final = timedelta(hours=1)
+
+#: PostgreSQL connections one API process keeps and uses at most: queries beyond it
+#: wait for one (``ReadSide.query``) instead of each opening a connection of its own.
+#: A login is a process fork and a TLS handshake on the server; under 40 concurrent
+#: readers the churn cost PostgreSQL more than the queries (docs/BENCHMARKS.md, "Issue
+#: 13, session 5 ... CPU budget"). 8 keeps a 2-vCPU RDS instance's backends busy.
+POSTGRES_CONNECTIONS: Final = 8

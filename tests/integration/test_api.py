@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +19,7 @@ import httpx
 import psycopg
 import pytest
 
-from api import postgres_reads
+from api import limits, postgres_reads
 from e2e.fixtures import FreshDatabase
 from e2e.plant_writer import PlantWriter
 from local_pipeline.services import LocalServices, RedisServer
@@ -513,3 +514,49 @@ def test_openapi_describes_every_endpoint_and_the_board_is_served(plant: Plant) 
     board = plant.http.get("/", follow_redirects=True)
     assert board.status_code == 200 and "board.js" in board.text
     assert plant.get("/board/board.js").status_code == 200
+
+
+# --- PostgreSQL connections under concurrent readers ------------------------------------
+
+
+def _sessions_opened(plant: Plant) -> int:
+    """Sessions ever established to the test's database (pg_stat_database, PG 14+)."""
+    with plant.db.admin_connection() as conn:
+        row = conn.execute(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_concurrent_readers_reuse_the_apis_connections(plant: Plant) -> None:
+    """Forty readers asking PostgreSQL at once must queue for the API's connections,
+    not open (and close again) one each: a PostgreSQL login is a process fork and a TLS
+    handshake. The read benchmark saw 470 backend processes in 108 s before. A line's
+    board from PostgreSQL over 2,000 devices is the slow query that piles them up."""
+    plant.writer.write(
+        [
+            PlantWriter.reading(
+                f"d{i:04d}", 1, NOW - timedelta(seconds=5), 20.0, line=f"l{i % 20:02d}"
+            )
+            for i in range(2_000)
+        ]
+    )
+    board = {"facility": "fac1", "source": "postgres"}
+    assert plant.get("/devices", line="l00", **board).status_code == 200
+    before = _sessions_opened(plant)
+
+    def ask(i: int) -> int:
+        with httpx.Client(base_url=plant.api.url, timeout=60) as http:
+            codes = [
+                http.get("/devices", params={**board, "line": f"l{(i + k) % 20:02d}"}).status_code
+                for k in range(3)
+            ]
+        return max(codes)
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        assert set(pool.map(ask, range(40))) == {200}
+    opened = _sessions_opened(plant) - before - 1  # minus this check's own session
+    assert opened <= limits.POSTGRES_CONNECTIONS, (
+        f"{opened} new PostgreSQL sessions for 120 requests by 40 readers"
+    )
