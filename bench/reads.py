@@ -153,42 +153,31 @@ class LoadSampler:
 
 
 def campaign_argv(options: ReadsOptions, report: Path) -> list[str]:
-    devices = options.fleet_devices
-    if options.reads_alone:
-        return [
-            "--target", "fresh",
-            "--shape", "soak",
-            "--read-only",
-            "--duration", f"{options.duration_s:g}s",
-            "--drain", f"{options.drain_s:g}s",
-            "--devices", str(devices),
-            "--processes", str(options.locust_processes),
-            "--shards", str(options.shards),
-            "--processors", str(options.processors),
-            "--readers", str(options.readers),
-            "--read-rate", f"{options.read_rate:g}",
-            "--read-mix", "goals",
-            "--sse-listeners", "0",
-            "--report", str(report),
-        ]  # fmt: skip
-    return [
+    """``tap load`` arguments of the campaign: the goals mix of reads, beside the
+    writers or (``reads_alone``) as a read-only campaign without stream listeners."""
+    pipeline_and_readers = [
         "--target", "fresh",
         "--shape", "soak",
-        "--users", str(options.writers),
         "--duration", f"{options.duration_s:g}s",
         "--drain", f"{options.drain_s:g}s",
-        "--devices", str(devices),
-        "--rate", f"{options.rate_per_device:g}",
-        "--anomaly-rate", f"{options.anomaly_rate:g}",
-        "--e2e-sample", f"{options.e2e_sample:g}",
+        "--devices", str(options.fleet_devices),
         "--processes", str(options.locust_processes),
         "--shards", str(options.shards),
         "--processors", str(options.processors),
         "--readers", str(options.readers),
         "--read-rate", f"{options.read_rate:g}",
         "--read-mix", "goals",
-        "--sse-listeners", str(options.sse_listeners),
         "--report", str(report),
+    ]  # fmt: skip
+    if options.reads_alone:
+        return [*pipeline_and_readers, "--read-only", "--sse-listeners", "0"]
+    return [
+        *pipeline_and_readers,
+        "--users", str(options.writers),
+        "--rate", f"{options.rate_per_device:g}",
+        "--anomaly-rate", f"{options.anomaly_rate:g}",
+        "--e2e-sample", f"{options.e2e_sample:g}",
+        "--sse-listeners", str(options.sse_listeners),
     ]  # fmt: skip
 
 
