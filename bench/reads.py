@@ -69,6 +69,11 @@ from simulator.load.target import Target
 REACHED: Final = 0.95
 #: The API's cache max age in a reads-alone run (see the module docstring).
 READS_ALONE_CACHE_MAX_AGE_S: Final = 3_600
+#: Sequential requests per endpoint of the smoke's CPU probe. The kernel charges CPU
+#: time in clock ticks (10 ms): 20 requests of a lean endpoint (about 1.3 ms of API CPU
+#: each) come to about 2.6 ticks, so a run can be charged none (a probe figure of 0.0,
+#: seen once on a fresh clone 2026-12-01); 200 make that about 26 ticks.
+PROBE_REQUESTS_SMOKE: Final = 200
 #: Readings per device written before a reads-alone run (the boards' history).
 FILL_READINGS_PER_DEVICE: Final = 3
 #: Longest wait for the processors to store the fill.
@@ -116,7 +121,7 @@ class ReadsOptions:
         return cls(
             writes_per_s=60, read_rate=20.0, writers=2, readers=2, sse_listeners=1,
             duration_s=12.0, drain_s=3.0, anomaly_rate=0.003, e2e_sample=0.05, shards=2,
-            processors=1, probe_requests=20,
+            processors=1, probe_requests=PROBE_REQUESTS_SMOKE,
         )  # fmt: skip
 
 
