@@ -73,7 +73,8 @@ READINGS_RANGE_DEFAULT: Final = timedelta(hours=1)
 
 #: PostgreSQL connections one API process keeps and uses at most: queries beyond it
 #: wait for one (``ReadSide.query``) instead of each opening a connection of its own.
-#: A login is a process fork and a TLS handshake on the server; under 40 concurrent
-#: readers the churn cost PostgreSQL more than the queries (docs/BENCHMARKS.md, "Issue
-#: 13, session 5 ... CPU budget"). 8 keeps a 2-vCPU RDS instance's backends busy.
+#: A login is a process fork and a TLS handshake on the server; before this bound, 40
+#: concurrent readers of a line's board opened 26 new sessions for 120 requests
+#: (``tests/integration/test_api.py::test_concurrent_readers_reuse_the_apis_connections``).
+#: 8 is the number of idle connections the pool already kept.
 POSTGRES_CONNECTIONS: Final = 8
