@@ -10,29 +10,30 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from lib.components.processor_container import environment_value
+from lib.components.processor_container import (
+    TaskEnvironmentError,
+    contract_environment,
+    environment_value,
+)
 from processor.contract.api_environment import API_VARIABLES
 
 #: The API's container in its task definition.
 API_CONTAINER_NAME = "api"
 
 
-class ApiTaskEnvironmentError(ValueError):
+class ApiTaskEnvironmentError(TaskEnvironmentError):
     """The stack did not provide exactly the API contract's stack-provided variables."""
 
 
 def api_task_environment(values: Mapping[str, str]) -> list[dict[str, str]]:
     """The container ``environment`` list from :data:`API_VARIABLES`: exactly the
     stack-provided ones (the others keep the API's documented defaults)."""
-    provided = [var.name for var in API_VARIABLES if var.stack_provided]
-    missing = [name for name in provided if name not in values]
-    unknown = sorted(set(values) - set(provided))
-    if missing or unknown:
-        raise ApiTaskEnvironmentError(
-            f"API task environment does not match processor.contract.api_environment: "
-            f"missing {missing}, not stack-provided {unknown}"
-        )
-    return [{"name": name, "value": str(values[name])} for name in provided]
+    return contract_environment(
+        API_VARIABLES,
+        values,
+        contract="API task environment does not match processor.contract.api_environment",
+        error=ApiTaskEnvironmentError,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

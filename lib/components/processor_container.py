@@ -7,10 +7,10 @@ and ~600 MB) to check the health-check command or the task environment.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 
-from processor.contract.environment import TASK_VARIABLES
+from processor.contract.environment import TASK_VARIABLES, EnvVar
 
 #: The processor's container in the service's task definition.
 CONTAINER_NAME = "processor"
@@ -31,21 +31,29 @@ class TaskEnvironmentError(ValueError):
     """The stack did not provide exactly the contract's stack-provided variables."""
 
 
-def task_environment(values: Mapping[str, str]) -> list[dict[str, str]]:
-    """The container ``environment`` list, from the contract.
-
-    ``values`` must hold every ``stack_provided`` variable of ``TASK_VARIABLES`` and
-    nothing else; the other variables keep the processor's documented defaults.
-    """
-    provided = [var.name for var in TASK_VARIABLES if var.stack_provided]
+def contract_environment(
+    variables: Iterable[EnvVar],
+    values: Mapping[str, str],
+    *,
+    contract: str,
+    error: type[TaskEnvironmentError] = TaskEnvironmentError,
+) -> list[dict[str, str]]:
+    """A container ``environment`` list from a contract's variables: ``values`` must
+    hold exactly the ``stack_provided`` ones (the others keep their documented
+    defaults); ``error`` names ``contract`` and what is missing or not stack-provided."""
+    provided = [var.name for var in variables if var.stack_provided]
     missing = [name for name in provided if name not in values]
     unknown = sorted(set(values) - set(provided))
     if missing or unknown:
-        raise TaskEnvironmentError(
-            f"task environment does not match processor.contract: missing {missing}, "
-            f"not stack-provided {unknown}"
-        )
+        raise error(f"{contract}: missing {missing}, not stack-provided {unknown}")
     return [{"name": name, "value": str(values[name])} for name in provided]
+
+
+def task_environment(values: Mapping[str, str]) -> list[dict[str, str]]:
+    """The processor container's ``environment`` list, from ``TASK_VARIABLES``."""
+    return contract_environment(
+        TASK_VARIABLES, values, contract="task environment does not match processor.contract"
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
