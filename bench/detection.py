@@ -7,6 +7,7 @@ Profiles (issue 9's goals), each run for three seeds by default::
     python -m bench.detection --profile month   # 30 days at 5-minute cadence, 102 devices
     python -m bench.detection --profile day --devices 30 --hours 6 --seeds 1   # a quick look
     python -m bench.detection --profile month --cost-only   # cost per reading, wall and CPU
+    python -m bench.detection --profile month --seeds 1 --details misses.json  # what was missed
 
 The fleet (``scenarios=PLANT_SCENARIOS``, temperatures at 0.1 °C resolution) is
 generated in-process and every record goes through the contract's decoder and the
@@ -165,6 +166,8 @@ def _merge(reports: list[ScoreReport]) -> ScoreReport:
             t.truncated_missed += s.truncated_missed
             t.alarmed += s.alarmed
             t.delays_s.extend(s.delays_s)
+        total.missed_labels.extend(report.missed_labels)
+        total.false_alarms.extend(report.false_alarms)
         for name, d in report.by_detector.items():
             td = total.by_detector.setdefault(name, type(d)())
             td.detections += d.detections
@@ -240,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, help="override the profile's fleet size")
     parser.add_argument("--hours", type=float, help="override the profile's span")
     parser.add_argument("--json", help="also write the result here")
+    parser.add_argument(
+        "--details",
+        help="write every missed label and every false alarm (persistent scoring) here, as JSON",
+    )
     parser.add_argument(
         "--cost-only",
         action="store_true",
@@ -336,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             handle.write(text + "\n")
+    if args.details:
+        with open(args.details, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(total.details(), indent=1) + "\n")
     from tap_cli.detect import _print_score
 
     print("-- scored on the onset ranges only (the rule before; not a goal) --", file=sys.stderr)

@@ -199,6 +199,11 @@ class ScoreReport:
     by_scenario: dict[str, ScenarioScore] = field(default_factory=dict)
     by_detector: dict[str, DetectorScore] = field(default_factory=dict)
     healthy: HealthyScore = field(default_factory=HealthyScore)
+    #: The labels no expected detection hit (truncated ones included, marked), and
+    #: the detections scored as false alarms: what a back-test looks at next. Not in
+    #: :meth:`as_dict` (a month of a fleet can hold thousands); see :meth:`details`.
+    missed_labels: list[Label] = field(default_factory=list)
+    false_alarms: list[Detection] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -236,6 +241,23 @@ class ScoreReport:
             },
         }
 
+    def details(self) -> dict[str, list[dict[str, Any]]]:
+        """The missed labels and the false alarms, one JSON object each."""
+        return {
+            "missed_labels": [_label_dict(label) for label in self.missed_labels],
+            "false_alarms": [
+                {
+                    "device_id": d.device_id,
+                    "seq": d.seq,
+                    "anomaly_type": d.anomaly_type.value,
+                    "ts": None
+                    if d.ts is None
+                    else datetime.fromtimestamp(d.ts, UTC).isoformat(timespec="seconds"),
+                }
+                for d in self.false_alarms
+            ],
+        }
+
     def misses(
         self,
         floor: float,
@@ -263,6 +285,17 @@ class ScoreReport:
                     f"{d.true_positives + d.false_positives})"
                 )
         return out
+
+
+def _label_dict(label: Label) -> dict[str, Any]:
+    if isinstance(label, AnomalyLabel):
+        return msgspec.to_builtins(label)
+    return {
+        "kind": label.kind,
+        "device_id": label.device_id,
+        "start": datetime.fromtimestamp(label.start, UTC).isoformat(timespec="seconds"),
+        "end": datetime.fromtimestamp(label.end, UTC).isoformat(timespec="seconds"),
+    }
 
 
 def _round(value: float | None) -> float | None:
@@ -461,6 +494,7 @@ def score(
             detector.incidental += 1
         else:
             detector.false_positives += 1
+            report.false_alarms.append(detection)
             if not inside and detection.device_id not in labelled_devices:
                 healthy_alarms += 1
     for index, label in enumerate(kept):
@@ -471,8 +505,11 @@ def score(
             first = first_hit[index]
             if first is not None:
                 scenario_score.delays_s.append(first)
-        elif isinstance(label, AnomalyLabel) and label.truncated:
-            scenario_score.truncated_missed += 1
+        else:
+            if not scenario_score.quiet:
+                report.missed_labels.append(label)
+            if isinstance(label, AnomalyLabel) and label.truncated:
+                scenario_score.truncated_missed += 1
         if alarmed[index]:
             scenario_score.alarmed += 1
     if observed_s is not None and not every_device_labelled:

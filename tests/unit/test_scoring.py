@@ -165,3 +165,25 @@ def test_scoring_without_persistence_gives_the_onset_window_figures() -> None:
     )
     assert report.by_scenario["level_shift"].detected == 0
     assert report.by_detector["drift"].false_positives == 1
+
+
+def test_the_details_name_each_missed_label_and_each_false_alarm() -> None:
+    labels = [
+        label("d1", "degradation", 10, 100),
+        label("d2", "degradation", 5, 9),
+        label("d3", "dropout", 5, 9),  # a quiet scenario is never "missed"
+    ]
+    report = score(
+        [
+            Detection("d2", 9, AnomalyType.DRIFT),
+            Detection("d4", 50, AnomalyType.SPIKE, T0),
+        ],
+        labels,
+    )
+    details = report.details()
+    assert [(m["device_id"], m["anomaly"]) for m in details["missed_labels"]] == [
+        ("d1", "degradation")
+    ]
+    assert details["false_alarms"] == [
+        {"device_id": "d4", "seq": 50, "anomaly_type": "spike", "ts": "2025-11-24T16:00:00+00:00"}
+    ]
