@@ -314,6 +314,16 @@ class DetectorConfig:
     #: 07, 15 and 23 sets 10800. A profile learned with another offset is started
     #: again (judged after ``profile_ready_days``).
     profile_bin_offset_s: float = 7200.0
+    #: The ceiling's and the floor's level: the reading smoothed over this long (was
+    #: the profile's hour, ``seasonal_smoothing_s``). A smoothed ramp lags by its
+    #: rate times the smoothing: the steepest degradation the plant model makes (3 C
+    #: per hour, adding 8-20 C, so over in 2.7-7 h) lost 3 C of its excess at 1 h,
+    #: 1.5 C at 30 min, while 30 min at a 5-minute cadence still averages about
+    #: seven readings (the level's noise about 0.3 of the sensor's, a few tenths of
+    #: a degree against a 5 C margin) and keeps a lone outlier to a sixth of its
+    #: size. The missed case: seed 3's 4-hour ramp at 3 C/h on day 8.7, 4.6 C over
+    #: its ceiling at 1 h (docs/DETECTION.md, "Session 6").
+    ceiling_smoothing_s: float = 1800.0
 
     def limits_for(self, sensor_type: SensorType) -> AnalogLimits:
         return self.pressure if sensor_type is _PRESSURE else self.temperature
@@ -1501,7 +1511,7 @@ class DetectorBank:
             c[_C_F_CUR:] = _C_F_EMPTY[3:27]
             c[_C_BLOCK] = block
         level = c[_C_LEVEL]
-        level += (1.0 - math.exp(-dt / cfg.seasonal_smoothing_s)) * (x - level)
+        level += (1.0 - math.exp(-dt / cfg.ceiling_smoothing_s)) * (x - level)
         c[_C_LEVEL] = level
         hour = int(t % 86_400.0 // 3600.0)
         a, b, d = c[_C_PREV + (hour - 1) % 24], c[_C_PREV + hour], c[_C_PREV + (hour + 1) % 24]
