@@ -1542,7 +1542,8 @@ class DetectorBank:
                             Severity.WARNING,
                             excess,
                             f"{st.sensor_type} has run {excess:.1f} {reading.unit} above its "
-                            f"ceiling over the last hour: {level:.1f} {reading.unit}, the "
+                            f"ceiling: {level:.1f} {reading.unit} over the last "
+                            f"{cfg.ceiling_smoothing_s / 60.0:g} min, the "
                             f"highest at {hour:02d}:00 UTC (+-1 h) on any day of the previous "
                             f"{cfg.ceiling_days:g} days was {ceiling:.1f} {reading.unit} "
                             f"(margin {margin:g}; reading {x:g} {reading.unit})",
@@ -1619,8 +1620,9 @@ class DetectorBank:
                             shortfall,
                             f"{st.sensor_type} has run {shortfall:.1f} {reading.unit} below "
                             f"its floor for {hours:.1f} h: {level:.1f} {reading.unit} over the "
-                            f"last hour, the lowest at {hour:02d}:00 UTC (+-1 h) on any day of "
-                            f"the previous {cfg.ceiling_days:g} days was {floor:.1f} "
+                            f"last {cfg.ceiling_smoothing_s / 60.0:g} min, the lowest at "
+                            f"{hour:02d}:00 UTC (+-1 h) on any day of the previous "
+                            f"{cfg.ceiling_days:g} days was {floor:.1f} "
                             f"{reading.unit} (margin {margin:g}; reading {x:g} {reading.unit}); "
                             "a machine standing still sits at its floor, a sensor reading "
                             "low stays under it",
