@@ -294,6 +294,36 @@ class DetectorConfig:
     #: FLAPPING: this many status changes within the window.
     flap_changes: int = 6
     flap_window_seconds: float = 300.0
+    # -- session 6, temperature at a 5-minute cadence (the time-of-day floor) ------
+    #: Floor (DRIFT): the hour-smoothed level must run ``ceiling_margin`` below the
+    #: lowest level of the same hour +-1 h in the previous block for this long
+    #: without a break. A machine with its stand-by heat off (planned maintenance,
+    #: mean 90 min in the plant model; a fault) cools below its stand-by level for
+    #: hours; a swapped sensor's negative offset stays for ever, so the first
+    #: stand-still long enough (a weekend: 48 h) shows it. 8 h: more than five mean
+    #: maintenance stops (P(one lasts 8 h) = exp(-8 / 1.5) = 0.5 %), less than a
+    #: weekend or a night without production.
+    floor_hold_s: float = 8 * 3600.0
+    #: Where the time-of-week profile's 4-hour bins start, seconds after midnight
+    #: UTC: 2 h puts the plant's shift changes (06, 14, 22) on bin boundaries, so a
+    #: bin holds one shift's load. With bins on midnight, the 04-08 bin held the
+    #: night shift's end and the early shift's start (Monday: the weekend's stand-by
+    #: and the first full-load hours), so its second half ran far above a level
+    #: learned mostly from its first: the one false SEASONAL of the month profile,
+    #: seeds 1-3 (docs/DETECTION.md, "Session 6"). A plant whose shifts change at
+    #: 07, 15 and 23 sets 10800. A profile learned with another offset is started
+    #: again (judged after ``profile_ready_days``).
+    profile_bin_offset_s: float = 7200.0
+    #: The ceiling's and the floor's level: the reading smoothed over this long (was
+    #: the profile's hour, ``seasonal_smoothing_s``). A smoothed ramp lags by its
+    #: rate times the smoothing: the steepest degradation the plant model makes (3 C
+    #: per hour, adding 8-20 C, so over in 2.7-7 h) lost 3 C of its excess at 1 h,
+    #: 1.5 C at 30 min, while 30 min at a 5-minute cadence still averages about
+    #: seven readings (the level's noise about 0.3 of the sensor's, a few tenths of
+    #: a degree against a 5 C margin) and keeps a lone outlier to a sixth of its
+    #: size. The missed case: seed 3's 4-hour ramp at 3 C/h on day 8.7, 4.6 C over
+    #: its ceiling at 1 h (docs/DETECTION.md, "Session 6").
+    ceiling_smoothing_s: float = 1800.0
 
     def limits_for(self, sensor_type: SensorType) -> AnalogLimits:
         return self.pressure if sensor_type is _PRESSURE else self.temperature
@@ -408,13 +438,20 @@ _STATUS_FAULT: Final = EquipmentStatus.FAULT.value
 #: Seconds per UTC day: the event day of the de-duplication key is ``ts // _DAY_S``.
 _DAY_S: Final = 86_400.0
 #: The profile's bins: four hours of each day of the week (a plant's shifts start
-#: at 06, 14 and 22, all on 4-hour boundaries, and its Saturday is not its Tuesday).
+#: at 06, 14 and 22, on the bins' boundaries since session 6: see
+#: ``DetectorConfig.profile_bin_offset_s``; and its Saturday is not its Tuesday).
 _PROFILE_BINS: Final = 42
 _BIN_SECONDS: Final = 4 * 3600.0
 _WEEKDAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 #: An empty profile: the levels, then the deviations (-1 = bin not seeded: a
 #: deviation is never negative, and NaN would make equal states compare unequal).
 _EMPTY_PROFILE: Final = (0.0,) * _PROFILE_BINS + (-1.0,) * _PROFILE_BINS
+#: Appended to the profile (session 6): the bin offset it was learned with and since
+#: when it learns (a profile saved before them, 84 entries, had its bins on
+#: midnight: it is started again, and judged after ``profile_ready_days``).
+_P_OFFSET: Final = 2 * _PROFILE_BINS
+_P_SINCE: Final = _P_OFFSET + 1
+_PROFILE_LEN: Final = _P_SINCE + 1
 #: The lower quartile of |N(0, s)| is 0.3186 s: turns the tracked quartile of the
 #: one-step change into the change's sigma.
 _QUARTILE_OF_ABS_NORMAL_DIFF: Final = 0.3186
@@ -440,14 +477,26 @@ _C_BELOW: Final = 3
 _C_PREV: Final = 4
 _C_CUR: Final = 28
 _C_EMPTY: Final = (-math.inf,) * 48
+#: The floor's entries, appended to ``DeviceState.ceiling`` (session 6; a list saved
+#: by the code before them has 52 entries and grows at its next reading): reported
+#: (1.0), since when the level runs the margin below the floor (-1 = not), since
+#: when it is back at or above it (-1 = not), then the previous block's lowest level
+#: per hour of the day (24) and the current block's (24); +inf = hour not seen.
+_C_F_REPORTED: Final = 52
+_C_F_SINCE: Final = 53
+_C_F_ABOVE: Final = 54
+_C_F_PREV: Final = 55
+_C_F_CUR: Final = 79
+_C_F_EMPTY: Final = (0.0, -1.0, -1.0) + (math.inf,) * 48
 #: Anomalies that already report a reading itself (the shape test then does not
 #: report it again as an outlier).
 _FLAGS_A_READING: Final = frozenset({AnomalyType.SPIKE, AnomalyType.LIMIT, AnomalyType.STATISTICAL})
 
 
-def _bin_name(b: int) -> str:
+def _bin_name(b: int, offset_s: float = 0.0) -> str:
     day, block = divmod(b, 6)
-    return f"{_WEEKDAYS[day]} {block * 4:02d}-{block * 4 + 4:02d} UTC"
+    first = (block * 4 + int(offset_s // 3600.0)) % 24
+    return f"{_WEEKDAYS[day]} {first:02d}-{(first + 4) % 24:02d} UTC"
 
 
 def _epoch_to_datetime(seconds: float) -> datetime:
@@ -965,7 +1014,7 @@ class DetectorBank:
         the sensor's units by the step (the profile's levels, the envelope, the
         baseline) and clear the CUSUMs, so the old level is not judged again."""
         profile = st.profile
-        for b in range(len(profile) // 2):
+        for b in range(_PROFILE_BINS if profile else 0):
             if profile[b + _PROFILE_BINS] >= 0.0:
                 profile[b] += jump
         st.env_low += jump
@@ -1324,11 +1373,20 @@ class DetectorBank:
             return
         cfg = self._active
         profile = st.profile
-        # 1970-01-01 was a Thursday: +3 makes Monday day 0.
-        day = (int(t // 86_400.0) + 3) % 7
-        b = day * 6 + int(t % 86_400.0 // _BIN_SECONDS)
-        if not profile:
-            profile.extend(_EMPTY_PROFILE)
+        offset = cfg.profile_bin_offset_s
+        # A bin belongs to the day it starts on (as a night shift does); 1970-01-01
+        # was a Thursday: +3 makes Monday day 0.
+        shifted = t - offset
+        day = (int(shifted // 86_400.0) + 3) % 7
+        b = day * 6 + int(shifted % 86_400.0 // _BIN_SECONDS)
+        if len(profile) != _PROFILE_LEN or profile[_P_OFFSET] != offset:
+            # New, saved before the bins moved off midnight, or learned with another
+            # offset: its bins are other hours, so it is learned again.
+            profile[:] = _EMPTY_PROFILE
+            profile.extend((offset, t))
+            st.season_level = st.drift_pos = st.drift_neg = 0.0
+            st.season_reported = st.drift_reported = False
+        born = profile[_P_SINCE]
         level = profile[b]
         mad = profile[b + _PROFILE_BINS]
         if mad < 0.0:  # the first reading of this bin seeds it
@@ -1341,7 +1399,7 @@ class DetectorBank:
             sigma = lim.min_scale
         # Learn: an equal-weight mean of the weeks seen, then a memory of
         # profile_days (a bin is visited 4 hours a week; gaps count at most 1 hour).
-        weeks = (t - st.first_ts) / (7 * 86_400.0)
+        weeks = (t - born) / (7 * 86_400.0)
         memory = cfg.profile_days / 7.0
         if weeks < 1.0:
             weeks = 1.0
@@ -1352,7 +1410,7 @@ class DetectorBank:
         clipped = bound if residual > bound else -bound if residual < -bound else residual
         profile[b] = level + w * clipped
         profile[b + _PROFILE_BINS] = mad + w * ((clipped if clipped >= 0.0 else -clipped) - mad)
-        if t - st.first_ts < cfg.profile_ready_days * 86_400.0:
+        if t - born < cfg.profile_ready_days * 86_400.0:
             return
         # SEASONAL: the departure in sigmas of its own bin, smoothed over an hour
         # (smoothing z, not the residual, so a bin boundary does not judge one
@@ -1375,7 +1433,7 @@ class DetectorBank:
                     Severity.WARNING,
                     azs,
                     f"{st.sensor_type} has run {azs:.1f} sigma {side} its usual level for "
-                    f"{_bin_name(b)} over the last hour (now {x:g} {reading.unit}, usual "
+                    f"{_bin_name(b, offset)} over the last hour (now {x:g} {reading.unit}, usual "
                     f"{level:.1f} {reading.unit}, sigma {sigma:.2g}; limit {cfg.seasonal_z:g})",
                 )
             )
@@ -1407,7 +1465,7 @@ class DetectorBank:
                 top,
                 f"{st.sensor_type} has drifted {side} its usual level for the time of week "
                 f"(CUSUM {top:.1f} sigma-hours, limit {cfg.drift_h:g}; now {x:g} "
-                f"{reading.unit}, usual {level:.1f} {reading.unit} for {_bin_name(b)})",
+                f"{reading.unit}, usual {level:.1f} {reading.unit} for {_bin_name(b, offset)})",
             )
         )
 
@@ -1441,14 +1499,19 @@ class DetectorBank:
         if not c:
             c.extend((block, x, 0.0, -1.0))
             c.extend(_C_EMPTY)
-        elif block != c[_C_BLOCK]:
+        if len(c) == _C_F_REPORTED:  # new, or saved before the floor: it grows here
+            c.extend(_C_F_EMPTY)
+        if block != c[_C_BLOCK]:
             # The current block becomes the previous one; a gap of more than a block
             # leaves nothing recent to judge by.
-            c[_C_PREV:_C_CUR] = c[_C_CUR:] if block == c[_C_BLOCK] + 1.0 else _C_EMPTY[:24]
-            c[_C_CUR:] = _C_EMPTY[:24]
+            follows = block == c[_C_BLOCK] + 1.0
+            c[_C_PREV:_C_CUR] = c[_C_CUR:_C_F_REPORTED] if follows else _C_EMPTY[:24]
+            c[_C_CUR:_C_F_REPORTED] = _C_EMPTY[:24]
+            c[_C_F_PREV:_C_F_CUR] = c[_C_F_CUR:] if follows else _C_F_EMPTY[3:27]
+            c[_C_F_CUR:] = _C_F_EMPTY[3:27]
             c[_C_BLOCK] = block
         level = c[_C_LEVEL]
-        level += (1.0 - math.exp(-dt / cfg.seasonal_smoothing_s)) * (x - level)
+        level += (1.0 - math.exp(-dt / cfg.ceiling_smoothing_s)) * (x - level)
         c[_C_LEVEL] = level
         hour = int(t % 86_400.0 // 3600.0)
         a, b, d = c[_C_PREV + (hour - 1) % 24], c[_C_PREV + hour], c[_C_PREV + (hour + 1) % 24]
@@ -1479,7 +1542,8 @@ class DetectorBank:
                             Severity.WARNING,
                             excess,
                             f"{st.sensor_type} has run {excess:.1f} {reading.unit} above its "
-                            f"ceiling over the last hour: {level:.1f} {reading.unit}, the "
+                            f"ceiling: {level:.1f} {reading.unit} over the last "
+                            f"{cfg.ceiling_smoothing_s / 60.0:g} min, the "
                             f"highest at {hour:02d}:00 UTC (+-1 h) on any day of the previous "
                             f"{cfg.ceiling_days:g} days was {ceiling:.1f} {reading.unit} "
                             f"(margin {margin:g}; reading {x:g} {reading.unit})",
@@ -1487,6 +1551,85 @@ class DetectorBank:
                     )
         i = _C_CUR + hour
         if learned > c[i]:
+            c[i] = learned
+        self._floor(reading, x, st, t, level, hour, margin, out)
+
+    def _floor(
+        self,
+        reading: Reading,
+        x: float,
+        st: DeviceState,
+        t: float,
+        level: float,
+        hour: int,
+        margin: float,
+        out: list[Anomaly],
+    ) -> None:
+        """DRIFT when the hour-smoothed ``level`` runs ``margin`` below the lowest level
+        of this hour (or the hour before or after) on any day of the previous block,
+        without a break for ``floor_hold_s``: the mirror of the ceiling, for a
+        sensor that reads lastingly low (a swap's negative offset).
+
+        Why the process cannot do it: a week holds a stand-still at every hour of
+        the day (a weekend, a night without production), so the previous block's
+        floor at an hour is the machine's stand-by level there (the hall plus its
+        stand-by heat) or lower; running only makes it hotter. Below it a machine
+        goes only with its stand-by heat off (maintenance, a fault), for hours,
+        not for the hold. A swap moves every level, the stand-by level included,
+        for ever, so the next long stand-still shows it. The slow terms (sensor
+        ageing, the hall's weather) move the stand-by level as they move the peak:
+        the same margin as the ceiling (docs/DETECTION.md, "Session 6").
+        """
+        cfg = self._active
+        c = st.ceiling
+        a, b, d = (
+            c[_C_F_PREV + (hour - 1) % 24],
+            c[_C_F_PREV + hour],
+            c[_C_F_PREV + (hour + 1) % 24],
+        )
+        floor = a if a < b else b
+        if d < floor:
+            floor = d
+        learned = level
+        if floor != math.inf:
+            shortfall = floor - level
+            # Learn at most the margin below the floor: a found offset does not hide
+            # next week's, and a lasting new level is adopted within weeks.
+            if learned < floor - margin:
+                learned = floor - margin
+            if shortfall <= 0.0:
+                c[_C_F_SINCE] = -1.0
+                if c[_C_F_ABOVE] < 0.0:
+                    c[_C_F_ABOVE] = t
+                elif t - c[_C_F_ABOVE] >= cfg.ceiling_rearm_s:
+                    c[_C_F_REPORTED] = 0.0
+            else:
+                c[_C_F_ABOVE] = -1.0
+                if shortfall < margin:
+                    c[_C_F_SINCE] = -1.0
+                elif c[_C_F_SINCE] < 0.0:
+                    c[_C_F_SINCE] = t
+                elif t - c[_C_F_SINCE] >= cfg.floor_hold_s and not c[_C_F_REPORTED]:
+                    c[_C_F_REPORTED] = 1.0
+                    hours = (t - c[_C_F_SINCE]) / 3600.0
+                    out.append(
+                        self._anomaly(
+                            reading,
+                            AnomalyType.DRIFT,
+                            Severity.WARNING,
+                            shortfall,
+                            f"{st.sensor_type} has run {shortfall:.1f} {reading.unit} below "
+                            f"its floor for {hours:.1f} h: {level:.1f} {reading.unit} over the "
+                            f"last {cfg.ceiling_smoothing_s / 60.0:g} min, the lowest at "
+                            f"{hour:02d}:00 UTC (+-1 h) on any day of the previous "
+                            f"{cfg.ceiling_days:g} days was {floor:.1f} "
+                            f"{reading.unit} (margin {margin:g}; reading {x:g} {reading.unit}); "
+                            "a machine standing still sits at its floor, a sensor reading "
+                            "low stays under it",
+                        )
+                    )
+        i = _C_F_CUR + hour
+        if learned < c[i]:
             c[i] = learned
 
     def _statistical(
