@@ -1030,10 +1030,11 @@ class DetectorBank:
         env_high: float,
     ) -> None:
         """Session 6: remember a reading of a regime quantity (a press line's
-        pressure) that leaves a level at rest (its two changes before within 3 sigmas
-        of the one-step noise) upwards by at least half the envelope's span (a jump
-        to the running level, not a disturbance at rest) and ``z_critical`` minimum
-        scales, for :meth:`_judge_surge`. Every start is such a candidate; a run
+        pressure) that leaves a steady level (its two changes before within 3 sigmas
+        of the one-step noise: the line at rest, or at 1 Hz a cycle's slow ramp)
+        upwards by at least half the envelope's span (a jump to the running level,
+        not a disturbance at rest) and ``z_critical`` minimum scales, for
+        :meth:`_judge_surge`. Every start is such a candidate; a run
         is told from a surge when the line is back (``DetectorConfig.press_cycle_min_s``)."""
         cfg = self._active
         a, b, c = st.last_value, st.prev_value, st.prev_value2
@@ -1103,7 +1104,7 @@ class DetectorBank:
         lasted = t - pending[_P_BEFORE]
         if lasted < cfg.press_cycle_min_s:
             why = (
-                f"{lasted:.3g} s from rest to rest, shorter than a press cycle "
+                f"over within {lasted:.3g} s, shorter than a press cycle "
                 f"({cfg.press_cycle_min_s:g} s at least)"
             )
         elif readings >= cfg.surge_flat_readings and top - low <= cfg.surge_flat_share * low:
@@ -1134,8 +1135,8 @@ class DetectorBank:
                 pending,
                 AnomalyType.SPIKE,
                 top - base,
-                f"{st.sensor_type} {value:g} {unit} was a surge on a line at rest "
-                f"({base:.1f} {unit}) for {readings} reading{'s' if readings > 1 else ''}, "
+                f"{st.sensor_type} {value:g} {unit} was a surge from a steady "
+                f"{base:.1f} {unit} for {readings} reading{'s' if readings > 1 else ''}, "
                 f"back to {x:g} {unit}: {why}",
             )
         )

@@ -174,6 +174,31 @@ def test_a_surge_on_a_stopped_line_at_1_hz_is_a_spike() -> None:
     assert all("press cycle" in a.explanation for a in got), got
 
 
+def test_a_surge_on_a_running_line_at_1_hz_is_a_spike() -> None:
+    """The day profile's seed 3 (fac01-l03-m12: 41.5 -> 189.3, 190.4, 189.8 -> 44.6
+    bar; fac01-l02-m01: 61.0 -> 206.5 -> 58.4 bar, both running): under the 220 bar
+    limit, under 250 bar/s, and in a run's first day the envelope is still being
+    learned. Three times the level for three seconds is no phase of a press cycle
+    and over sooner than one. Missed before this session."""
+    series = busy_press_line(8, period_s=1.0, seed=4, setpoint=50.0, cycle_s=37.0)
+    at = []
+    after = 3600
+    for length in (1, 3):
+        seq = next(
+            s
+            for s, _, v in series[after:]
+            if all(30.0 < w < 60.0 for _, _, w in series[s - 4 : s + length + 2])
+        )
+        for k in range(length):
+            s, t, v = series[seq - 1 + k]
+            series[seq - 1 + k] = (s, t, round(v + 148.0, 3))
+        at.append(seq)
+        after = seq + 600
+    got = shapes(run_pressure(series))
+    assert [(a.anomaly_type, a.seq) for a in got] == [(AnomalyType.SPIKE, s) for s in at], got
+    assert all("press cycle" in a.explanation for a in got), got
+
+
 def test_a_surge_is_reported_once_and_the_envelope_forgets_it() -> None:
     """The surge is kept out of the envelope, so a second one on the same line is
     judged against the line's own highest pressure again."""
