@@ -324,6 +324,32 @@ class DetectorConfig:
     #: size. The missed case: seed 3's 4-hour ramp at 3 C/h on day 8.7, 4.6 C over
     #: its ceiling at 1 h (docs/DETECTION.md, "Session 6").
     ceiling_smoothing_s: float = 1800.0
+    # -- session 6, spikes (docs/DETECTION.md, "Session 6: spikes") ------------------
+    #: A pressure surge on a stopped line: a regime quantity at rest (its two changes
+    #: before within noise) that jumps up by at least half its envelope's span and
+    #: is back within half the jump after 1-``shape_step_readings`` readings is a
+    #: SPIKE when the excursion cannot be a run of the press:
+    #: * it lasted less than the shortest press cycle (the plant model's cycles are
+    #:   20-90 s; a press that starts runs at least one cycle, ramp, hold, release),
+    #:   which is what tells a surge at 1 Hz;
+    press_cycle_min_s: float = 20.0
+    #: * or ``surge_flat_readings`` or more of its readings lie within this share of
+    #:   their level of each other: readings minutes apart land on unrelated phases
+    #:   of a press cycle that swings over a quarter of the set-point, with noise of
+    #:   1 % of it, so a run's readings differ by that much; 0.2 % is a fifth of the
+    #:   noise alone. Three readings, not two: two readings of a short run land that
+    #:   close by chance (2 false SPIKEs in 16 busy line-months of the unit test
+    #:   with two); three of pure noise are that flat about once in 100 (a cycle
+    #:   commensurate with the interval, sampled at one phase), far less otherwise;
+    surge_flat_share: float = 0.002
+    surge_flat_readings: int = 3
+    #: * or it reached this share above the highest pressure the line has shown (the
+    #:   envelope's top, learned for ``envelope_learn_days`` first): the controller
+    #:   holds a cycle's peak at its set-point (1.05 x in the plant model) and the
+    #:   noise is 1 % of it, so a healthy line never reads 10 % above its own peak;
+    #:   a new, higher set-point does, but it stays (a run), it does not come back
+    #:   within three readings.
+    surge_top_share: float = 0.10
 
     def limits_for(self, sensor_type: SensorType) -> AnalogLimits:
         return self.pressure if sensor_type is _PRESSURE else self.temperature
@@ -469,6 +495,12 @@ _FLAT_SIGMAS: Final = 3.0
 #: is used then).
 _P_ENV_LOW: Final = 9
 _P_ENV_HIGH: Final = 10
+#: Session 6: indexes into a pressure surge's ``pending`` (appended after the
+#: envelope): the time of the reading before the surge, the lowest and the highest
+#: reading of the excursion. Pressure had no pending candidate before.
+_P_BEFORE: Final = 11
+_P_LOW: Final = 12
+_P_TOP: Final = 13
 #: Indexes into ``DeviceState.ceiling``.
 _C_BLOCK: Final = 0
 _C_LEVEL: Final = 1
@@ -702,7 +734,7 @@ class DetectorBank:
         # The shape tests judge series whose interval is short against a machine
         # body's thermal lag (see DetectorConfig.thermal_tau_min_s).
         shaped = (
-            lim.shape
+            (lim.shape or lim.regimes)
             and n > 0
             and 0.0 < t - st.last_ts <= cfg.thermal_tau_min_s * (-math.log(cfg.shape_ratio))
         )
@@ -819,8 +851,12 @@ class DetectorBank:
         """Remember this reading for the shape test when it jumps by ``shape_jump_z``
         sigmas of the learned one-step noise from a flat level: the two changes
         before it within 3 sigmas of noise each (a machine along its lag transient
-        is not flat; the lag argument holds from a steady level only)."""
+        is not flat; the lag argument holds from a steady level only). A regime
+        quantity (pressure) takes the surge test instead (:meth:`_surge_candidate`)."""
         cfg = self._active
+        if cfg.limits_for(reading.sensor_type).regimes:
+            self._surge_candidate(reading, x, st, t, flags, env_low, env_high)
+            return
         sigma = st.diff_q / _QUARTILE_OF_ABS_NORMAL_DIFF
         if sigma < st.resolution:
             sigma = st.resolution
@@ -863,8 +899,18 @@ class DetectorBank:
         off the level before (DRIFT, then re-base). Neither: the process moving
         along its lag, or noise (forgotten). Both are reported on the candidate
         reading (its seq, time and boot): a pure function of the saved state, so a
-        replay gives the same identity. Returns whether this reading came back."""
+        replay gives the same identity. Returns whether this reading came back.
+
+        Session 6: once the envelope has been learned for ``envelope_learn_days``,
+        an outlier with a leg beyond the lag is reported when it comes back, without
+        waiting for a steady level after it (a machine that stops right after the
+        outlier cools, and the lag bound already says the excursion was not the
+        body's). In the first day the envelope may not span the machine's levels
+        yet, and the steady level after the return is still asked for. A regime
+        quantity (pressure) takes the surge test (:meth:`_judge_surge`)."""
         cfg = self._active
+        if cfg.limits_for(reading.sensor_type).regimes:
+            return self._judge_surge(reading, x, st, dt, out)
         pending = st.pending
         value, base = pending[3], pending[4]
         jump = value - base
@@ -881,24 +927,7 @@ class DetectorBank:
             calm = _FLAT_SIGMAS * sigma
             if not -calm <= x - pending[7] <= calm:
                 return False
-            length = int(-pending[5])
-            if len(pending) > _P_ENV_HIGH:  # the outlier must not stay in the envelope
-                if st.env_low < pending[_P_ENV_LOW]:
-                    st.env_low = pending[_P_ENV_LOW]
-                if st.env_high > pending[_P_ENV_HIGH]:
-                    st.env_high = pending[_P_ENV_HIGH]
-            out.append(
-                self._pending_anomaly(
-                    reading,
-                    st,
-                    pending,
-                    AnomalyType.SPIKE,
-                    size,
-                    f"{st.sensor_type} {value:g} {unit} was an isolated outlier "
-                    f"({jump:+.1f} {unit} for {length} reading"
-                    f"{'s' if length > 1 else ''}, back to {pending[7]:g} {unit} at the next)",
-                )
-            )
+            self._outlier_spike(reading, st, pending, out)
             return False
         back = x - base
         flat = x - value
@@ -913,6 +942,9 @@ class DetectorBank:
             else:
                 pending[5] = -(pending[5] + 1.0)
                 pending[7] = x
+                if st.last_ts + dt - st.first_ts >= cfg.envelope_learn_days * 86_400.0:
+                    st.pending = []
+                    self._outlier_spike(reading, st, pending, out)
             return True
         # Flat: within the tolerance and within noise of the candidate (a body
         # along its lag keeps moving; a sensor's offset or glitch does not).
@@ -1007,6 +1039,157 @@ class DetectorBank:
             size > reach * (out_room if out_room > 0.0 else 0.0) + margin
             or back > reach * (back_room if back_room > 0.0 else 0.0) + margin
         )
+
+    def _outlier_spike(
+        self, reading: Reading, st: DeviceState, pending: list[float], out: list[Anomaly]
+    ) -> None:
+        """Report the candidate (which came back: ``pending[5]`` is minus its length,
+        ``pending[7]`` the reading back) as an isolated outlier, and keep it out of
+        the envelope."""
+        value, base = pending[3], pending[4]
+        jump = value - base
+        length = int(-pending[5])
+        unit = reading.unit
+        if len(pending) > _P_ENV_HIGH:  # the outlier must not stay in the envelope
+            if st.env_low < pending[_P_ENV_LOW]:
+                st.env_low = pending[_P_ENV_LOW]
+            if st.env_high > pending[_P_ENV_HIGH]:
+                st.env_high = pending[_P_ENV_HIGH]
+        out.append(
+            self._pending_anomaly(
+                reading,
+                st,
+                pending,
+                AnomalyType.SPIKE,
+                jump if jump >= 0.0 else -jump,
+                f"{st.sensor_type} {value:g} {unit} was an isolated outlier "
+                f"({jump:+.1f} {unit} for {length} reading"
+                f"{'s' if length > 1 else ''}, back to {pending[7]:g} {unit} at the next)",
+            )
+        )
+
+    def _surge_candidate(
+        self,
+        reading: Reading,
+        x: float,
+        st: DeviceState,
+        t: float,
+        flags: list[Anomaly],
+        env_low: float,
+        env_high: float,
+    ) -> None:
+        """Session 6: remember a reading of a regime quantity (a press line's
+        pressure) that leaves a steady level (its two changes before within 3 sigmas
+        of the one-step noise: the line at rest, or at 1 Hz a cycle's slow ramp)
+        upwards by at least half the envelope's span (a jump to the running level,
+        not a disturbance at rest) and ``z_critical`` minimum scales, for
+        :meth:`_judge_surge`. Every start is such a candidate; a run
+        is told from a surge when the line is back (``DetectorConfig.press_cycle_min_s``)."""
+        cfg = self._active
+        a, b, c = st.last_value, st.prev_value, st.prev_value2
+        jump = x - a
+        if jump < 0.5 * (env_high - env_low):
+            return
+        if jump < cfg.z_critical * cfg.limits_for(reading.sensor_type).min_scale:
+            return
+        sigma = st.diff_q / _QUARTILE_OF_ABS_NORMAL_DIFF
+        if sigma < st.resolution:
+            sigma = st.resolution
+        calm = _FLAT_SIGMAS * sigma
+        if not (-calm <= a - b <= calm and -calm <= b - c <= calm):
+            return
+        base = (a + b + c) / 3.0
+        flagged = any(f.anomaly_type in _FLAGS_A_READING for f in flags)
+        st.pending = [
+            float(reading.seq),
+            t,
+            float(reading.series),
+            x,
+            base,
+            0.0,
+            1.0 if flagged else 0.0,
+            x,
+            cfg.shape_ratio * (x - base),
+            env_low,
+            env_high,
+            st.last_ts,
+            x,
+            x,
+        ]
+
+    def _judge_surge(
+        self, reading: Reading, x: float, st: DeviceState, dt: float, out: list[Anomaly]
+    ) -> bool:
+        """Session 6: judge a pressure surge candidate with this reading. Still up
+        (above half the jump): one more reading of the excursion, forgotten after
+        ``shape_step_readings`` (a run). Back: a SPIKE on the candidate's reading
+        (its identity: replay-safe) when the excursion cannot have been a run of the
+        press (``DetectorConfig.press_cycle_min_s``: shorter than a press cycle,
+        flat, or above the line's peak), unless the limit or statistical detector
+        already reported it. Returns whether this reading came back."""
+        cfg = self._active
+        pending = st.pending
+        if len(pending) <= _P_TOP:  # not a surge candidate: nothing to judge
+            st.pending = []
+            return False
+        base = pending[4]
+        if x - base > pending[8]:
+            pending[5] += 1.0
+            if pending[5] >= cfg.shape_step_readings:  # longer than a glitch: a run
+                st.pending = []
+            elif x < pending[_P_LOW]:
+                pending[_P_LOW] = x
+            elif x > pending[_P_TOP]:
+                pending[_P_TOP] = x
+            return False
+        st.pending = []
+        if pending[6]:
+            return True
+        t = st.last_ts + dt
+        readings = int(pending[5]) + 1
+        low, top = pending[_P_LOW], pending[_P_TOP]
+        peak = pending[_P_ENV_HIGH]
+        unit = reading.unit
+        lasted = t - pending[_P_BEFORE]
+        if lasted < cfg.press_cycle_min_s:
+            why = (
+                f"over within {lasted:.3g} s, shorter than a press cycle "
+                f"({cfg.press_cycle_min_s:g} s at least)"
+            )
+        elif readings >= cfg.surge_flat_readings and top - low <= cfg.surge_flat_share * low:
+            why = (
+                f"flat within {top - low:.3g} {unit}, which a press cycling over a "
+                f"quarter of its set-point is not"
+            )
+        elif (
+            t - st.first_ts >= cfg.envelope_learn_days * 86_400.0
+            and peak > base
+            and top > peak * (1.0 + cfg.surge_top_share)
+        ):
+            why = (
+                f"{100.0 * (top / peak - 1.0):.0f} % above the highest pressure the line "
+                f"has shown ({peak:.1f} {unit})"
+            )
+        else:
+            return True  # a short run
+        if st.env_low < pending[_P_ENV_LOW]:  # the surge must not stay in the envelope
+            st.env_low = pending[_P_ENV_LOW]
+        if st.env_high > peak:
+            st.env_high = peak
+        value = pending[3]
+        out.append(
+            self._pending_anomaly(
+                reading,
+                st,
+                pending,
+                AnomalyType.SPIKE,
+                top - base,
+                f"{st.sensor_type} {value:g} {unit} was a surge from a steady "
+                f"{base:.1f} {unit} for {readings} reading{'s' if readings > 1 else ''}, "
+                f"back to {x:g} {unit}: {why}",
+            )
+        )
+        return True
 
     @staticmethod
     def _rebase(st: DeviceState, jump: float, x: float) -> None:

@@ -1,0 +1,270 @@
+"""Issue 9, session 6: spikes the bank missed (docs/DETECTION.md, "Session 6: spikes").
+
+A pressure surge on a stopped line (a transducer's or a valve's transient: the line
+at its residual pressure reads a running-level pressure for one to three readings)
+looked like a short run to every detector: a start moves the reading by the whole
+running level in one reading, so neither the rate (250 bar/s) nor the envelope (a
+stopped line's readings and a running line's are both inside it) could tell. What
+can, from the physics of a press line: a press that starts runs at least one press
+cycle (20-90 s), its readings minutes apart land on unrelated phases of a cycle
+that swings over a quarter of its set-point, and its controller holds the cycle's
+peak at the set-point. The false-alarm tests come first: healthy press lines with
+short runs and short stops, at 1 Hz and at 5 minutes, several seeds and set-points.
+"""
+
+from __future__ import annotations
+
+import random
+
+from processor.contract.record import SensorType
+from processor.core.detection import DetectorBank
+from processor.core.model import Anomaly, AnomalyType
+from tests.unit.test_detection import analog
+from tests.unit.test_detection_shape import lagged_plant, run, steady_plant
+
+PERIOD_S = 300.0
+#: What a surge on a stopped line may be reported as (the scorer's spike types).
+SPIKE_TYPES = frozenset({AnomalyType.SPIKE, AnomalyType.STATISTICAL, AnomalyType.LIMIT})
+
+
+def cycle_factor(phase: float) -> float:
+    """A press cycle (the plant model's): ramp 0.80 -> 1.05 of the set-point over
+    70 % of the cycle, hold 15 %, release 15 %."""
+    if phase < 0.70:
+        return 0.80 + 0.25 * phase / 0.70
+    if phase < 0.85:
+        return 1.05
+    return 1.05 - 0.25 * (phase - 0.85) / 0.15
+
+
+def busy_press_line(
+    hours: float,
+    *,
+    period_s: float,
+    seed: int,
+    setpoint: float,
+    cycle_s: float,
+    surges: dict[int, float] | None = None,
+) -> list[tuple[int, float, float]]:
+    """A healthy press line that starts and stops far more often than a plant's
+    (runs: a third of them 1-15 minutes, else exponential with a 2 h mean; stops:
+    exponential, 15 min mean, some of a few seconds), every run at least one press
+    cycle long. Noise 1 % of the set-point running, 0.05 bar at rest (2 bar).
+    ``surges`` adds to single readings (by seq)."""
+    rng = random.Random(seed)
+    offset = rng.uniform(0.0, cycle_s)
+    running = False
+    switch_at = rng.expovariate(1 / 900.0)
+    out = []
+    for i in range(int(hours * 3600 / period_s)):
+        t = i * period_s
+        while t >= switch_at:
+            running = not running
+            if running:
+                if rng.random() < 1 / 3:
+                    length = rng.uniform(60.0, 900.0)
+                else:
+                    length = rng.expovariate(1 / 7200.0)
+                switch_at += max(cycle_s, length)
+            else:
+                switch_at += max(1.0, rng.expovariate(1 / 900.0))
+        if running:
+            phase = ((t + offset) % cycle_s) / cycle_s
+            value = setpoint * cycle_factor(phase) + rng.gauss(0.0, 0.01 * setpoint)
+        else:
+            value = 2.0 + rng.gauss(0.0, 0.05)
+        value += (surges or {}).get(i + 1, 0.0)
+        out.append((i + 1, t, round(value, 3)))
+    return out
+
+
+def run_pressure(series: list[tuple[int, float, float]]) -> list[Anomaly]:
+    bank = DetectorBank()
+    out: list[Anomaly] = []
+    for seq, t, value in series:
+        bank.observe_into(analog(seq, t, value, sensor_type=SensorType.PRESSURE), out)
+    return out
+
+
+def shapes(got: list[Anomaly]) -> list[Anomaly]:
+    """The anomalies a surge test is about (the regime levels' DRIFT is not)."""
+    return [a for a in got if a.anomaly_type in SPIKE_TYPES]
+
+
+#: Set-points and press cycles across the plant model's ranges (40-180 bar, 20-90 s).
+#: None of the cycles divides 300 s: a cycle commensurate with the reporting
+#: interval samples one phase at every reading, and three readings of a short run
+#: on such a line are then flat within a fifth of the noise about once in a hundred
+#: runs (noise alone): the flat tell's known limit (docs/DETECTION.md, session 6).
+LINES = [(40.0, 23.0), (90.0, 47.0), (125.0, 64.0), (180.0, 83.0)]
+
+
+def test_busy_press_lines_at_5_minutes_raise_no_spike_in_four_weeks() -> None:
+    """About 300 starts and stops per line in four weeks, a third of the runs
+    one to three readings long: none is a surge."""
+    for seed in range(1, 5):
+        for setpoint, cycle_s in LINES:
+            series = busy_press_line(
+                28 * 24, period_s=PERIOD_S, seed=seed, setpoint=setpoint, cycle_s=cycle_s
+            )
+            got = shapes(run_pressure(series))
+            assert got == [], (seed, setpoint, got)
+
+
+def test_busy_press_lines_at_1_hz_raise_no_spike_in_a_day() -> None:
+    """At 1 Hz every run is at least one press cycle (20-90 s) long, and a stop of
+    a few seconds inside a run is a dip, not a surge."""
+    for seed in range(1, 4):
+        setpoint, cycle_s = LINES[seed]
+        series = busy_press_line(24, period_s=1.0, seed=seed, setpoint=setpoint, cycle_s=cycle_s)
+        got = shapes(run_pressure(series))
+        assert got == [], (seed, setpoint, got)
+
+
+def stopped_run_of(series: list[tuple[int, float, float]], length: int, after: int) -> int:
+    """The seq of a reading after ``after`` with three readings of the line at rest
+    before it and ``length + 2`` after it (a surge of ``length`` readings is put there)."""
+    for k in range(after, len(series) - length - 6):
+        window = series[k : k + length + 5]
+        if all(v < 3.0 for _, _, v in window):
+            return series[k + 3][0]
+    raise AssertionError("no stop long enough")
+
+
+def test_a_surge_on_a_stopped_line_at_5_minutes_is_a_spike() -> None:
+    """Session 5's misses on the month profile, one per tell: one reading at 156 bar
+    on a line whose highest pressure is 1.05 x 125 bar (seed 1, fac01-l01-m10:
+    2.5 -> 156.6 -> 2.5), and three readings at 137.5-137.6 bar on the same line,
+    inside its envelope but flat within 0.1 bar, which a press cycling over a
+    quarter of its set-point never is (seed 3, fac01-l03-m03: 2.1 -> 137.5, 137.6,
+    137.5 -> 2.1). Both missed before this session."""
+    series = busy_press_line(14 * 24, period_s=PERIOD_S, seed=7, setpoint=125.0, cycle_s=60.0)
+    first = stopped_run_of(series, 1, 6 * 288)
+    second = stopped_run_of(series, 3, 10 * 288)
+    series[first - 1] = (first, series[first - 1][1], 156.6)
+    for k, v in enumerate((137.535, 137.608, 137.548)):
+        seq, t, _ = series[second - 1 + k]
+        series[second - 1 + k] = (seq, t, v)
+    got = shapes(run_pressure(series))
+    assert [(a.anomaly_type, a.seq) for a in got] == [
+        (AnomalyType.SPIKE, first),
+        (AnomalyType.SPIKE, second),
+    ], got
+    assert "highest pressure" in got[0].explanation
+    assert "flat" in got[1].explanation
+
+
+def test_a_surge_on_a_stopped_line_at_1_hz_is_a_spike() -> None:
+    """One to three readings (1-3 s) at a running pressure on a stopped line: shorter
+    than the shortest press cycle, so not a run. 150 bar in a second is under the
+    rate detector's 250 bar/s (a start moves up to 180 bar in one reading) and
+    inside the envelope of a 150 bar line. Missed before this session."""
+    series = busy_press_line(8, period_s=1.0, seed=3, setpoint=150.0, cycle_s=45.0)
+    at = []
+    after = 3600
+    for length in (1, 2, 3):
+        seq = stopped_run_of(series, length, after)
+        for k in range(length):
+            s, t, v = series[seq - 1 + k]
+            series[seq - 1 + k] = (s, t, round(v + 140.0 + 5.0 * k, 3))
+        at.append(seq)
+        after = seq + 600
+    got = shapes(run_pressure(series))
+    assert [(a.anomaly_type, a.seq) for a in got] == [(AnomalyType.SPIKE, s) for s in at], got
+    assert all("press cycle" in a.explanation for a in got), got
+
+
+def test_a_surge_on_a_running_line_at_1_hz_is_a_spike() -> None:
+    """The day profile's seed 3 (fac01-l03-m12: 41.5 -> 189.3, 190.4, 189.8 -> 44.6
+    bar; fac01-l02-m01: 61.0 -> 206.5 -> 58.4 bar, both running): under the 220 bar
+    limit, under 250 bar/s, and in a run's first day the envelope is still being
+    learned. Three times the level for three seconds is no phase of a press cycle
+    and over sooner than one. Missed before this session."""
+    series = busy_press_line(8, period_s=1.0, seed=4, setpoint=50.0, cycle_s=37.0)
+    at = []
+    after = 3600
+    for length in (1, 3):
+        seq = next(
+            s
+            for s, _, v in series[after:]
+            if all(30.0 < w < 60.0 for _, _, w in series[s - 4 : s + length + 2])
+        )
+        for k in range(length):
+            s, t, v = series[seq - 1 + k]
+            series[seq - 1 + k] = (s, t, round(v + 148.0, 3))
+        at.append(seq)
+        after = seq + 600
+    got = shapes(run_pressure(series))
+    assert [(a.anomaly_type, a.seq) for a in got] == [(AnomalyType.SPIKE, s) for s in at], got
+    assert all("press cycle" in a.explanation for a in got), got
+
+
+def test_a_surge_is_reported_once_and_the_envelope_forgets_it() -> None:
+    """The surge is kept out of the envelope, so a second one on the same line is
+    judged against the line's own highest pressure again."""
+    series = busy_press_line(14 * 24, period_s=PERIOD_S, seed=8, setpoint=90.0, cycle_s=45.0)
+    first = stopped_run_of(series, 1, 5 * 288)
+    second = stopped_run_of(series, 1, 9 * 288)
+    for seq in (first, second):
+        series[seq - 1] = (seq, series[seq - 1][1], 2.0 + 120.0)
+    got = shapes(run_pressure(series))
+    assert [(a.anomaly_type, a.seq) for a in got] == [
+        (AnomalyType.SPIKE, first),
+        (AnomalyType.SPIKE, second),
+    ], got
+
+
+# -- temperature: an outlier next to a stop --------------------------------------------
+
+
+def test_machines_starting_and_stopping_give_no_spike_without_the_steady_after_test() -> None:
+    """The false-alarm side of dropping "steady after the return" once the envelope
+    is learned: machines with 10-40 min lags, short stops, several seeds, at 5
+    minutes for four weeks and at 1 Hz for a day."""
+    for seed in range(1, 7):
+        for tau in (600.0, 1500.0, 2400.0):
+            got = run(lagged_plant(28 * 24, tau_s=tau, seed=seed))
+            assert [a for a in got if a.anomaly_type is AnomalyType.SPIKE] == [], (seed, tau, got)
+    for seed in (1, 2):
+        got = run(lagged_plant(24, period_s=1.0, tau_s=600.0, seed=seed))
+        assert [a for a in got if a.anomaly_type is AnomalyType.SPIKE] == [], (seed, got)
+
+
+#: Session 5's miss, as the simulator reported it (month profile, seed 1,
+#: fac01-l01-m01-temperature-0 from 2026-10-23 08:02): a running machine at 52.6 C,
+#: three outlier readings, then the machine stops and cools.
+STOP_AFTER_OUTLIER = [52.9, 52.4, 52.2, 52.8, 53.7, 52.6, 73.9, 74.1, 73.9, 47.6, 42.9, 40.5, 38.4]
+
+
+def with_outlier_then_stop(readings: int) -> tuple[list[tuple[int, float, float]], int]:
+    """``steady_plant`` cut ``readings`` long (end it five hours into a run), then
+    the miss's readings moved to the series' running level; returns the series
+    and the outlier's seq."""
+    series = steady_plant(readings / 288)
+    seq, t, _ = series[-1]
+    level = sum(v for _, _, v in series[-6:]) / 6
+    shift = level - 52.6
+    tail = [
+        (seq + 1 + i, t + (i + 1) * PERIOD_S, round(v + shift, 1))
+        for i, v in enumerate(STOP_AFTER_OUTLIER)
+    ]
+    return series + tail, seq + 7
+
+
+def test_an_outlier_right_before_a_stop_is_a_spike() -> None:
+    """The machine stopped right after the outlier, so the level after the return
+    is a cooling body, not a steady one. The rise (+21 C in five minutes from a
+    steady level) is beyond what the lag allows towards the hottest level the
+    machine has shown; that alone says sensor. Missed before (the test asked for a
+    steady level after the return)."""
+    series, at = with_outlier_then_stop(3 * 288 + 60)
+    got = run(series)
+    assert [(a.anomaly_type, a.seq) for a in got] == [(AnomalyType.SPIKE, at)], got
+
+
+def test_an_outlier_next_to_a_stop_in_the_first_day_still_needs_a_steady_level() -> None:
+    """Until the envelope has been learned for a day it may not span the machine's
+    levels yet, and the lag bound then says too little: the steady-after test stays."""
+    series, _ = with_outlier_then_stop(96 + 60)
+    got = run(series)
+    assert [a for a in got if a.anomaly_type is AnomalyType.SPIKE] == [], got
