@@ -1151,11 +1151,14 @@ class DetectorBank:
         else:
             if reported and size < 0.5 * threshold:
                 r[_R_REPORTED] = 0.0
-            # Once judged, a departure beyond half the threshold is not learned
-            # either: a young level (equal weight over a few windows) would
-            # otherwise follow a swap that shows over a short stop as fast as the
-            # mean does, and the departure would never reach the threshold.
-            if not reported and (not ready or size < 0.5 * threshold):
+            # Judged early (the floor decides), a departure beyond half the
+            # threshold is not learned either: the young level (equal weight over
+            # a few windows) would follow a swap that shows over a short stop as
+            # fast as the mean does, and never let it reach the threshold. Not
+            # after regime_ready_windows: the spread must learn the mean's rare
+            # large departures (a run restarting off its cycle's phase at 5 min).
+            early = ready and windows < cfg.regime_ready_windows
+            if not reported and (not early or size < 0.5 * threshold):
                 level += w_long * (x - level)
                 if w_spread > 0.0:
                     spread += w_spread * (size - spread)
