@@ -12,6 +12,7 @@ False-alarm tests first, then the set-point change, then the recall tests."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -77,7 +78,7 @@ def press_line(
     signal = PressureSignal(profile, random.Random(f"regimes-noise:{seed}"))
     changed: PressureSignal | None = None
     if setpoint_after is not None:
-        other = MachineProfile(**{**_fields(profile), "pressure_setpoint_bar": setpoint_after[1]})
+        other = dataclasses.replace(profile, pressure_setpoint_bar=setpoint_after[1])
         changed = PressureSignal(other, random.Random(f"regimes-noise2:{seed}"))
     bank = DetectorBank()
     out: list[Anomaly] = []
@@ -94,10 +95,6 @@ def press_line(
             value = fault(s, value)
         bank.observe_into(analog(i + 1, offset_s + s, round(value, 3), sensor_type=_PRESSURE), out)
     return out
-
-
-def _fields(profile: MachineProfile) -> dict[str, object]:
-    return {name: getattr(profile, name) for name in profile.__dataclass_fields__}
 
 
 def drifts(anomalies: list[Anomaly]) -> list[Anomaly]:
