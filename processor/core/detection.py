@@ -291,6 +291,25 @@ class DetectorConfig:
     regime_memory_days: float = 3.0
     regime_z: float = 5.0
     regime_adopt_days: float = 1.0
+    # -- session 6, pressure regimes: readiness per regime, slow-cadence mean.
+    #: A regime is judged once it has been seen (both regimes known) for this many
+    #: windows of its mean beyond the first: the spread of the mean is learned from
+    #: about one independent value per window (the mean's |departure| decorrelates
+    #: within about one window), and 8 of them put the spread within about 27 %
+    #: (one standard error of a mean absolute deviation, 0.755 / sqrt(8)): 4.5 h
+    #: of running at 1 Hz, instead of one day after the device's first reading.
+    #: Sooner (from the second window) where the 0.5 % floor decides anyway, see
+    #: ``DetectorBank._regime_levels``.
+    regime_ready_windows: float = 8.0
+    #: At a slow cadence the running mean spans at least this many readings: there the
+    #: readings sample the press cycle (+-12 % of set-point) at scattered phases,
+    #: and a mean of six (30 minutes at 5 minutes) scatters by about 2 % of the
+    #: set-point: 5 sigma was about 10 % of it, which a 15-20 % span loss over a
+    #: short run between stops did not reach. A mean of N readings
+    #: scatters by the cycle's 7 % / sqrt(2 N); a 15 % loss (14 % of the plateau)
+    #: reaches 5 of those within N readings (63 % of it) from N = 9 on; 12 is an
+    #: hour at 5 minutes. At 1 Hz the 30 minutes decide (1,800 readings).
+    regime_mean_readings: int = 12
     #: FLAPPING: this many status changes within the window.
     flap_changes: int = 6
     flap_window_seconds: float = 300.0
@@ -482,11 +501,17 @@ _PROFILE_LEN: Final = _P_SINCE + 1
 #: one-step change into the change's sigma.
 _QUARTILE_OF_ABS_NORMAL_DIFF: Final = 0.3186
 #: Indexes into ``DeviceState.regime``: running (mean, level, spread), stopped
-#: (the same), the reported regime, since when.
+#: (the same), the reported regime, since when; then (session 6, appended: a list
+#: of 8 saved by the code before is extended on load, see ``_regime_levels``) the
+#: time seen in each regime, running then stopped (seconds).
 _R_RUN: Final = 0
 _R_IDLE: Final = 3
 _R_REPORTED: Final = 6
 _R_SINCE: Final = 7
+_R_SEEN: Final = 8
+#: The slot's offset of its time seen (running: 8, stopped: 9).
+_R_SEEN_OF: Final = {_R_RUN: 8, _R_IDLE: 9}
+_R_LEN: Final = 10
 #: "Flat" before a shape candidate: each of the two changes before it within this
 #: many sigmas of the one-step noise (a Gaussian change passes 99.7 % of the time).
 _FLAT_SIGMAS: Final = 3.0
@@ -533,6 +558,20 @@ def _bin_name(b: int, offset_s: float = 0.0) -> str:
 
 def _epoch_to_datetime(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def _other_regime(x: float, level: float, min_scale: float) -> bool:
+    """Whether ``x`` is a different operating regime from one whose level is
+    ``level``: off by more than three quarters of the larger of the two and by
+    more than four scale floors. A press line's cycle (0.80-1.05 x set-point) and a
+    span loss (down to 0.65 x) stay within half of the level, its residual pressure
+    (1.5-3 bar) is under a tenth of its running plateau (set-points 40-180 bar,
+    simulator/signals.py): the regimes are an order of magnitude apart, and the
+    factor of four sits between (geometrically). The scale floors keep a flat line
+    near zero bar from splitting on its noise."""
+    gap = x - level if x >= level else level - x
+    larger = abs(x) if abs(x) >= abs(level) else abs(level)
+    return gap > 0.75 * larger and gap > 4.0 * min_scale
 
 
 def _level(x: float, lim: AnalogLimits, inset: float) -> tuple[int, float | None]:
@@ -1235,79 +1274,150 @@ class DetectorBank:
     def _regime_levels(
         self, reading: Reading, x: float, st: DeviceState, t: float, dt: float, out: list[Anomaly]
     ) -> None:
-        """DRIFT when the 30-minute mean of a regime (the line running, or stopped)
-        leaves its learned level by ``regime_z`` of its learned spread: a transducer
-        losing span reads its running plateau low (its residual pressure barely
-        moves), a replaced one reads both with an offset. Regimes are told apart by
-        the signal itself (above or below the middle of the learned envelope), so no
-        status sensor is needed. One anomaly per change: the level is not learned
-        while the departure is reported, and a departure that lasts
-        ``regime_adopt_days`` is adopted as the new level (a replaced sensor)."""
+        """DRIFT when the mean of a regime (the line running, or stopped) over
+        ``regime_mean_s`` (at least ``regime_mean_readings`` readings) leaves its
+        learned level by ``regime_z`` of its learned spread: a transducer losing span
+        reads its running plateau low (its residual pressure barely moves), a
+        replaced one reads both with an offset. Regimes are told apart by the signal
+        itself, so no status sensor is needed: a reading belongs to the first level
+        seen until it is a different regime (``_other_regime``: a running press line
+        and its residual pressure are an order of magnitude apart, its cycle and
+        noise are not); from then on to the nearer of the two levels. Each regime
+        is judged once both have been seen (which is the running one is known) and
+        it has been seen itself for ``regime_ready_windows`` windows of its mean
+        beyond the first (its spread estimated from that many independent means),
+        not at a fixed time after the device's first reading. One anomaly per
+        change: the level is not learned while the departure is reported, and a
+        departure that lasts ``regime_adopt_days`` is adopted as the new level (a
+        replaced sensor, a new product's set-point)."""
         cfg = self._active
         r = st.regime
-        if not r:
-            r.extend((0.0,) * 8)
-        # Running or stopped: nearer the learned running level than the stopped one
-        # once the two are apart (an out-of-range reading must not move the line
-        # between them, as it moves the envelope); the envelope's middle until then.
+        if len(r) < _R_LEN:
+            self._upgrade_regimes(st)
         lim = cfg.limits_for(reading.sensor_type)
-        if r[_R_RUN + 1] - r[_R_IDLE + 1] > 4.0 * lim.min_scale:
+        seen_run, seen_idle = r[_R_SEEN], r[_R_SEEN + 1]
+        if seen_idle > 0.0:  # both regimes seen: the nearer level
             running = x > 0.5 * (r[_R_IDLE + 1] + r[_R_RUN + 1])
+        elif seen_run > 0.0 and _other_regime(x, r[_R_RUN + 1], lim.min_scale):
+            # The second regime: the lower of the two is the stopped line. The first
+            # one was learned in the running slot, so it moves if it is the lower.
+            running = x > r[_R_RUN + 1]
+            if running:
+                r[_R_IDLE : _R_IDLE + 3] = r[_R_RUN : _R_RUN + 3]
+                r[_R_SEEN + 1] = seen_run
+                r[_R_RUN : _R_RUN + 3] = (0.0, 0.0, 0.0)
+                r[_R_SEEN] = 0.0
         else:
-            running = x > 0.5 * (st.env_low + st.env_high)
-        span = dt if dt < 3600.0 else 3600.0
-        w_short = 1.0 - math.exp(-span / cfg.regime_mean_s)
-        # Equal weight over the time seen so far, then a memory of regime_memory_days.
-        memory = t - st.first_ts
-        if memory > cfg.regime_memory_days * 86_400.0:
-            memory = cfg.regime_memory_days * 86_400.0
-        elif memory < 3600.0:
-            memory = 3600.0
-        w_long = 1.0 - math.exp(-span / memory)
+            running = True  # the first regime seen, whichever it is
         i = _R_RUN if running else _R_IDLE
+        k = _R_SEEN_OF[i]
+        span = dt if dt < 3600.0 else 3600.0
+        seen = r[k] + span
+        r[k] = seen
+        # The mean's window: regime_mean_s, or for the running line
+        # regime_mean_readings readings at a slow cadence (they sample its press
+        # cycle; a stopped line's residual pressure has no cycle to average);
+        # equal weight over the regime's first window.
+        window = cfg.regime_mean_s
+        if running and cfg.regime_mean_readings * span > window:
+            window = cfg.regime_mean_readings * span
+        w_short = 1.0 - math.exp(-span / window)
+        if span / seen > w_short:
+            w_short = span / seen
+        # The level: equal weight over the time seen in the regime, then a memory
+        # of regime_memory_days (of that regime's time).
+        memory = cfg.regime_memory_days * 86_400.0
+        w_long = span / (seen if seen < memory else memory)
+        # The spread: from the end of the first window on (before it, the mean and
+        # the level are the same average), equal weight, then the same memory.
+        learned = seen - window
+        w_spread = 0.0
+        if learned > 0.0:
+            w_spread = span / (learned if learned < memory else memory)
+            if w_spread > 1.0:
+                w_spread = 1.0
         short, level, spread = r[i], r[i + 1], r[i + 2]
-        which = 2.0 if running else 1.0
-        if spread <= 0.0 and level == 0.0 and short == 0.0:
-            short = level = x
-        else:
-            short += w_short * (x - short)
+        short += w_short * (x - short)
         departure = short - level
         size = departure if departure >= 0.0 else -departure
-        learning = st.last_ts - st.first_ts < cfg.envelope_learn_days * 86_400.0
+        which = 2.0 if running else 1.0
         # The floor: a departure under 0.5 % of the working (running) pressure is
         # within a 0.5 %-class transducer's accuracy: of no interest.
         floor = 0.005 * abs(r[_R_RUN + 1])
         threshold = cfg.regime_z * 1.25 * spread
         if threshold < floor:
             threshold = floor
+        # Ready once both regimes are known and this one's spread has been learned
+        # from regime_ready_windows windows; or sooner, from its second window,
+        # where the floor decides: the floor is above the threshold even with the
+        # spread one standard error of its estimate higher (a mean absolute
+        # deviation of n independent values: 0.755 / sqrt(n) of it). A stopped
+        # line's mean scatters by hundredths of a bar, the floor is tenths: a swap
+        # is judged at the next stop.
+        windows = learned / window
+        ready = r[_R_SEEN + 1] > 0.0 and spread > 0.0 and windows >= 1.0
+        if ready and windows < cfg.regime_ready_windows:
+            ready = cfg.regime_z * 1.25 * spread < floor * (1.0 - 0.755 / math.sqrt(windows))
         reported = r[_R_REPORTED] == which
-        if not learning and spread > 0.0 and size >= threshold:
+        if ready and size >= threshold:
             if not reported and r[_R_REPORTED] == 0.0:
                 r[_R_REPORTED], r[_R_SINCE] = which, t
                 name = "running" if running else "stopped"
                 unit = reading.unit
+                minutes = window / 60.0
                 out.append(
                     self._anomaly(
                         reading,
                         AnomalyType.DRIFT,
                         Severity.WARNING,
                         size / (1.25 * spread),
-                        f"{st.sensor_type} {name} level {short:.1f} {unit} (30-minute mean) "
-                        f"is {100.0 * departure / level if level else 0.0:+.0f} % off its "
+                        f"{st.sensor_type} {name} level {short:.1f} {unit} ({minutes:.0f}-minute "
+                        f"mean) is {100.0 * departure / level if level else 0.0:+.0f} % off its "
                         f"learned {level:.1f} {unit} ({size / (1.25 * spread):.1f} sigma, "
                         f"limit {cfg.regime_z:g}): a transducer losing span or offset?",
                     )
                 )
             elif reported and t - r[_R_SINCE] >= cfg.regime_adopt_days * 86_400.0:
-                level, spread = short, spread  # a lasting change: the new normal
+                level = short  # a lasting change: the new normal
                 r[_R_REPORTED] = 0.0
         else:
             if reported and size < 0.5 * threshold:
                 r[_R_REPORTED] = 0.0
-            if not reported:
+            # Judged early (the floor decides), a departure beyond half the
+            # threshold is not learned either: the young level (equal weight over
+            # a few windows) would follow a swap that shows over a short stop as
+            # fast as the mean does, and never let it reach the threshold. Not
+            # after regime_ready_windows: the spread must learn the mean's rare
+            # large departures (a run restarting off its cycle's phase at 5 min).
+            early = ready and windows < cfg.regime_ready_windows
+            if not reported and (not early or size < 0.5 * threshold):
                 level += w_long * (x - level)
-                spread += w_long * (size - spread)
+                if w_spread > 0.0:
+                    spread += w_spread * (size - spread)
         r[i], r[i + 1], r[i + 2] = short, level, spread
+
+    @staticmethod
+    def _upgrade_regimes(st: DeviceState) -> None:
+        """A regime list saved by the code before session 6 (8 entries, or empty):
+        append the time seen per regime. A regime that code learned counts as seen
+        since the device's first reading (so it is judged as it was after its day of
+        learning); the old code put the first regime seen in the stopped slot, which
+        moves to the running slot when it is the only one (its identity unknown)."""
+        r = st.regime
+        if not r:
+            r.extend((0.0,) * _R_LEN)
+            return
+        elapsed = st.last_ts - st.first_ts
+        if elapsed <= 0.0:
+            elapsed = 1.0
+        run = elapsed if any(r[_R_RUN : _R_RUN + 3]) else 0.0
+        idle = elapsed if any(r[_R_IDLE : _R_IDLE + 3]) else 0.0
+        if idle and not run:
+            r[_R_RUN : _R_RUN + 3] = r[_R_IDLE : _R_IDLE + 3]
+            r[_R_IDLE : _R_IDLE + 3] = (0.0, 0.0, 0.0)
+            run, idle = idle, 0.0
+        del r[_R_SEEN:]
+        r.extend((run, idle))
 
     def _envelope(self, x: float, z: float, scale: float, st: DeviceState, dt: float) -> float:
         """Regime sensors: the z to judge (0 inside the learned envelope widened by
