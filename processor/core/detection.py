@@ -1565,6 +1565,21 @@ class DetectorBank:
         st.run_count += 1
         if x == st.run_value:
             st.run_exact += 1
+        elif (
+            x == st.last_value == st.prev_value
+            and not st.stuck_reported
+            and st.run_exact < self._active.stuck_exact_share * st.run_count
+        ):
+            # Three equal readings of another value than the run's, in a run that
+            # is not repeating its own: a sensor that froze one step off the live
+            # reading the run began on (the reading before the fault, within
+            # tolerance of the frozen value) would never repeat the run's value and
+            # never count as stuck (month profile, seed 1, fac01-l03-m01-temperature-0:
+            # 40 frozen readings missed). The run restarts on the repeated value,
+            # three readings long (from the one before this; the first of the three
+            # is not timed, so the run's duration is under-, never over-stated).
+            self._start_run(st, x, st.last_ts)
+            st.run_count = st.run_exact = 3
         cfg = self._active
         if (
             st.run_count < cfg.stuck_min_count

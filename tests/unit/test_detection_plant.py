@@ -83,6 +83,47 @@ def test_a_stuck_sensor_flickering_both_ways_is_found_at_1_hz() -> None:
     assert found >= 18, found
 
 
+def test_a_live_quantised_sensor_at_5_minutes_is_not_stuck_in_four_weeks() -> None:
+    """The false-alarm side of re-centring a run on a value that repeats (below):
+    a healthy sensor at 0.1 C with 0.15-0.4 C of noise (the plant model's) at a
+    5-minute cadence repeats a reading now and then, never for long."""
+    for seed in range(6):
+        rng = random.Random(seed)
+        sigma = 0.15 + 0.05 * seed
+        readings = [
+            analog(i, 300.0 * i, quantised(50.0 + 3.0 * math.sin(i / 40.0) + rng.gauss(0, sigma)))
+            for i in range(1, 4 * 2016)
+        ]
+        assert AnomalyType.STUCK not in types(feed(DetectorBank(), readings)), seed
+
+
+def test_a_sensor_frozen_one_step_off_its_last_live_reading_is_stuck_at_5_minutes() -> None:
+    """Month profile, seed 1, ``fac01-l03-m01-temperature-0`` (session 6): a machine
+    warming by a step per reading (53.2, 53.3) froze at 53.4 for 40 readings and was
+    missed. 53.4 is within 1.5 steps of 53.3, so the run kept 53.3, the live
+    reading before the fault, as its value, and none of the 40 frozen readings was
+    ever *exactly* its value (the 80 % share never came). A run whose own value
+    never repeated is re-centred on the first value that does."""
+    found = 0
+    for seed in range(10):
+        rng = random.Random(seed)
+        # A machine warming along its lag (tau 30 min) with the plant model's noise.
+        level = 40.0 + rng.uniform(-2.0, 2.0)
+        live = []
+        for i in range(1, 400):
+            level += (53.5 - level) * (1.0 - math.exp(-300.0 / 1800.0))
+            live.append(analog(i, 300.0 * i, quantised(level + rng.gauss(0.0, 0.2))))
+        # The last two live readings climb by a step each; the sensor then freezes
+        # one step above the last one.
+        frozen = quantised(level + 0.3)
+        live[-2] = analog(398, 300.0 * 398, quantised(frozen - 0.2))
+        live[-1] = analog(399, 300.0 * 399, quantised(frozen - 0.1))
+        stuck = [analog(i, 300.0 * i, frozen) for i in range(400, 440)]
+        got = [a for a in feed(DetectorBank(), live + stuck) if a.anomaly_type is AnomalyType.STUCK]
+        found += len(got) == 1 and 400 <= got[0].seq < 440
+    assert found == 10, found
+
+
 # -- limit dwell ------------------------------------------------------------------------
 
 
