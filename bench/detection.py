@@ -68,6 +68,20 @@ class Profile:
     anomaly_rate: float
     start: datetime
 
+    def fleet(self, seed: int, device_indices: range | None = None) -> Fleet:
+        """The profile's labelled plant fleet for ``seed`` (temperatures at 0.1 °C):
+        the one every detection benchmark and test regenerates, whole or a slice."""
+        return Fleet(
+            self.devices,
+            seed,
+            rate=self.rate_hz,
+            anomaly_rate=self.anomaly_rate,
+            start=self.start,
+            scenarios=PLANT_SCENARIOS,
+            temperature_resolution=0.1,
+            device_indices=device_indices,
+        )
+
 
 PROFILES: Final = {
     "day": Profile(201, 1.0, 24.0, 1e-5, datetime(2026, 11, 24, 0, 0, tzinfo=UTC)),
@@ -87,15 +101,7 @@ def _run_seed(
     detections scored on the onset ranges only (the rule before), the cost sample,
     the number of readings and (labels, detected) of degradations by start day
     (:data:`DEGRADATION_START_DAYS`)."""
-    fleet = Fleet(
-        profile.devices,
-        seed,
-        rate=profile.rate_hz,
-        anomaly_rate=profile.anomaly_rate,
-        start=profile.start,
-        scenarios=PLANT_SCENARIOS,
-        temperature_resolution=0.1,
-    )
+    fleet = profile.fleet(seed)
     bank = DetectorBank(config)
     silence = SilenceTracker()
     anomalies: list[Anomaly] = []
@@ -196,15 +202,7 @@ def _cost_us(make_bank: Any, sample: list[Reading], clock: Any = time.perf_count
 def _first_readings(profile: Profile, seed: int, count: int) -> list[Reading]:
     """The first ``count`` decoded readings of a seed (the cost sample), without
     running the whole profile."""
-    fleet = Fleet(
-        profile.devices,
-        seed,
-        rate=profile.rate_hz,
-        anomaly_rate=profile.anomaly_rate,
-        start=profile.start,
-        scenarios=PLANT_SCENARIOS,
-        temperature_resolution=0.1,
-    )
+    fleet = profile.fleet(seed)
     end_ms = fleet.start_ms + int(profile.hours * 3_600_000)
     sample: list[Reading] = []
     while len(sample) < count and (batch := fleet.tick(end_ms - 1, limit=50_000)):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import dataclasses
 import itertools
 import json
 from collections import defaultdict
@@ -36,8 +37,7 @@ from typing import Any, Final
 
 from bench.detection import _ARRIVAL, _LIMITS, PROFILES
 from processor.contract.record import Reading, decode_reading
-from simulator.anomalies import PLANT_SCENARIOS, AnomalyLabel, Scenario
-from simulator.fleet import Fleet
+from simulator.anomalies import AnomalyLabel, Scenario
 from simulator.signals import shift_load
 
 _QUARTILE: Final = 0.3186
@@ -90,15 +90,7 @@ def _quiet(status: list[tuple[float, str]], times: list[float], start: float, en
 
 def run(seed: int, devices: int, quiet_intervals: int) -> dict[str, Any]:
     profile = PROFILES["month"]
-    fleet = Fleet(
-        devices,
-        seed,
-        rate=profile.rate_hz,
-        anomaly_rate=profile.anomaly_rate,
-        start=profile.start,
-        scenarios=PLANT_SCENARIOS,
-        temperature_resolution=0.1,
-    )
+    fleet = dataclasses.replace(profile, devices=devices).fleet(seed)
     temperature: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
     status: dict[str, list[tuple[float, str]]] = defaultdict(list)
     labels: list[AnomalyLabel] = []

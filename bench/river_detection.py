@@ -24,8 +24,6 @@ from processor.contract.anomaly import AnomalyType
 from processor.contract.record import Reading, SensorType, decode_reading
 from processor.core.detection import DetectorBank
 from processor.core.model import Anomaly, Severity
-from simulator.anomalies import PLANT_SCENARIOS
-from simulator.fleet import Fleet
 from simulator.scoring import score
 
 
@@ -46,15 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
-    fleet = Fleet(
-        profile.devices,
-        args.seed,
-        rate=profile.rate_hz,
-        anomaly_rate=profile.anomaly_rate,
-        start=profile.start,
-        scenarios=PLANT_SCENARIOS,
-        temperature_resolution=0.1,
-    )
+    fleet = profile.fleet(args.seed)
     end_ms = fleet.start_ms + int(profile.hours * 3_600_000)
     bank = DetectorBank()
     ours: list[Anomaly] = []

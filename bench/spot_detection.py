@@ -41,8 +41,6 @@ from processor.contract.anomaly import AnomalyType
 from processor.contract.record import Reading, SensorType, decode_reading
 from processor.core.detection import DetectorBank, DetectorConfig
 from processor.core.model import Anomaly, Severity
-from simulator.anomalies import PLANT_SCENARIOS
-from simulator.fleet import Fleet
 from simulator.scoring import score
 
 
@@ -98,15 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         profile = dataclasses.replace(profile, devices=args.devices)
     if args.hours:
         profile = dataclasses.replace(profile, hours=args.hours)
-    fleet = Fleet(
-        profile.devices,
-        args.seed,
-        rate=profile.rate_hz,
-        anomaly_rate=profile.anomaly_rate,
-        start=profile.start,
-        scenarios=PLANT_SCENARIOS,
-        temperature_resolution=0.1,
-    )
+    fleet = profile.fleet(args.seed)
     config = DetectorConfig()
     lim = config.limits_for(SensorType.TEMPERATURE)
     end_ms = fleet.start_ms + int(profile.hours * 3_600_000)

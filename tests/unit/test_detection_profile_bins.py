@@ -18,24 +18,13 @@ from bench.detection import _ARRIVAL, _LIMITS, PROFILES
 from processor.contract.record import Reading, decode_reading
 from processor.core.detection import DetectorBank, DetectorConfig
 from processor.core.model import Anomaly, AnomalyType
-from simulator.anomalies import PLANT_SCENARIOS
-from simulator.fleet import Fleet
 from tests.unit.test_detection_ceiling import DAY_S, MONDAY, run
 from tests.unit.test_detection_floor import machine_with_maintenance
 
 
 def month_stream(seed: int, device_index: int) -> list[Reading]:
     profile = PROFILES["month"]
-    fleet = Fleet(
-        profile.devices,
-        seed,
-        rate=profile.rate_hz,
-        anomaly_rate=profile.anomaly_rate,
-        start=profile.start,
-        scenarios=PLANT_SCENARIOS,
-        temperature_resolution=0.1,
-        device_indices=range(device_index, device_index + 1),
-    )
+    fleet = profile.fleet(seed, range(device_index, device_index + 1))
     end = fleet.start_ms + int(profile.hours * 3_600_000)
     out = []
     while batch := fleet.tick(end - 1, limit=50_000):
