@@ -80,15 +80,17 @@ class ThroughputOptions:
     durable: bool = True
 
 
-def make_batches(records: int, batch: int, *, seed: int = 7) -> list[list[KinesisRecord]]:
+def make_batches(
+    records: int, batch: int, *, seed: int = 7, devices: int = DEVICES
+) -> list[list[KinesisRecord]]:
     """``records`` fleet records as GetRecords batches of one shard.
 
-    Event times start ``records / DEVICES`` seconds (plus a minute) in the past so
+    Event times start ``records / devices`` seconds (plus a minute) in the past so
     every reading passes the freshness checks; each record "arrives" 40 ms after
     its event, as a healthy producer's would."""
-    span_s = records / DEVICES + 60
+    span_s = records / devices + 60
     start = datetime.now(UTC) - timedelta(seconds=span_s)
-    fleet = Fleet(DEVICES, seed, anomaly_rate=ANOMALY_RATE, poison_rate=POISON_RATE, start=start)
+    fleet = Fleet(devices, seed, anomaly_rate=ANOMALY_RATE, poison_rate=POISON_RATE, start=start)
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     out: list[KinesisRecord] = []
     for i, sim in enumerate(fleet.generate(records)):
@@ -102,12 +104,15 @@ def make_batches(records: int, batch: int, *, seed: int = 7) -> list[list[Kinesi
 # -- the pipeline ---------------------------------------------------------------------
 
 
-def _pipeline(
+def pipeline_round(
     stack: BenchStack,
     pg: PostgresServer,
     batches: Sequence[list[KinesisRecord]],
     profile_path: Path | None,
+    bank: DetectorBank | None = None,
 ) -> tuple[dict[str, Any], list[ProcessedBatch]]:
+    """One round; ``bank`` is a fresh :class:`DetectorBank` unless given (the
+    bank-cost benchmark, ``bench.bank_throughput``, passes the one it compares)."""
     secrets = stack.secrets(pg)
     settings = stack.settings(stack.fresh_database("pipeline", pg), pg)
     store = stack.store(settings, secrets)
@@ -120,7 +125,9 @@ def _pipeline(
         lease = store.try_acquire(SHARD_ID, "bench", 600.0)
         if lease is None:
             raise RuntimeError("could not take the benchmark shard's lease")
-        bank = DetectorBank()
+        if bank is None:
+            bank = DetectorBank()
+        detectors = bank  # bound for the closure below (mypy narrows a local, not ``bank``)
         silence = SilenceTracker()
         next_check = [time.monotonic()]
         registry_loaded = [False]  # the runner recalls evicted devices once it loaded
@@ -129,7 +136,7 @@ def _pipeline(
             # What ShardRunner._run and ._commit do per batch, minus Kinesis and metrics.
             batch = process_records(
                 records,
-                bank,
+                detectors,
                 DEFAULT_LIMITS,
                 shard_id=SHARD_ID,
                 state_loader=cache.load_detector_states,
@@ -161,9 +168,9 @@ def _pipeline(
                 else round((progress - silence.config.forget_after_s) * 1000),
             ):
                 silence.clear_dirty(entries)
-            states = bank.dirty_states()
+            states = detectors.dirty_states()
             if states and cache.save_detector_states(states):
-                bank.clear_dirty(states)
+                detectors.clear_dirty(states)
             return batch
 
         # One warm-up batch: staging tables, prepared connections, first Redis MGET.
@@ -328,9 +335,9 @@ def run(stack: BenchStack, options: ThroughputOptions) -> dict[str, Any]:
     with LoadWindow() as load:
         if options.profile_path is not None:
             # A round of its own: the profiler's overhead must not reach the figures.
-            _pipeline(stack, pg, batches, options.profile_path)
+            pipeline_round(stack, pg, batches, options.profile_path)
         for _ in range(max(1, options.repeat)):
-            result, processed = _pipeline(stack, pg, batches, None)
+            result, processed = pipeline_round(stack, pg, batches, None)
             pipeline_runs.append(result)
             copy_runs.append(_copy_limit(stack, pg, processed))
         flat = [r for b in batches for r in b]
