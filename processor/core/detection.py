@@ -913,18 +913,17 @@ class DetectorBank:
             # Session 7: a body that is moving (just stopped, warming up) at a slow
             # cadence. A first-order body moves at most 1 - exp(-dt / tau_min) of its
             # gap to where its heat input drives it in one interval *from any state*,
-            # so a jump from the last reading beyond that (towards the furthest level
-            # shown, plus noise) is a candidate too, judged from the last reading. At
-            # a fast cadence the steady level is asked for as before (the step test
-            # shares this path; a moving body's step is not judged). Only once a
-            # week has been seen (``ceiling_days``, the ceiling's argument: a week of
-            # any calendar holds the machine's running and its stopped levels):
-            # before, the envelope may lack the running level, and a first warm-up
-            # that stops is "beyond the lag" to it.
+            # so the lag bound (:meth:`_beyond_lag`, one leg beyond it, judged at the
+            # return) needs no flat level before: the candidate is judged from the
+            # last reading. At a fast cadence the flat level is asked for as before
+            # (the step test shares this path; a moving body's step is not judged).
+            # Only once a week has been seen (``ceiling_days``, the ceiling's
+            # argument: a week of any calendar holds the machine's running and its
+            # stopped levels): before, the envelope may lack the running level, and
+            # a first warm-up that stops is "beyond the lag" to it.
             if (
                 t - st.last_ts <= cfg.fast_cadence_s
                 or t - st.first_ts < cfg.ceiling_days * 86_400.0
-                or not self._jump_beyond_lag(x - a, a, t - st.last_ts, sigma, env_low, env_high)
             ):
                 return
             base = a
@@ -1105,17 +1104,6 @@ class DetectorBank:
             size > reach * (out_room if out_room > 0.0 else 0.0) + margin
             or back > reach * (back_room if back_room > 0.0 else 0.0) + margin
         )
-
-    def _jump_beyond_lag(
-        self, jump: float, last: float, dt: float, sigma: float, low: float, high: float
-    ) -> bool:
-        """Whether a jump of ``jump`` from ``last`` within ``dt`` is more than a body
-        can move along its lag towards the envelope ``low``-``high`` (the outlier leg
-        of :meth:`_beyond_lag`, judged before the return; session 7)."""
-        reach = 1.0 - math.exp(-dt / self._active.thermal_tau_min_s)
-        room = high - last if jump >= 0.0 else last - low
-        size = jump if jump >= 0.0 else -jump
-        return size > reach * (room if room > 0.0 else 0.0) + self._active.z_critical * sigma
 
     def _outlier_spike(
         self, reading: Reading, st: DeviceState, pending: list[float], out: list[Anomaly]
