@@ -526,6 +526,10 @@ _P_ENV_HIGH: Final = 10
 _P_BEFORE: Final = 11
 _P_LOW: Final = 12
 _P_TOP: Final = 13
+#: Session 7: index into a temperature candidate's ``pending`` (appended after the
+#: envelope): 1.0 when it jumped from a moving body (:meth:`DetectorBank._candidate`).
+#: A list saved before it has 11 entries: a candidate from a flat level.
+_P_MOVING: Final = 11
 #: Indexes into ``DeviceState.ceiling``.
 _C_BLOCK: Final = 0
 _C_LEVEL: Final = 1
@@ -903,9 +907,27 @@ class DetectorBank:
             return
         a, b, c = st.last_value, st.prev_value, st.prev_value2
         calm = _FLAT_SIGMAS * sigma
-        if not (-calm <= a - b <= calm and -calm <= b - c <= calm):
-            return
         base = (a + b + c) / 3.0
+        moving = False
+        if not (-calm <= a - b <= calm and -calm <= b - c <= calm):
+            # Session 7: a body that is moving (just stopped, warming up) at a slow
+            # cadence. A first-order body moves at most 1 - exp(-dt / tau_min) of its
+            # gap to where its heat input drives it in one interval *from any state*,
+            # so the lag bound (:meth:`_beyond_lag`, one leg beyond it, judged at the
+            # return) needs no flat level before: the candidate is judged from the
+            # last reading. At a fast cadence the flat level is asked for as before
+            # (the step test shares this path; a moving body's step is not judged).
+            # Only once a week has been seen (``ceiling_days``, the ceiling's
+            # argument: a week of any calendar holds the machine's running and its
+            # stopped levels): before, the envelope may lack the running level, and
+            # a first warm-up that stops is "beyond the lag" to it.
+            if (
+                t - st.last_ts <= cfg.fast_cadence_s
+                or t - st.first_ts < cfg.ceiling_days * 86_400.0
+            ):
+                return
+            base = a
+            moving = True
         # The departure from the level (three readings), not only the change from
         # the last one, must be ``shape_jump_z`` sigmas: one noisy reading before
         # must not make an ordinary one look like a jump.
@@ -927,6 +949,8 @@ class DetectorBank:
             env_low,
             env_high,
         ]
+        if moving:
+            st.pending.append(1.0)
 
     def _judge_pending(
         self, reading: Reading, x: float, st: DeviceState, dt: float, out: list[Anomaly]
@@ -988,7 +1012,9 @@ class DetectorBank:
         # Flat: within the tolerance and within noise of the candidate (a body
         # along its lag keeps moving; a sensor's offset or glitch does not).
         calm = _FLAT_SIGMAS * sigma
-        if calm > tolerance:
+        if calm > tolerance or len(pending) > _P_MOVING:
+            # From a moving body the excursion moves with it (a sensor's offset
+            # rides on the body's path): it must stay out, within half its jump.
             calm = tolerance
         if not -calm <= flat <= calm:
             st.pending = []
