@@ -322,6 +322,19 @@ def three_load_machine(days: float) -> list[tuple[int, float, float]]:
     return out
 
 
+def recorded_tail(
+    series: list[tuple[int, float, float]], recorded: list[float], *, recorded_level: float
+) -> list[tuple[int, float, float]]:
+    """``recorded`` readings (as the simulator reported them around a miss) after
+    ``series``, moved so that ``recorded_level`` (the recording's level before the
+    event) sits at the series' last half-hour mean."""
+    seq, t, _ = series[-1]
+    shift = sum(v for _, _, v in series[-6:]) / 6 - recorded_level
+    return [
+        (seq + 1 + i, t + (i + 1) * PERIOD_S, round(v + shift, 1)) for i, v in enumerate(recorded)
+    ]
+
+
 def test_an_outlier_on_a_cooling_body_at_5_minutes_is_a_spike() -> None:
     """The shape test asked for a flat level before an outlier; a body that has just
     stopped is not flat (-3.1 C in the interval before). But a first-order body
@@ -329,14 +342,8 @@ def test_an_outlier_on_a_cooling_body_at_5_minutes_is_a_spike() -> None:
     shown in five minutes, from any state: from 34 C, 16 C above its stand-by, it
     cannot fall 20 C. Missed before (no candidate)."""
     series = three_load_machine(8 + 150 / 288)  # a week seen; ends in a half-load shift
-    seq, t, _ = series[-1]
-    level = sum(v for _, _, v in series[-6:]) / 6
-    shift = level - 36.5
-    tail = [
-        (seq + 1 + i, t + (i + 1) * PERIOD_S, round(v + shift, 1))
-        for i, v in enumerate(OUTLIER_ON_A_COOLING_BODY)
-    ]
-    got = run(series + tail)
+    seq = series[-1][0]
+    got = run(series + recorded_tail(series, OUTLIER_ON_A_COOLING_BODY, recorded_level=36.5))
     assert [(a.anomaly_type, a.seq) for a in got] == [(AnomalyType.SPIKE, seq + 8)], got
 
 
@@ -353,14 +360,8 @@ def test_an_outlier_on_a_stopping_body_whose_return_beats_the_lag_is_a_spike() -
     the lag is the shape test's rule; the candidate was refused before because the
     body was cooling (-5.2 and -2.7 C before it)."""
     series = three_load_machine(8 + 150 / 288)
-    seq, t, _ = series[-1]
-    level = sum(v for _, _, v in series[-6:]) / 6
-    shift = level - 38.6
-    tail = [
-        (seq + 1 + i, t + (i + 1) * PERIOD_S, round(v + shift, 1))
-        for i, v in enumerate(OUTLIER_ON_A_STOPPING_BODY)
-    ]
-    got = run(series + tail)
+    seq = series[-1][0]
+    got = run(series + recorded_tail(series, OUTLIER_ON_A_STOPPING_BODY, recorded_level=38.6))
     assert [(a.anomaly_type, a.seq) for a in got] == [(AnomalyType.SPIKE, seq + 7)], got
 
 
@@ -368,12 +369,5 @@ def test_an_outlier_on_a_moving_body_in_the_first_week_is_not_judged() -> None:
     """Before a week has been seen the envelope may lack the machine's running level
     (a device first seen on a weekend), so the moving-body candidate waits."""
     series = three_load_machine(5 + 150 / 288)
-    seq, t, _ = series[-1]
-    level = sum(v for _, _, v in series[-6:]) / 6
-    shift = level - 36.5
-    tail = [
-        (seq + 1 + i, t + (i + 1) * PERIOD_S, round(v + shift, 1))
-        for i, v in enumerate(OUTLIER_ON_A_COOLING_BODY)
-    ]
-    got = run(series + tail)
+    got = run(series + recorded_tail(series, OUTLIER_ON_A_COOLING_BODY, recorded_level=36.5))
     assert [a for a in got if a.anomaly_type is AnomalyType.SPIKE] == [], got
