@@ -823,7 +823,8 @@ class DetectorBank:
                 # a limit episode (an out-of-range surge must not become the
                 # running plateau).
                 if lim.regimes and dt > 0.0 and len(out) == mark and not st.limit_level:
-                    self._regime_levels(reading, x, st, t, dt, out)
+                    if not stuck:  # session 7: a frozen value is not the line's level
+                        self._regime_levels(reading, x, st, t, dt, out, env_low, env_high)
                 if lim.step_cusum and not slow:
                     self._shift(reading, x, z, expected, scale, st, out)
             # A flat-lined sensor tells nothing about the process: keep the baseline.
@@ -1125,19 +1126,9 @@ class DetectorBank:
         :meth:`_judge_surge`. Every start is such a candidate; a run
         is told from a surge when the line is back (``DetectorConfig.press_cycle_min_s``)."""
         cfg = self._active
-        a, b, c = st.last_value, st.prev_value, st.prev_value2
-        jump = x - a
-        if jump < 0.5 * (env_high - env_low):
+        if not self._surge_start(x, st, cfg.limits_for(reading.sensor_type), env_low, env_high):
             return
-        if jump < cfg.z_critical * cfg.limits_for(reading.sensor_type).min_scale:
-            return
-        sigma = st.diff_q / _QUARTILE_OF_ABS_NORMAL_DIFF
-        if sigma < st.resolution:
-            sigma = st.resolution
-        calm = _FLAT_SIGMAS * sigma
-        if not (-calm <= a - b <= calm and -calm <= b - c <= calm):
-            return
-        base = (a + b + c) / 3.0
+        base = (st.last_value + st.prev_value + st.prev_value2) / 3.0
         flagged = any(f.anomaly_type in _FLAGS_A_READING for f in flags)
         st.pending = [
             float(reading.seq),
@@ -1155,6 +1146,24 @@ class DetectorBank:
             x,
             x,
         ]
+
+    def _surge_start(
+        self, x: float, st: DeviceState, lim: AnalogLimits, env_low: float, env_high: float
+    ) -> bool:
+        """Whether ``x`` leaves a steady level upwards as a surge candidate does
+        (:meth:`_surge_candidate`; session 7: the regime levels do not learn it,
+        see :meth:`_regime_levels`)."""
+        a, b, c = st.last_value, st.prev_value, st.prev_value2
+        jump = x - a
+        if jump < 0.5 * (env_high - env_low):
+            return False
+        if jump < self._active.z_critical * lim.min_scale:
+            return False
+        sigma = st.diff_q / _QUARTILE_OF_ABS_NORMAL_DIFF
+        if sigma < st.resolution:
+            sigma = st.resolution
+        calm = _FLAT_SIGMAS * sigma
+        return -calm <= a - b <= calm and -calm <= b - c <= calm
 
     def _judge_surge(
         self, reading: Reading, x: float, st: DeviceState, dt: float, out: list[Anomaly]
@@ -1272,7 +1281,15 @@ class DetectorBank:
         )
 
     def _regime_levels(
-        self, reading: Reading, x: float, st: DeviceState, t: float, dt: float, out: list[Anomaly]
+        self,
+        reading: Reading,
+        x: float,
+        st: DeviceState,
+        t: float,
+        dt: float,
+        out: list[Anomaly],
+        env_low: float,
+        env_high: float,
     ) -> None:
         """DRIFT when the mean of a regime (the line running, or stopped) over
         ``regime_mean_s`` (at least ``regime_mean_readings`` readings) leaves its
@@ -1289,12 +1306,23 @@ class DetectorBank:
         not at a fixed time after the device's first reading. One anomaly per
         change: the level is not learned while the departure is reported, and a
         departure that lasts ``regime_adopt_days`` is adopted as the new level (a
-        replaced sensor, a new product's set-point)."""
+        replaced sensor, a new product's set-point).
+
+        Session 7: a reading that leaves a steady level as a surge candidate does,
+        and the readings after it while that candidate is judged, are not learned:
+        a surge (the spike detector's, reported only when it is back) must not
+        become the "other regime" of a line seen only running so far, nor move a
+        running mean that then stands still over a weekend and is adopted. A
+        press start is such a candidate too: a run loses its first
+        1-``shape_step_readings`` readings, its ramp, which say nothing of its
+        plateau."""
         cfg = self._active
+        lim = cfg.limits_for(reading.sensor_type)
+        if len(st.pending) > _P_TOP or self._surge_start(x, st, lim, env_low, env_high):
+            return
         r = st.regime
         if len(r) < _R_LEN:
             self._upgrade_regimes(st)
-        lim = cfg.limits_for(reading.sensor_type)
         seen_run, seen_idle = r[_R_SEEN], r[_R_SEEN + 1]
         if seen_idle > 0.0:  # both regimes seen: the nearer level
             running = x > 0.5 * (r[_R_IDLE + 1] + r[_R_RUN + 1])

@@ -218,6 +218,53 @@ def test_a_regime_list_saved_by_the_code_before_is_read() -> None:
     assert moved is not None and moved.regime[1] > 50.0 and moved.regime[9] == 0.0
 
 
+def surge(start_s: float, lasting_s: float, bar: float) -> Fault:
+    """A pressure surge (a spike label): ``bar`` for ``lasting_s`` from ``start_s``."""
+    return lambda s, v: bar if start_s <= s < start_s + lasting_s else v
+
+
+def test_a_surge_before_the_first_stop_does_not_become_a_regime() -> None:
+    """Session 7: a 3-second surge to 170 bar on a 40-bar line first seen running,
+    before its first stop (day seed 4's ``fac01-l03-m01-pressure-0``: the surge was
+    the "second regime", the running plateau moved to the stopped slot, and four
+    false DRIFTs followed). A surge is the spike detector's; the levels must not
+    learn it, nor take it for the other regime."""
+    for seed in (21, 22, 23):
+        got = press_line(
+            seed,
+            16.0,
+            1.0,
+            setpoint=40.0,
+            schedule=bursts(6 * HOUR_S, 1200.0),
+            fault=surge(2 * HOUR_S, 3.0, 170.0),
+        )
+        assert drifts(got) == [], (seed, got)
+
+
+def test_a_surge_on_a_stopped_line_at_5_minutes_is_not_adopted() -> None:
+    """Session 7: a one-reading surge to 150 bar on a stopped line on a Saturday at
+    5 minutes (month seed 3's ``fac01-l02-m01``/``fac01-l03-m03``): it must not move
+    the running mean, be adopted over the weekend as the running level, and make
+    Monday's true plateau a false DRIFT. The line runs five days, then stops for
+    the weekend."""
+    for seed in (24, 25, 26, 27):
+        start = SATURDAY_1000_MS - 5 * DAY_S  # a Monday 10:00: a week of shifts first
+        at = 5 * DAY_S + 3 * HOUR_S
+        got = press_line(
+            seed,
+            14 * 24.0,
+            300.0,
+            start,
+            setpoint=60.0,
+            schedule=lambda s: _RUNNING if s % (7 * DAY_S) < 5 * DAY_S else _IDLE,
+            fault=surge(at, 300.0, 150.0),
+        )
+        # A DRIFT on the surge reading itself (a running line's mean moved by it)
+        # lies inside the spike's label; any later one is false.
+        after = [a for a in drifts(got) if (a.seq - 1) * 300.0 > at]
+        assert after == [], (seed, got)
+
+
 # -- recall: found within the first day -------------------------------------------------
 
 
