@@ -511,7 +511,20 @@ _R_SINCE: Final = 7
 _R_SEEN: Final = 8
 #: The slot's offset of its time seen (running: 8, stopped: 9).
 _R_SEEN_OF: Final = {_R_RUN: 8, _R_IDLE: 9}
-_R_LEN: Final = 10
+#: Session 7, appended (a list of 10 saved by session 6's code is extended on
+#: load): per regime, running then stopped, the sum of the squared weights of the
+#: readings in its mean (the mean's variance in units of one reading's), the
+#: mean |departure| of a single reading from its level (its scatter: the press
+#: cycle at a random phase, or the residual pressure's noise) and the time it was
+#: last seen.
+_R_SQUARES: Final = 10
+_R_SCATTER: Final = 12
+_R_LAST: Final = 14
+_R_LEN: Final = 16
+#: The slot's offset of those three (running: 10, 12, 14; stopped: 11, 13, 15).
+_R_MORE_OF: Final = {_R_RUN: 0, _R_IDLE: 1}
+#: A regime list saved by session 6's code (before the three above).
+_R_LEN_SESSION_6: Final = 10
 #: "Flat" before a shape candidate: each of the two changes before it within this
 #: many sigmas of the one-step noise (a Gaussian change passes 99.7 % of the time).
 _FLAT_SIGMAS: Final = 3.0
@@ -822,9 +835,10 @@ class DetectorBank:
                 # Levels learn from readings no other detector flagged, outside
                 # a limit episode (an out-of-range surge must not become the
                 # running plateau).
-                if lim.regimes and dt > 0.0 and len(out) == mark and not st.limit_level:
-                    if not stuck:  # session 7: a frozen value is not the line's level
-                        self._regime_levels(reading, x, st, t, dt, out, env_low, env_high)
+                # Session 7: nor a frozen value (stuck): it is not the line's level.
+                regime = lim.regimes and not stuck
+                if regime and dt > 0.0 and len(out) == mark and not st.limit_level:
+                    self._regime_levels(reading, x, st, t, dt, out, env_low, env_high)
                 if lim.step_cusum and not slow:
                     self._shift(reading, x, z, expected, scale, st, out)
             # A flat-lined sensor tells nothing about the process: keep the baseline.
@@ -1335,6 +1349,8 @@ class DetectorBank:
                 r[_R_SEEN + 1] = seen_run
                 r[_R_RUN : _R_RUN + 3] = (0.0, 0.0, 0.0)
                 r[_R_SEEN] = 0.0
+                for j in (_R_SQUARES, _R_SCATTER, _R_LAST):
+                    r[j + 1], r[j] = r[j], 0.0
         else:
             running = True  # the first regime seen, whichever it is
         i = _R_RUN if running else _R_IDLE
@@ -1352,6 +1368,24 @@ class DetectorBank:
         w_short = 1.0 - math.exp(-span / window)
         if span / seen > w_short:
             w_short = span / seen
+        # Session 7: a stopped line back after an absence longer than its window
+        # starts a fresh mean: it must not carry the residual pressure of a stop
+        # hours ago (during a span loss since repaired: day seed 1's false DRIFTs).
+        # Its readings are independent (noise of 0.05 bar, no cycle), so a fresh
+        # mean is judged at once, by their scatter (below). Not the running line:
+        # at 1 Hz its readings within a press cycle are not independent, and a
+        # fresh mean of a part of a cycle would be judged as if they were. A fresh
+        # mean weighs its readings equally (the weight that keeps the sum of
+        # squared weights at 1/n).
+        m = _R_MORE_OF[i]
+        squares = r[_R_SQUARES + m]
+        if not running and t - r[_R_LAST + m] > window:
+            w_short = 1.0
+        elif squares / (1.0 + squares) > w_short:
+            w_short = squares / (1.0 + squares)
+        r[_R_LAST + m] = t
+        squares = (1.0 - w_short) * (1.0 - w_short) * squares + w_short * w_short
+        r[_R_SQUARES + m] = squares
         # The level: equal weight over the time seen in the regime, then a memory
         # of regime_memory_days (of that regime's time).
         memory = cfg.regime_memory_days * 86_400.0
@@ -1375,6 +1409,16 @@ class DetectorBank:
         threshold = cfg.regime_z * 1.25 * spread
         if threshold < floor:
             threshold = floor
+        # Session 7: nor under regime_z sigmas of what the readings in the mean
+        # scatter at random phases of the press cycle (the scatter times the root
+        # of the sum of their squared weights). The learned spread is the mean's
+        # usual scatter; a mean of a few readings (a fresh one, one reading after a
+        # gap weighing 1/12, short runs at 5 minutes that sample the cycle at
+        # random phases while long runs alias it) scatters more.
+        scatter = r[_R_SCATTER + m]
+        sampled = cfg.regime_z * 1.25 * scatter * math.sqrt(squares)
+        if threshold < sampled:
+            threshold = sampled
         # Ready once both regimes are known and this one's spread has been learned
         # from regime_ready_windows windows; or sooner, from its second window,
         # where the floor decides: the floor is above the threshold even with the
@@ -1419,8 +1463,14 @@ class DetectorBank:
             # large departures (a run restarting off its cycle's phase at 5 min).
             early = ready and windows < cfg.regime_ready_windows
             if not reported and (not early or size < 0.5 * threshold):
-                level += w_long * (x - level)
-                if w_spread > 0.0:
+                apart = x - level
+                off = apart if apart >= 0.0 else -apart
+                r[_R_SCATTER + m] = scatter + w_long * (off - scatter)
+                level += w_long * apart
+                # A fresh mean (more than twice its steady squared weights) is
+                # judged by its sampling scatter, not learned as the mean's usual
+                # departure.
+                if w_spread > 0.0 and squares * (2.0 * window - span) <= 2.0 * span:
                     spread += w_spread * (size - spread)
         r[i], r[i + 1], r[i + 2] = short, level, spread
 
@@ -1435,6 +1485,13 @@ class DetectorBank:
         if not r:
             r.extend((0.0,) * _R_LEN)
             return
+        if len(r) == _R_LEN_SESSION_6:
+            # Session 6's list: its means are whole (the steady squared weights
+            # come with the next readings), the scatter learns from the next
+            # reading on (until then the learned spread judges, as it did).
+            last = st.last_ts
+            r.extend((0.0, 0.0, 0.0, 0.0, last, last))
+            return
         elapsed = st.last_ts - st.first_ts
         if elapsed <= 0.0:
             elapsed = 1.0
@@ -1446,6 +1503,8 @@ class DetectorBank:
             run, idle = idle, 0.0
         del r[_R_SEEN:]
         r.extend((run, idle))
+        last = st.last_ts
+        r.extend((0.0, 0.0, 0.0, 0.0, last, last))
 
     def _envelope(self, x: float, z: float, scale: float, st: DeviceState, dt: float) -> float:
         """Regime sensors: the z to judge (0 inside the learned envelope widened by

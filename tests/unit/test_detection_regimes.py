@@ -203,7 +203,7 @@ def test_a_regime_list_saved_by_the_code_before_is_read() -> None:
         value = 0.7 * signal.sample(_T0_MS + i * 1000, _RUNNING, 1.0)
         bank.observe_into(analog(i + 1, float(i), round(value, 3), sensor_type=_PRESSURE), out)
     st = bank.state_of("d1")
-    assert st is not None and len(st.regime) == 10
+    assert st is not None and len(st.regime) == 16  # session 7 appended 6
     assert len(drifts(out)) == 1, out
     # An old list with only its first regime (in the stopped slot) moves it to the
     # running slot, identity unknown: not judged until the other regime is seen.
@@ -216,6 +216,33 @@ def test_a_regime_list_saved_by_the_code_before_is_read() -> None:
         bank.observe_into(reading, out)
     moved = bank.state_of("d2")
     assert moved is not None and moved.regime[1] > 50.0 and moved.regime[9] == 0.0
+
+
+def test_a_regime_list_saved_by_session_6_is_read() -> None:
+    """Session 7: a list of 10 entries (session 6's) loads and is extended to 16;
+    its learned levels keep judging (a 30 % span loss is found within the hour)
+    and a healthy hour after the load stays quiet."""
+    profile = machine(10, setpoint=100.0)
+    for share, expected in ((0.0, 0), (0.3, 1)):
+        bank = DetectorBank()
+        out: list[Anomaly] = []
+        signal = PressureSignal(profile, random.Random(10))
+        for i in range(100):
+            value = signal.sample(_T0_MS + i * 1000, _RUNNING, 1.0)
+            bank.observe_into(analog(i + 1, float(i), round(value, 3), sensor_type=_PRESSURE), out)
+        st = bank.state_of("d1")
+        assert st is not None
+        saved = DeviceState.from_bytes(st.to_bytes())
+        saved.first_ts = saved.last_ts - 2 * DAY_S
+        # What session 6's code wrote after two days of a line that runs and stops.
+        saved.regime = [94.0, 94.4, 0.05, 2.0, 2.0, 0.003, 0.0, 0.0, DAY_S, DAY_S]
+        assert bank.load_state("d1", saved.to_bytes())
+        for i in range(100, 3700):
+            value = (1.0 - share) * signal.sample(_T0_MS + i * 1000, _RUNNING, 1.0)
+            bank.observe_into(analog(i + 1, float(i), round(value, 3), sensor_type=_PRESSURE), out)
+        st = bank.state_of("d1")
+        assert st is not None and len(st.regime) == 16
+        assert len(drifts(out)) == expected, (share, out)
 
 
 def surge(start_s: float, lasting_s: float, bar: float) -> Fault:
@@ -248,7 +275,7 @@ def test_a_surge_on_a_stopped_line_at_5_minutes_is_not_adopted() -> None:
     Monday's true plateau a false DRIFT. The line runs five days, then stops for
     the weekend."""
     for seed in (24, 25, 26, 27):
-        start = SATURDAY_1000_MS - 5 * DAY_S  # a Monday 10:00: a week of shifts first
+        start = SATURDAY_1000_MS - int(5 * DAY_S * 1000)  # a Monday 10:00: a week of shifts first
         at = 5 * DAY_S + 3 * HOUR_S
         got = press_line(
             seed,
