@@ -1427,7 +1427,14 @@ class DetectorBank:
         # line's mean scatters by hundredths of a bar, the floor is tenths: a swap
         # is judged at the next stop.
         windows = learned / window
-        ready = r[_R_SEEN + 1] > 0.0 and spread > 0.0 and windows >= 1.0
+        # Session 7: the running line is known without a stop when its readings
+        # scatter by more than the scale floor: a press cycles over 0.80-1.05 x its
+        # set-point (a mean |departure| of about 7 % of it, 2.8 bar at the lowest
+        # 40 bar), a stopped line's residual pressure only by the transducer's noise
+        # (hundredths of a bar). A line first seen running is judged from its
+        # second window (where the floor decides) instead of from its first stop.
+        known = r[_R_SEEN + 1] > 0.0 or r[_R_SCATTER] > lim.min_scale
+        ready = known and spread > 0.0 and windows >= 1.0
         if ready and windows < cfg.regime_ready_windows:
             ready = cfg.regime_z * 1.25 * spread < floor * (1.0 - 0.755 / math.sqrt(windows))
         reported = r[_R_REPORTED] == which

@@ -342,6 +342,22 @@ def test_a_3_bar_swap_at_the_lowest_set_point_is_found_while_the_line_runs() -> 
         assert 12 * HOUR_S <= found[0].seq - 1 <= 13 * HOUR_S, found
 
 
+def test_a_line_first_seen_running_is_judged_before_its_first_stop() -> None:
+    """Session 7: a line first seen running at 1 Hz, not stopping for six hours: a
+    +3 bar swap (40-bar line) or a 20 % span loss two hours after the first reading
+    is found within the hour (the code before waited for the first stop to know
+    which regime was the running one: the day profile's early misses)."""
+    faults: list[Fault] = [swap(2 * HOUR_S, 3.0), loss(2 * HOUR_S, 5 * HOUR_S, 0.2)]
+    for n, fault in enumerate(faults):
+        for seed in (28, 29, 30):
+            got = press_line(
+                seed, 6.0, 1.0, setpoint=40.0, schedule=bursts(6 * HOUR_S, 1200.0), fault=fault
+            )
+            found = drifts(got)
+            assert found, (n, seed, got)
+            assert 2 * HOUR_S <= found[0].seq - 1 <= 3 * HOUR_S, (n, seed, found)
+
+
 def test_a_swap_early_in_the_first_day_is_found_on_the_stopped_level() -> None:
     """At 5 minutes a swap (+3 bar) ten hours after the device's first reading,
     while the running plateau is still being learned (its mean scatters by
