@@ -511,7 +511,20 @@ _R_SINCE: Final = 7
 _R_SEEN: Final = 8
 #: The slot's offset of its time seen (running: 8, stopped: 9).
 _R_SEEN_OF: Final = {_R_RUN: 8, _R_IDLE: 9}
-_R_LEN: Final = 10
+#: Session 7, appended (a list of 10 saved by session 6's code is extended on
+#: load): per regime, running then stopped, the sum of the squared weights of the
+#: readings in its mean (the mean's variance in units of one reading's), the
+#: mean |departure| of a single reading from its level (its scatter: the press
+#: cycle at a random phase, or the residual pressure's noise) and the time it was
+#: last seen.
+_R_SQUARES: Final = 10
+_R_SCATTER: Final = 12
+_R_LAST: Final = 14
+_R_LEN: Final = 16
+#: The slot's offset of those three (running: 10, 12, 14; stopped: 11, 13, 15).
+_R_MORE_OF: Final = {_R_RUN: 0, _R_IDLE: 1}
+#: A regime list saved by session 6's code (before the three above).
+_R_LEN_SESSION_6: Final = 10
 #: "Flat" before a shape candidate: each of the two changes before it within this
 #: many sigmas of the one-step noise (a Gaussian change passes 99.7 % of the time).
 _FLAT_SIGMAS: Final = 3.0
@@ -826,8 +839,10 @@ class DetectorBank:
                 # Levels learn from readings no other detector flagged, outside
                 # a limit episode (an out-of-range surge must not become the
                 # running plateau).
-                if lim.regimes and dt > 0.0 and len(out) == mark and not st.limit_level:
-                    self._regime_levels(reading, x, st, t, dt, out)
+                # Session 7: nor a frozen value (stuck): it is not the line's level.
+                regime = lim.regimes and not stuck
+                if regime and dt > 0.0 and len(out) == mark and not st.limit_level:
+                    self._regime_levels(reading, x, st, t, dt, out, env_low, env_high)
                 if lim.step_cusum and not slow:
                     self._shift(reading, x, z, expected, scale, st, out)
             # A flat-lined sensor tells nothing about the process: keep the baseline.
@@ -1151,19 +1166,9 @@ class DetectorBank:
         :meth:`_judge_surge`. Every start is such a candidate; a run
         is told from a surge when the line is back (``DetectorConfig.press_cycle_min_s``)."""
         cfg = self._active
-        a, b, c = st.last_value, st.prev_value, st.prev_value2
-        jump = x - a
-        if jump < 0.5 * (env_high - env_low):
+        if not self._surge_start(x, st, cfg.limits_for(reading.sensor_type), env_low, env_high):
             return
-        if jump < cfg.z_critical * cfg.limits_for(reading.sensor_type).min_scale:
-            return
-        sigma = st.diff_q / _QUARTILE_OF_ABS_NORMAL_DIFF
-        if sigma < st.resolution:
-            sigma = st.resolution
-        calm = _FLAT_SIGMAS * sigma
-        if not (-calm <= a - b <= calm and -calm <= b - c <= calm):
-            return
-        base = (a + b + c) / 3.0
+        base = (st.last_value + st.prev_value + st.prev_value2) / 3.0
         flagged = any(f.anomaly_type in _FLAGS_A_READING for f in flags)
         st.pending = [
             float(reading.seq),
@@ -1181,6 +1186,24 @@ class DetectorBank:
             x,
             x,
         ]
+
+    def _surge_start(
+        self, x: float, st: DeviceState, lim: AnalogLimits, env_low: float, env_high: float
+    ) -> bool:
+        """Whether ``x`` leaves a steady level upwards as a surge candidate does
+        (:meth:`_surge_candidate`; session 7: the regime levels do not learn it,
+        see :meth:`_regime_levels`)."""
+        a, b, c = st.last_value, st.prev_value, st.prev_value2
+        jump = x - a
+        if jump < 0.5 * (env_high - env_low):
+            return False
+        if jump < self._active.z_critical * lim.min_scale:
+            return False
+        sigma = st.diff_q / _QUARTILE_OF_ABS_NORMAL_DIFF
+        if sigma < st.resolution:
+            sigma = st.resolution
+        calm = _FLAT_SIGMAS * sigma
+        return -calm <= a - b <= calm and -calm <= b - c <= calm
 
     def _judge_surge(
         self, reading: Reading, x: float, st: DeviceState, dt: float, out: list[Anomaly]
@@ -1298,7 +1321,15 @@ class DetectorBank:
         )
 
     def _regime_levels(
-        self, reading: Reading, x: float, st: DeviceState, t: float, dt: float, out: list[Anomaly]
+        self,
+        reading: Reading,
+        x: float,
+        st: DeviceState,
+        t: float,
+        dt: float,
+        out: list[Anomaly],
+        env_low: float,
+        env_high: float,
     ) -> None:
         """DRIFT when the mean of a regime (the line running, or stopped) over
         ``regime_mean_s`` (at least ``regime_mean_readings`` readings) leaves its
@@ -1315,12 +1346,23 @@ class DetectorBank:
         not at a fixed time after the device's first reading. One anomaly per
         change: the level is not learned while the departure is reported, and a
         departure that lasts ``regime_adopt_days`` is adopted as the new level (a
-        replaced sensor, a new product's set-point)."""
+        replaced sensor, a new product's set-point).
+
+        Session 7: a reading that leaves a steady level as a surge candidate does,
+        and the readings after it while that candidate is judged, are not learned:
+        a surge (the spike detector's, reported only when it is back) must not
+        become the "other regime" of a line seen only running so far, nor move a
+        running mean that then stands still over a weekend and is adopted. A
+        press start is such a candidate too: a run loses its first
+        1-``shape_step_readings`` readings, its ramp, which say nothing of its
+        plateau."""
         cfg = self._active
+        lim = cfg.limits_for(reading.sensor_type)
+        if len(st.pending) > _P_TOP or self._surge_start(x, st, lim, env_low, env_high):
+            return
         r = st.regime
         if len(r) < _R_LEN:
             self._upgrade_regimes(st)
-        lim = cfg.limits_for(reading.sensor_type)
         seen_run, seen_idle = r[_R_SEEN], r[_R_SEEN + 1]
         if seen_idle > 0.0:  # both regimes seen: the nearer level
             running = x > 0.5 * (r[_R_IDLE + 1] + r[_R_RUN + 1])
@@ -1333,6 +1375,8 @@ class DetectorBank:
                 r[_R_SEEN + 1] = seen_run
                 r[_R_RUN : _R_RUN + 3] = (0.0, 0.0, 0.0)
                 r[_R_SEEN] = 0.0
+                for j in (_R_SQUARES, _R_SCATTER, _R_LAST):
+                    r[j + 1], r[j] = r[j], 0.0
         else:
             running = True  # the first regime seen, whichever it is
         i = _R_RUN if running else _R_IDLE
@@ -1350,6 +1394,24 @@ class DetectorBank:
         w_short = 1.0 - math.exp(-span / window)
         if span / seen > w_short:
             w_short = span / seen
+        # Session 7: a stopped line back after an absence longer than its window
+        # starts a fresh mean: it must not carry the residual pressure of a stop
+        # hours ago (during a span loss since repaired: day seed 1's false DRIFTs).
+        # Its readings are independent (noise of 0.05 bar, no cycle), so a fresh
+        # mean is judged at once, by their scatter (below). Not the running line:
+        # at 1 Hz its readings within a press cycle are not independent, and a
+        # fresh mean of a part of a cycle would be judged as if they were. A fresh
+        # mean weighs its readings equally (the weight that keeps the sum of
+        # squared weights at 1/n).
+        m = _R_MORE_OF[i]
+        squares = r[_R_SQUARES + m]
+        if not running and t - r[_R_LAST + m] > window:
+            w_short = 1.0
+        elif squares / (1.0 + squares) > w_short:
+            w_short = squares / (1.0 + squares)
+        r[_R_LAST + m] = t
+        squares = (1.0 - w_short) * (1.0 - w_short) * squares + w_short * w_short
+        r[_R_SQUARES + m] = squares
         # The level: equal weight over the time seen in the regime, then a memory
         # of regime_memory_days (of that regime's time).
         memory = cfg.regime_memory_days * 86_400.0
@@ -1373,6 +1435,16 @@ class DetectorBank:
         threshold = cfg.regime_z * 1.25 * spread
         if threshold < floor:
             threshold = floor
+        # Session 7: nor under regime_z sigmas of what the readings in the mean
+        # scatter at random phases of the press cycle (the scatter times the root
+        # of the sum of their squared weights). The learned spread is the mean's
+        # usual scatter; a mean of a few readings (a fresh one, one reading after a
+        # gap weighing 1/12, short runs at 5 minutes that sample the cycle at
+        # random phases while long runs alias it) scatters more.
+        scatter = r[_R_SCATTER + m]
+        sampled = cfg.regime_z * 1.25 * scatter * math.sqrt(squares)
+        if threshold < sampled:
+            threshold = sampled
         # Ready once both regimes are known and this one's spread has been learned
         # from regime_ready_windows windows; or sooner, from its second window,
         # where the floor decides: the floor is above the threshold even with the
@@ -1381,7 +1453,14 @@ class DetectorBank:
         # line's mean scatters by hundredths of a bar, the floor is tenths: a swap
         # is judged at the next stop.
         windows = learned / window
-        ready = r[_R_SEEN + 1] > 0.0 and spread > 0.0 and windows >= 1.0
+        # Session 7: the running line is known without a stop when its readings
+        # scatter by more than the scale floor: a press cycles over 0.80-1.05 x its
+        # set-point (a mean |departure| of about 7 % of it, 2.8 bar at the lowest
+        # 40 bar), a stopped line's residual pressure only by the transducer's noise
+        # (hundredths of a bar). A line first seen running is judged from its
+        # second window (where the floor decides) instead of from its first stop.
+        known = r[_R_SEEN + 1] > 0.0 or r[_R_SCATTER] > lim.min_scale
+        ready = known and spread > 0.0 and windows >= 1.0
         if ready and windows < cfg.regime_ready_windows:
             ready = cfg.regime_z * 1.25 * spread < floor * (1.0 - 0.755 / math.sqrt(windows))
         reported = r[_R_REPORTED] == which
@@ -1417,8 +1496,14 @@ class DetectorBank:
             # large departures (a run restarting off its cycle's phase at 5 min).
             early = ready and windows < cfg.regime_ready_windows
             if not reported and (not early or size < 0.5 * threshold):
-                level += w_long * (x - level)
-                if w_spread > 0.0:
+                apart = x - level
+                off = apart if apart >= 0.0 else -apart
+                r[_R_SCATTER + m] = scatter + w_long * (off - scatter)
+                level += w_long * apart
+                # A fresh mean (more than twice its steady squared weights) is
+                # judged by its sampling scatter, not learned as the mean's usual
+                # departure.
+                if w_spread > 0.0 and squares * (2.0 * window - span) <= 2.0 * span:
                     spread += w_spread * (size - spread)
         r[i], r[i + 1], r[i + 2] = short, level, spread
 
@@ -1433,6 +1518,13 @@ class DetectorBank:
         if not r:
             r.extend((0.0,) * _R_LEN)
             return
+        if len(r) == _R_LEN_SESSION_6:
+            # Session 6's list: its means are whole (the steady squared weights
+            # come with the next readings), the scatter learns from the next
+            # reading on (until then the learned spread judges, as it did).
+            last = st.last_ts
+            r.extend((0.0, 0.0, 0.0, 0.0, last, last))
+            return
         elapsed = st.last_ts - st.first_ts
         if elapsed <= 0.0:
             elapsed = 1.0
@@ -1444,6 +1536,8 @@ class DetectorBank:
             run, idle = idle, 0.0
         del r[_R_SEEN:]
         r.extend((run, idle))
+        last = st.last_ts
+        r.extend((0.0, 0.0, 0.0, 0.0, last, last))
 
     def _envelope(self, x: float, z: float, scale: float, st: DeviceState, dt: float) -> float:
         """Regime sensors: the z to judge (0 inside the learned envelope widened by
