@@ -182,19 +182,26 @@ def test_a_set_point_change_gives_at_most_one_drift_then_is_adopted() -> None:
     assert len(drifts(got)) <= 1, drifts(got)
 
 
-def test_a_regime_list_saved_by_the_code_before_is_read() -> None:
-    """A state saved before session 6 holds 8 regime entries (the first regime seen
-    in the stopped slot): it loads, its learned level is kept and judged."""
+def running_for_100_s(
+    signal: PressureSignal,
+) -> tuple[DetectorBank, list[Anomaly], DeviceState]:
+    """A bank that saw 100 s of a running line as ``d1``, its anomalies, and a copy
+    of ``d1``'s state to edit into what older code saved."""
     bank = DetectorBank()
     out: list[Anomaly] = []
-    profile = machine(10, setpoint=100.0)
-    signal = PressureSignal(profile, random.Random(10))
     for i in range(100):
         value = signal.sample(_T0_MS + i * 1000, _RUNNING, 1.0)
         bank.observe_into(analog(i + 1, float(i), round(value, 3), sensor_type=_PRESSURE), out)
     st = bank.state_of("d1")
     assert st is not None
-    old = DeviceState.from_bytes(st.to_bytes())
+    return bank, out, DeviceState.from_bytes(st.to_bytes())
+
+
+def test_a_regime_list_saved_by_the_code_before_is_read() -> None:
+    """A state saved before session 6 holds 8 regime entries (the first regime seen
+    in the stopped slot): it loads, its learned level is kept and judged."""
+    signal = PressureSignal(machine(10, setpoint=100.0), random.Random(10))
+    bank, out, old = running_for_100_s(signal)
     # What the code before wrote after two days of a line that runs and stops.
     old.first_ts = old.last_ts - 2 * DAY_S
     old.regime = [94.0, 94.4, 0.05, 2.0, 2.0, 0.003, 0.0, 0.0]
@@ -224,15 +231,8 @@ def test_a_regime_list_saved_by_session_6_is_read() -> None:
     and a healthy hour after the load stays quiet."""
     profile = machine(10, setpoint=100.0)
     for share, expected in ((0.0, 0), (0.3, 1)):
-        bank = DetectorBank()
-        out: list[Anomaly] = []
         signal = PressureSignal(profile, random.Random(10))
-        for i in range(100):
-            value = signal.sample(_T0_MS + i * 1000, _RUNNING, 1.0)
-            bank.observe_into(analog(i + 1, float(i), round(value, 3), sensor_type=_PRESSURE), out)
-        st = bank.state_of("d1")
-        assert st is not None
-        saved = DeviceState.from_bytes(st.to_bytes())
+        bank, out, saved = running_for_100_s(signal)
         saved.first_ts = saved.last_ts - 2 * DAY_S
         # What session 6's code wrote after two days of a line that runs and stops.
         saved.regime = [94.0, 94.4, 0.05, 2.0, 2.0, 0.003, 0.0, 0.0, DAY_S, DAY_S]
