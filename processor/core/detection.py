@@ -1495,12 +1495,7 @@ class DetectorBank:
             # after regime_ready_windows: the spread must learn the mean's rare
             # large departures (a run restarting off its cycle's phase at 5 min).
             early = ready and windows < cfg.regime_ready_windows
-            # Nor while the *other* regime's departure is reported: a span loss or a
-            # swap moves both regimes, so a level learned meanwhile is the fault's,
-            # and after the repair the line's true level would depart from it
-            # (day seed 1's false DRIFTs of session 7: a stopped level learned
-            # during a span loss, judged by a fresh stopped mean after the repair).
-            if r[_R_REPORTED] == 0.0 and (not early or size < 0.5 * threshold):
+            if not reported and (not early or size < 0.5 * threshold):
                 apart = x - level
                 off = apart if apart >= 0.0 else -apart
                 r[_R_SCATTER + m] = scatter + w_long * (off - scatter)

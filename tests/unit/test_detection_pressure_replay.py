@@ -63,11 +63,6 @@ def false_drifts(profile_name: str, seed: int, device_id: str) -> list[tuple[int
         # A stale stopped mean after a span loss was repaired.
         ("day", 1, "fac01-l03-m11-pressure-0"),
         ("day", 1, "fac01-l05-m02-pressure-0"),
-        # Session 7, after the merge: a stopped level learned while a span loss was
-        # reported on the running line, judged by a fresh stopped mean after the
-        # repair (l03-m04: it also took the 12:32 swap's and the 16:41 loss's report).
-        ("day", 1, "fac01-l03-m04-pressure-0"),
-        ("day", 1, "fac01-l01-m12-pressure-0"),
         # Surges on a stopped line adopted as the running level over a weekend.
         ("month", 3, "fac01-l02-m01-pressure-0"),
         ("month", 3, "fac01-l03-m03-pressure-0"),
