@@ -4,6 +4,7 @@ matcher)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from bench import detection
+from processor.contract.record import SensorType
 
 #: Seed 3's fleet of 12 over 20 days: one degradation, started on day 7-14.
 FLEET = ["--profile", "month", "--devices", "12", "--seeds", "3"]
@@ -69,3 +71,34 @@ def test_a_negative_warm_up_is_refused_with_its_name(capsys: pytest.CaptureFixtu
         detection.main(["--profile", "month", "--score-from-day", "-1"])
 
     assert "--score-from-day" in capsys.readouterr().err
+
+
+def test_one_sensor_type_is_that_kind_of_the_whole_fleet(tmp_path: Path) -> None:
+    """``--sensor-type``: the same records and labels as that kind's devices get in
+    the whole fleet (so the same detections), and nothing else."""
+    profile = dataclasses.replace(detection.PROFILES["month"], devices=12, hours=10 * 24)
+    alone = dataclasses.replace(profile, sensor_type=SensorType.TEMPERATURE)
+
+    def run(p: detection.Profile) -> tuple[list[tuple[int, bytes]], list[Any]]:
+        fleet = p.fleet(3)
+        records: list[tuple[int, bytes]] = []
+        labels: list[Any] = []
+        end_ms = fleet.start_ms + int(p.hours * 3_600_000)
+        while batch := fleet.tick(end_ms - 1, limit=50_000):
+            records.extend((r.ts_ms, r.data) for r in batch if b'"temperature"' in r.data)
+            labels.extend(fleet.drain_labels())
+        labels.extend(fleet.finish())
+        return records, [label for label in labels if "-temperature-" in str(label)]
+
+    assert [spec.sensor_type for spec in alone.fleet(3).device_specs] == [
+        SensorType.TEMPERATURE
+    ] * 4
+    whole_records, whole_labels = run(profile)
+    alone_records, alone_labels = run(alone)
+    assert alone_records == whole_records
+    assert alone_labels == whole_labels
+    assert alone_labels  # seed 3's four temperature devices have scenarios to compare
+
+    out = tmp_path / "result.json"
+    detection.main([*FLEET, "--hours", "240", "--sensor-type", "temperature", "--json", str(out)])
+    assert json.loads(out.read_text())["config"]["sensor_type"] == "temperature"
