@@ -51,7 +51,12 @@ from processor.core.model import Anomaly
 from processor.core.silence import SilenceTracker
 from simulator.anomalies import PLANT_SCENARIOS, AnomalyLabel
 from simulator.fleet import Fleet
-from simulator.plant import SENSOR_ORDER, SENSORS_PER_MACHINE
+from simulator.plant import (
+    MACHINES_PER_FACILITY,
+    MACHINES_PER_LINE,
+    SENSOR_ORDER,
+    SENSORS_PER_MACHINE,
+)
 from simulator.scoring import ScenarioScore, ScoreReport, score
 
 RECALL_GOAL: Final = 0.9
@@ -190,6 +195,60 @@ def _run_seed(
         readings,
         by_day,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceReplay:
+    """One device of a profile's fleet, replayed alone (:func:`replay_device`)."""
+
+    anomalies: list[Anomaly]
+    labels: list[Any]
+    report: ScoreReport
+
+
+def replay_device(
+    profile_name: str, seed: int, device_id: str, config: DetectorConfig | None = None
+) -> DeviceReplay:
+    """``device_id`` of ``profile_name``'s fleet for ``seed``, regenerated alone and
+    run through a fresh bank, scored by the benchmark's scorer: the detections it
+    gets in the whole run (a device's stream and state do not depend on the rest
+    of the fleet). What a recorded case's test and the next analysis replay. No
+    silence tracker: a single device has no shard to be silent against."""
+    profile = PROFILES[profile_name]
+    index = device_index(device_id)
+    if index >= profile.devices:
+        raise ValueError(f"{device_id} is not in the {profile_name} fleet of {profile.devices}")
+    fleet = profile.fleet(seed, range(index, index + 1))
+    bank = DetectorBank(config or DetectorConfig())
+    anomalies: list[Anomaly] = []
+    labels: list[Any] = []
+    end_ms = fleet.start_ms + int(profile.hours * 3_600_000)
+    first = last = None
+    while batch := fleet.tick(end_ms - 1, limit=50_000):
+        for record in batch:
+            reading = decode_reading(record.data, arrival=_ARRIVAL, limits=_LIMITS)
+            if isinstance(reading, Reading):
+                t = record.ts_ms / 1000.0
+                first = t if first is None else first
+                last = t
+                bank.observe_into(reading, anomalies)
+        labels.extend(fleet.drain_labels())
+    labels.extend(fleet.finish())
+    observed = {device_id: (last or 0.0) - (first or 0.0)}
+    return DeviceReplay(anomalies, labels, score(anomalies, labels, observed_s=observed))
+
+
+def device_index(device_id: str) -> int:
+    """The fleet index of ``facFF-lLL-mMM-kind-0`` in the plant's layout (the
+    inverse of :func:`simulator.plant.build_devices`' naming)."""
+    facility, line, machine, kind, _ = device_id.split("-")
+    machine_index = (
+        (int(facility[3:]) - 1) * MACHINES_PER_FACILITY
+        + (int(line[1:]) - 1) * MACHINES_PER_LINE
+        + int(machine[1:])
+        - 1
+    )
+    return machine_index * SENSORS_PER_MACHINE + SENSOR_ORDER.index(SensorType(kind))
 
 
 def _window_score(

@@ -102,3 +102,11 @@ def test_one_sensor_type_is_that_kind_of_the_whole_fleet(tmp_path: Path) -> None
     out = tmp_path / "result.json"
     detection.main([*FLEET, "--hours", "240", "--sensor-type", "temperature", "--json", str(out)])
     assert json.loads(out.read_text())["config"]["sensor_type"] == "temperature"
+
+
+def test_a_device_replayed_alone_is_found_by_its_id() -> None:
+    profile = detection.PROFILES["day"]
+    specs = profile.fleet(1, range(0, profile.devices, 7)).device_specs
+    assert [detection.device_index(s.device_id) for s in specs] == [s.index for s in specs]
+    with pytest.raises(ValueError, match="fac01-l06-m12-temperature-0 is not in the month"):
+        detection.replay_device("month", 1, "fac01-l06-m12-temperature-0")

@@ -12,42 +12,12 @@ from __future__ import annotations
 
 import pytest
 
-from bench.detection import _ARRIVAL, _LIMITS, PROFILES
-from processor.contract.record import Reading, decode_reading
-from processor.core.detection import DetectorBank, DetectorConfig
-from processor.core.model import Anomaly, AnomalyType
-from simulator.scoring import score
-
-_KIND = {"temperature": 0, "pressure": 1, "status": 2}
-
-
-def device_index(device_id: str) -> int:
-    """The fleet index of ``fac01-lLL-mMM-kind-0``: (line x 12 + machine) x 3 + kind."""
-    _, line, name, kind, _ = device_id.split("-")
-    return ((int(line[1:]) - 1) * 12 + int(name[1:]) - 1) * 3 + _KIND[kind]
+from bench.detection import replay_device
+from processor.core.model import AnomalyType
 
 
 def false_drifts(profile_name: str, seed: int, device_id: str) -> list[tuple[int, float | None]]:
-    profile = PROFILES[profile_name]
-    i = device_index(device_id)
-    fleet = profile.fleet(seed, range(i, i + 1))
-    bank = DetectorBank(DetectorConfig())
-    out: list[Anomaly] = []
-    labels: list[object] = []
-    end_ms = fleet.start_ms + int(profile.hours * 3_600_000)
-    first = last = 0.0
-    while batch := fleet.tick(end_ms - 1, limit=50_000):
-        for record in batch:
-            reading = decode_reading(record.data, arrival=_ARRIVAL, limits=_LIMITS)
-            if isinstance(reading, Reading):
-                assert reading.device_id == device_id
-                t = record.ts_ms / 1000.0
-                first = first or t
-                last = t
-                bank.observe_into(reading, out)
-        labels.extend(fleet.drain_labels())
-    labels.extend(fleet.finish())
-    report = score(out, labels, observed_s={device_id: last - first})  # type: ignore[arg-type]
+    report = replay_device(profile_name, seed, device_id).report
     return [(d.seq, d.ts) for d in report.false_alarms if d.anomaly_type is AnomalyType.DRIFT]
 
 
