@@ -605,6 +605,53 @@ def _level(x: float, lim: AnalogLimits, inset: float) -> tuple[int, float | None
     return 0, None
 
 
+def _inside(lim: AnalogLimits) -> tuple[float, float]:
+    """The open interval in which :func:`_level` (inset 0) says 0: above every low
+    limit and below every high one."""
+    highs = [v for v in (lim.critical_high, lim.warning_high) if v is not None]
+    lows = [v for v in (lim.critical_low, lim.warning_low) if v is not None]
+    return (max(lows) if lows else -math.inf), (min(highs) if highs else math.inf)
+
+
+class _Derived:
+    """What the per-reading path derives from one :class:`DetectorConfig`, computed
+    once per config instead of once per reading (session 8: the bank's cost, issue
+    9). Each value is the expression the detectors evaluated per reading before, so
+    every comparison gives the same answer bit for bit. The ``*_dt`` / ``*_w`` pairs
+    remember ``1 - exp(-dt / tau)`` for the last interval seen: a device's cadence
+    is nearly constant (1 Hz, 5 minutes), so most readings reuse it; NaN never
+    equals an interval, so the first reading computes it."""
+
+    __slots__ = (
+        "ceiling_dt",
+        "ceiling_w",
+        "config",
+        "pressure_high",
+        "pressure_low",
+        "regime_span",
+        "regime_w",
+        "regime_window",
+        "season_dt",
+        "season_w",
+        "shape_max_dt",
+        "temperature_high",
+        "temperature_low",
+        "z_quiet",
+    )
+
+    def __init__(self, cfg: DetectorConfig) -> None:
+        self.config = cfg
+        #: The longest interval the shape tests judge (DetectorConfig.thermal_tau_min_s).
+        self.shape_max_dt = cfg.thermal_tau_min_s * (-math.log(cfg.shape_ratio))
+        #: Under this |z| the statistical detector finds no level (the lower threshold).
+        self.z_quiet = cfg.z_warning if cfg.z_warning < cfg.z_critical else cfg.z_critical
+        self.temperature_low, self.temperature_high = _inside(cfg.temperature)
+        self.pressure_low, self.pressure_high = _inside(cfg.pressure)
+        self.season_dt = self.season_w = math.nan
+        self.ceiling_dt = self.ceiling_w = math.nan
+        self.regime_span = self.regime_window = self.regime_w = math.nan
+
+
 @dataclass(slots=True)
 class DetectorBank:
     """The detector states of every device this worker currently owns.
@@ -625,6 +672,9 @@ class DetectorBank:
     overrides: Callable[[], DetectorOverrides | None] | None = None
     #: The config of the reading being judged (``config`` or its override).
     _active: DetectorConfig = field(default_factory=DetectorConfig)
+    #: What the detectors derive from ``_active`` (kept for the last config judged
+    #: by: the bank's own, unless overrides alternate).
+    _derived: _Derived = field(default_factory=lambda: _Derived(DetectorConfig()))
 
     # -- state management -------------------------------------------------------------
 
@@ -734,6 +784,8 @@ class DetectorBank:
         st = self._states.get(device_id)
         sensor_type = reading.sensor_type
         boot = reading.boot
+        # Once per reading: datetime.timestamp() is one of the dearer calls here.
+        t = reading.ts.timestamp()
         if st is None or st.sensor_type != sensor_type:
             # A device that changed its sensor type is a new device for the detectors.
             st = DeviceState(STATE_VERSION, sensor_type.value)
@@ -747,9 +799,7 @@ class DetectorBank:
             # The device restarted (issue 10 item 4): its seq starts again, and the
             # baseline carries on (same machine, same sensor).
             st.last_boot = boot
-        elif reading.seq <= st.last_seq and (
-            reading.ts.timestamp() // _DAY_S <= st.last_ts // _DAY_S
-        ):
+        elif reading.seq <= st.last_seq and t // _DAY_S <= st.last_ts // _DAY_S:
             self.ignored += 1
             return
         # else a seq that went back on a later UTC event day: a restarted sequence
@@ -759,10 +809,15 @@ class DetectorBank:
         # and a same-day restart is a seq_conflict dead letter, ignored here as well.
         if shard_id and self._shard_of.get(device_id) != shard_id:
             self._shard_of[device_id] = shard_id
-        current = self.overrides() if self.overrides is not None else None
-        self._active = current.config_for(device_id, st.sensor_type) if current else self.config
+        if self.overrides is None:
+            cfg = self.config
+        else:
+            current = self.overrides()
+            cfg = current.config_for(device_id, st.sensor_type) if current else self.config
+        self._active = cfg
+        if self._derived.config is not cfg:
+            self._derived = _Derived(cfg)
         self._dirty.add(device_id)
-        t = reading.ts.timestamp()
         if sensor_type is _EQUIPMENT_STATUS:
             if reading.status is not None:
                 self._status(reading, st, t, out)
@@ -776,37 +831,45 @@ class DetectorBank:
     def _analog(
         self, reading: Reading, x: float, st: DeviceState, t: float, out: list[Anomaly]
     ) -> None:
+        # Session 8, the per-reading cost (issue 9): the interval and the derived
+        # constants are computed once here, and a detector whose common case is
+        # "nothing to do" (a value inside every limit outside an episode, |z| under
+        # both thresholds) is not called for it: the test is cheaper than the call.
+        # What each detector decides is unchanged.
         cfg = self._active
-        lim = cfg.limits_for(reading.sensor_type)
+        derived = self._derived
+        if reading.sensor_type is _PRESSURE:
+            lim = cfg.pressure
+            inside_low, inside_high = derived.pressure_low, derived.pressure_high
+        else:
+            lim = cfg.temperature
+            inside_low, inside_high = derived.temperature_low, derived.temperature_high
         mark = len(out)
         # The envelope before this reading: an outlier must not widen the range the
         # shape test's lag bound judges it by (see _beyond_lag).
         env_low, env_high = st.env_low, st.env_high
-        self._limit(reading, x, st, t, lim, out)
+        if st.limit_level or not inside_low < x < inside_high:
+            self._limit(reading, x, st, t, lim, out)
 
         n = st.count
         stuck = False
-        delta = 0.0
+        delta = step = 0.0
+        dt = t - st.last_ts
         # The shape tests judge series whose interval is short against a machine
         # body's thermal lag (see DetectorConfig.thermal_tau_min_s).
-        shaped = (
-            (lim.shape or lim.regimes)
-            and n > 0
-            and 0.0 < t - st.last_ts <= cfg.thermal_tau_min_s * (-math.log(cfg.shape_ratio))
-        )
+        shaped = (lim.shape or lim.regimes) and n > 0 and 0.0 < dt <= derived.shape_max_dt
         returned = False  # this reading ended an outlier: its jump is the way back
         if st.pending:
             if shaped:
-                returned = self._judge_pending(reading, x, st, t - st.last_ts, out)
+                returned = self._judge_pending(reading, x, st, dt, out)
             else:
                 st.pending = []
         if n:
-            dt = t - st.last_ts
             delta = x - st.last_value
+            step = delta if delta >= 0.0 else -delta
             # Rate of change over event time; dt <= 0 (same or earlier ts) says nothing.
-            if dt > 0.0 and abs(delta) >= lim.spike_min_delta:
+            if dt > 0.0 and step >= lim.spike_min_delta:
                 self._spike(reading, delta, dt, st, lim, out)
-            step = abs(delta)
             # The sensor's resolution: its smallest step (1e-9 absorbs float noise).
             if step > 1e-9 and (st.resolution == 0.0 or step < st.resolution):
                 st.resolution = step
@@ -827,7 +890,6 @@ class DetectorBank:
             residual = x - expected
             if lim.statistical:
                 z = residual / scale
-                dt = t - st.last_ts
                 slow = dt > cfg.fast_cadence_s
                 if lim.regimes or slow:
                     z = self._envelope(x, z, scale, st, dt)
@@ -835,16 +897,18 @@ class DetectorBank:
                     st.env_high = x
                 elif x < st.env_low:
                     st.env_low = x
-                self._statistical(reading, x, z, expected, scale, st, out)
+                z_quiet = derived.z_quiet
+                if st.stat_level or not -z_quiet < z < z_quiet:
+                    self._statistical(reading, x, z, expected, scale, st, out)
                 # Levels learn from readings no other detector flagged, outside
                 # a limit episode (an out-of-range surge must not become the
                 # running plateau).
                 # Session 7: nor a frozen value (stuck): it is not the line's level.
                 regime = lim.regimes and not stuck
                 if regime and dt > 0.0 and len(out) == mark and not st.limit_level:
-                    self._regime_levels(reading, x, st, t, dt, out, env_low, env_high)
+                    self._regime_levels(reading, x, st, t, dt, out, env_low, env_high, lim)
                 if lim.step_cusum and not slow:
-                    self._shift(reading, x, z, expected, scale, st, out)
+                    self._shift(reading, x, z, expected, scale, st, t, out)
             # A flat-lined sensor tells nothing about the process: keep the baseline.
             if not stuck:
                 bound_r = cfg.z_clip * scale
@@ -865,20 +929,25 @@ class DetectorBank:
         if lim.statistical and not lim.regimes and not stuck and n:
             # A regime sensor's level at an hour is bimodal (running or stopped):
             # a profile of it would say nothing.
-            self._seasonal(reading, x, st, t, t - st.last_ts, lim, out)
+            self._seasonal(reading, x, st, t, dt, lim, out)
             if lim.ceiling_margin is not None and not st.limit_level:
                 # A reading another detector already flagged (a spike, an
                 # out-of-range value) must not lift the level the ceiling learns.
                 flagged = False
-                for earlier in out[mark:]:
-                    if earlier.anomaly_type in _FLAGS_A_READING:
-                        flagged = True
+                if len(out) > mark:
+                    for earlier in out[mark:]:
+                        if earlier.anomaly_type in _FLAGS_A_READING:
+                            flagged = True
                 if not flagged:
-                    self._ceiling(reading, x, st, t, t - st.last_ts, lim.ceiling_margin, out)
+                    self._ceiling(reading, x, st, t, dt, lim.ceiling_margin, out)
         if n:
-            step = delta if delta >= 0.0 else -delta
             if shaped and not stuck and not returned and not st.pending and n >= cfg.warmup:
-                self._candidate(reading, x, st, t, step, out[mark:], env_low, env_high)
+                if lim.regimes:
+                    # _surge_start's first test written out, as in _regime_levels.
+                    if not delta < 0.5 * (env_high - env_low):
+                        self._surge_candidate(reading, x, st, t, out, mark, env_low, env_high, lim)
+                else:
+                    self._candidate(reading, x, st, t, step, out, mark, env_low, env_high)
             # Track the lower quartile of |change| (multiplicative steps, up 1 %,
             # down 3 %: the equilibrium is P(|change| <= q) = 1/4).
             q = st.diff_q
@@ -902,7 +971,8 @@ class DetectorBank:
         st: DeviceState,
         t: float,
         step: float,
-        flags: list[Anomaly],
+        out: list[Anomaly],
+        mark: int,
         env_low: float,
         env_high: float,
     ) -> None:
@@ -910,11 +980,9 @@ class DetectorBank:
         sigmas of the learned one-step noise from a flat level: the two changes
         before it within 3 sigmas of noise each (a machine along its lag transient
         is not flat; the lag argument holds from a steady level only). A regime
-        quantity (pressure) takes the surge test instead (:meth:`_surge_candidate`)."""
+        quantity (pressure) takes the surge test instead (:meth:`_surge_candidate`,
+        called by :meth:`_analog`). ``out[mark:]``: this reading's anomalies so far."""
         cfg = self._active
-        if cfg.limits_for(reading.sensor_type).regimes:
-            self._surge_candidate(reading, x, st, t, flags, env_low, env_high)
-            return
         sigma = st.diff_q / _QUARTILE_OF_ABS_NORMAL_DIFF
         if sigma < st.resolution:
             sigma = st.resolution
@@ -950,7 +1018,7 @@ class DetectorBank:
         if -reach < x - base < reach:
             return
         tolerance = cfg.shape_ratio * step
-        flagged = any(f.anomaly_type in _FLAGS_A_READING for f in flags)
+        flagged = any(f.anomaly_type in _FLAGS_A_READING for f in out[mark:])
         st.pending = [
             float(reading.seq),
             t,
@@ -1154,9 +1222,11 @@ class DetectorBank:
         x: float,
         st: DeviceState,
         t: float,
-        flags: list[Anomaly],
+        out: list[Anomaly],
+        mark: int,
         env_low: float,
         env_high: float,
+        lim: AnalogLimits,
     ) -> None:
         """Session 6: remember a reading of a regime quantity (a press line's
         pressure) that leaves a steady level (its two changes before within 3 sigmas
@@ -1166,10 +1236,10 @@ class DetectorBank:
         :meth:`_judge_surge`. Every start is such a candidate; a run
         is told from a surge when the line is back (``DetectorConfig.press_cycle_min_s``)."""
         cfg = self._active
-        if not self._surge_start(x, st, cfg.limits_for(reading.sensor_type), env_low, env_high):
+        if not self._surge_start(x, st, lim, env_low, env_high):
             return
         base = (st.last_value + st.prev_value + st.prev_value2) / 3.0
-        flagged = any(f.anomaly_type in _FLAGS_A_READING for f in flags)
+        flagged = any(f.anomaly_type in _FLAGS_A_READING for f in out[mark:])
         st.pending = [
             float(reading.seq),
             t,
@@ -1345,6 +1415,7 @@ class DetectorBank:
         out: list[Anomaly],
         env_low: float,
         env_high: float,
+        lim: AnalogLimits,
     ) -> None:
         """DRIFT when the mean of a regime (the line running, or stopped) over
         ``regime_mean_s`` (at least ``regime_mean_readings`` readings) leaves its
@@ -1372,8 +1443,13 @@ class DetectorBank:
         1-``shape_step_readings`` readings, its ramp, which say nothing of its
         plateau."""
         cfg = self._active
-        lim = cfg.limits_for(reading.sensor_type)
-        if len(st.pending) > _P_TOP or self._surge_start(x, st, lim, env_low, env_high):
+        if len(st.pending) > _P_TOP:
+            return
+        # _surge_start's first test written out (most readings do not jump by half
+        # the envelope), so that the call is made only when it can say yes.
+        if not x - st.last_value < 0.5 * (env_high - env_low) and self._surge_start(
+            x, st, lim, env_low, env_high
+        ):
             return
         r = st.regime
         if len(r) < _R_LEN:
@@ -1395,7 +1471,7 @@ class DetectorBank:
         else:
             running = True  # the first regime seen, whichever it is
         i = _R_RUN if running else _R_IDLE
-        k = _R_SEEN_OF[i]
+        k = _R_SEEN if running else _R_SEEN + 1  # _R_SEEN_OF[i], without a dict lookup
         span = dt if dt < 3600.0 else 3600.0
         seen = r[k] + span
         r[k] = seen
@@ -1406,7 +1482,12 @@ class DetectorBank:
         window = cfg.regime_mean_s
         if running and cfg.regime_mean_readings * span > window:
             window = cfg.regime_mean_readings * span
-        w_short = 1.0 - math.exp(-span / window)
+        derived = self._derived  # 1 - exp(-span / window), remembered (see _Derived)
+        if span == derived.regime_span and window == derived.regime_window:
+            w_short = derived.regime_w
+        else:
+            w_short = 1.0 - math.exp(-span / window)
+            derived.regime_span, derived.regime_window, derived.regime_w = span, window, w_short
         if span / seen > w_short:
             w_short = span / seen
         # Session 7: a stopped line back after an absence longer than its window
@@ -1418,7 +1499,7 @@ class DetectorBank:
         # fresh mean of a part of a cycle would be judged as if they were. A fresh
         # mean weighs its readings equally (the weight that keeps the sum of
         # squared weights at 1/n).
-        m = _R_MORE_OF[i]
+        m = 0 if running else 1  # _R_MORE_OF[i]
         squares = r[_R_SQUARES + m]
         if not running and t - r[_R_LAST + m] > window:
             w_short = 1.0
@@ -1558,16 +1639,15 @@ class DetectorBank:
         """Regime sensors: the z to judge (0 inside the learned envelope widened by
         ``z_warning`` scales); learn the envelope from readings the baseline does not
         flag, and let it shrink towards the baseline with a memory of three months."""
-        margin = self._active.z_warning * scale
+        cfg = self._active
+        z_warning = cfg.z_warning
+        margin = z_warning * scale
         inside = st.env_low - margin <= x <= st.env_high + margin
-        learning = st.last_ts - st.first_ts < self._active.envelope_learn_days * 86_400.0
-        reach = self._active.z_warning * scale
+        learning = st.last_ts - st.first_ts < cfg.envelope_learn_days * 86_400.0
+        reach = margin  # the same product: z_warning scales
         # Learn from readings the baseline does not flag, or that extend the envelope
         # by less than a flag's worth (a cycle's peaks); a surge beyond both is not.
-        if (
-            -self._active.z_warning < z < self._active.z_warning
-            or st.env_low - reach <= x <= st.env_high + reach
-        ):
+        if -z_warning < z < z_warning or st.env_low - reach <= x <= st.env_high + reach:
             if x > st.env_high:
                 st.env_high = x
             elif x < st.env_low:
@@ -1695,7 +1775,13 @@ class DetectorBank:
                 if x == prev:
                     st.run_exact = 2
                 return False
-            self._start_run(st, x, t)
+            # A new run on this reading (_start_run, written out: a live sensor
+            # takes this branch at nearly every reading).
+            st.run_value = x
+            st.run_count = st.run_exact = 1
+            st.run_start = t
+            st.stuck_reported = False
+            st.run_scale = math.sqrt(st.var)
             return False
         st.run_count += 1
         if x == st.run_value:
@@ -1748,6 +1834,7 @@ class DetectorBank:
         expected: float,
         scale: float,
         st: DeviceState,
+        t: float,
         out: list[Anomaly],
     ) -> None:
         """Two-sided CUSUM of the robust z of the one-step residual: a lasting step
@@ -1760,9 +1847,9 @@ class DetectorBank:
         neg = st.shift_neg - u - k
         # The classic CUSUM change-point estimate: where the sum last left zero.
         if pos > 0.0 and st.shift_pos == 0.0:
-            st.shift_pos_seq, st.shift_pos_ts = reading.seq, reading.ts.timestamp()
+            st.shift_pos_seq, st.shift_pos_ts = reading.seq, t
         if neg > 0.0 and st.shift_neg == 0.0:
-            st.shift_neg_seq, st.shift_neg_ts = reading.seq, reading.ts.timestamp()
+            st.shift_neg_seq, st.shift_neg_ts = reading.seq, t
         st.shift_pos = pos if pos > 0.0 else 0.0
         st.shift_neg = neg if neg > 0.0 else 0.0
         up = st.shift_pos >= st.shift_neg
@@ -1862,7 +1949,12 @@ class DetectorBank:
         z = 8.0 if z > 8.0 else -8.0 if z < -8.0 else z
         if lim.profile_up_only and z < 0.0:
             z = 0.0
-        ws = 1.0 - math.exp(-dt / cfg.seasonal_smoothing_s)
+        derived = self._derived  # 1 - exp(-dt / smoothing), remembered (see _Derived)
+        if dt == derived.season_dt:
+            ws = derived.season_w
+        else:
+            ws = derived.season_w = 1.0 - math.exp(-dt / cfg.seasonal_smoothing_s)
+            derived.season_dt = dt
         st.season_level += ws * (z - st.season_level)
         zs = st.season_level
         azs = zs if zs >= 0.0 else -zs
@@ -1954,7 +2046,13 @@ class DetectorBank:
             c[_C_F_CUR:] = _C_F_EMPTY[3:27]
             c[_C_BLOCK] = block
         level = c[_C_LEVEL]
-        level += (1.0 - math.exp(-dt / cfg.ceiling_smoothing_s)) * (x - level)
+        derived = self._derived  # 1 - exp(-dt / smoothing), remembered (see _Derived)
+        if dt == derived.ceiling_dt:
+            w = derived.ceiling_w
+        else:
+            w = derived.ceiling_w = 1.0 - math.exp(-dt / cfg.ceiling_smoothing_s)
+            derived.ceiling_dt = dt
+        level += w * (x - level)
         c[_C_LEVEL] = level
         hour = int(t % 86_400.0 // 3600.0)
         a, b, d = c[_C_PREV + (hour - 1) % 24], c[_C_PREV + hour], c[_C_PREV + (hour + 1) % 24]
@@ -2106,11 +2204,14 @@ class DetectorBank:
             st.stat_level = stat
 
     def _status(self, reading: Reading, st: DeviceState, t: float, out: list[Anomaly]) -> None:
-        assert reading.status is not None
-        status = reading.status.value
+        member = reading.status
+        assert member is not None
         previous = st.status
-        if status == previous:
+        # A StrEnum member equals its value: the common case (no change) is told
+        # without ``.value``, an Enum property that costs more than the rest here.
+        if member == previous:
             return
+        status = member.value
         cfg = self._active
         if previous:
             if st.flap_count == 0 or t - st.flap_start > cfg.flap_window_seconds:
