@@ -613,6 +613,10 @@ def _inside(lim: AnalogLimits) -> tuple[float, float]:
     return (max(lows) if lows else -math.inf), (min(highs) if highs else math.inf)
 
 
+#: How many configs' derived values the bank keeps (overrides in use at once).
+_DERIVED_CACHE_SIZE: Final = 64
+
+
 class _Derived:
     """What the per-reading path derives from one :class:`DetectorConfig`, computed
     once per config instead of once per reading (session 8: the bank's cost, issue
@@ -672,9 +676,12 @@ class DetectorBank:
     overrides: Callable[[], DetectorOverrides | None] | None = None
     #: The config of the reading being judged (``config`` or its override).
     _active: DetectorConfig = field(default_factory=DetectorConfig)
-    #: What the detectors derive from ``_active`` (kept for the last config judged
-    #: by: the bank's own, unless overrides alternate).
+    #: What the detectors derive from ``_active``.
     _derived: _Derived = field(default_factory=lambda: _Derived(DetectorConfig()))
+    #: The derived values of every config judged by lately, by ``id`` (each entry
+    #: holds its config, so the id stays its own): devices with overrides and
+    #: without alternate in a batch, and must not rebuild them per reading.
+    _derived_by_config: dict[int, _Derived] = field(default_factory=dict)
 
     # -- state management -------------------------------------------------------------
 
@@ -816,7 +823,12 @@ class DetectorBank:
             cfg = current.config_for(device_id, st.sensor_type) if current else self.config
         self._active = cfg
         if self._derived.config is not cfg:
-            self._derived = _Derived(cfg)
+            derived = self._derived_by_config.get(id(cfg))
+            if derived is None:
+                if len(self._derived_by_config) >= _DERIVED_CACHE_SIZE:
+                    self._derived_by_config.clear()  # overrides reloaded: new objects
+                derived = self._derived_by_config[id(cfg)] = _Derived(cfg)
+            self._derived = derived
         self._dirty.add(device_id)
         if sensor_type is _EQUIPMENT_STATUS:
             if reading.status is not None:
